@@ -1,0 +1,130 @@
+"""Personal data at rest: encrypted fields that fail loudly, and blind indexes.
+
+django-encrypted-model-fields returns the ciphertext unchanged when a value does not
+decrypt, so a wrong FIELD_ENCRYPTION_KEY would put ``gAAAAA...`` on screen and, worse,
+save it back encrypted twice. The fields here raise instead. Use them for every
+personal-data field and list the field in docs/data-inventory.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from typing import Any
+
+from cryptography.fernet import InvalidToken
+from django.apps import apps
+from django.conf import settings
+from django.db import models
+from encrypted_model_fields import fields as library
+
+
+class UndecryptableValueError(RuntimeError):
+    """A stored value does not decrypt with any configured FIELD_ENCRYPTION_KEY."""
+
+
+class StrictDecryptMixin:
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            plaintext = library.decrypt_str(value)
+        except InvalidToken:
+            raise UndecryptableValueError(
+                f"{self.model._meta.label}.{self.name} does not decrypt with any key in "
+                "FIELD_ENCRYPTION_KEY (was a key removed before rotation finished?)"
+            ) from None
+        # Skip the library's lenient to_python: the value is already plaintext.
+        return super(library.EncryptedMixin, self).to_python(plaintext)
+
+
+class EncryptedCharField(StrictDecryptMixin, library.EncryptedCharField):
+    pass
+
+
+class EncryptedTextField(StrictDecryptMixin, library.EncryptedTextField):
+    pass
+
+
+class EncryptedEmailField(StrictDecryptMixin, library.EncryptedEmailField):
+    pass
+
+
+def normalize_email(address: str) -> str:
+    """The form every email takes before it is indexed: trimmed, lower case."""
+    return address.strip().lower()
+
+
+def blind_index(address: str) -> str:
+    """Keyed HMAC-SHA256 of the normalised address: equal emails, equal index.
+
+    Without BLIND_INDEX_KEY the index cannot be computed, so a stolen database
+    cannot be searched for a known address.
+    """
+    return hmac.new(
+        settings.BLIND_INDEX_KEY.encode(),
+        normalize_email(address).encode(),
+        hashlib.sha256,
+    ).hexdigest()
+
+
+def key_fingerprint(key: str | bytes) -> str:
+    """How a key is named in logs and audit entries: never the key itself."""
+    raw = key.encode() if isinstance(key, str) else key
+    return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def encrypting_key_fingerprint() -> str:
+    return key_fingerprint(settings.FIELD_ENCRYPTION_KEY[0])
+
+
+def reload_keys() -> None:
+    """Rebuild the library's cipher from settings (it reads keys once, at import)."""
+    library.CRYPTER = library.get_crypter()
+
+
+def encrypted_fields() -> Iterator[tuple[type[models.Model], list[str]]]:
+    """Every concrete model with encrypted fields, and their attribute names."""
+    for model in apps.get_models():
+        if model._meta.proxy or not model._meta.managed:
+            continue
+        names = [
+            field.attname
+            for field in model._meta.concrete_fields
+            if isinstance(field, library.EncryptedMixin)
+        ]
+        if names:
+            yield model, names
+
+
+def undecryptable_samples(tables: set[str], using: str = "default") -> list[str]:
+    """Read the oldest and newest stored value of every encrypted column in
+    ``tables``, raw, and try to decrypt it. Describes each value that fails."""
+    from django.db import connections
+
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    failures = []
+    for model, names in encrypted_fields():
+        if model._meta.db_table not in tables:
+            continue
+        table = quote(model._meta.db_table)
+        pk = quote(model._meta.pk.column)
+        for name in names:
+            column = quote(model._meta.get_field(name).column)
+            for direction in ("ASC", "DESC"):
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SELECT {pk}, {column} FROM {table} "  # noqa: S608 (names quoted)
+                        f"WHERE {column} IS NOT NULL ORDER BY {pk} {direction} LIMIT 1"
+                    )
+                    row = cursor.fetchone()
+                if row is None:
+                    break
+                try:
+                    library.decrypt_str(row[1])
+                except InvalidToken:
+                    failures.append(f"{model._meta.label}.{name} (pk={row[0]})")
+                    break
+    return failures

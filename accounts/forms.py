@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+
+from accounts.encryption import blind_index
+from accounts.models import User
+
+
+class EmailAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login form, asking for an email of any length and case."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.label = "Email"
+        field.max_length = 254
+        field.widget = forms.EmailInput(
+            attrs={"autofocus": True, "autocomplete": "email", "maxlength": 254}
+        )
+
+
+class _UniqueEmailMixin:
+    instance: User
+    cleaned_data: dict[str, Any]
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip()
+        taken = User.objects.filter(email_index=blind_index(email))
+        if self.instance.pk:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError("A user with this email address already exists.")
+        return email
+
+
+class UserCreationForm(_UniqueEmailMixin, AdminUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("email", "name")
+
+
+class UserEditForm(_UniqueEmailMixin, UserChangeForm):
+    class Meta:
+        model = User
+        fields = (
+            "email",
+            "name",
+            "password",
+            "is_active",
+            "is_staff",
+            "is_superuser",
+            "groups",
+            "user_permissions",
+        )

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+
+from accounts.encryption import EncryptedCharField, EncryptedEmailField, blind_index
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone.")
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        # The natural key is the email the person types, looked up by its blind index.
+        return self.get(email_index=blind_index(username or ""))
+
+    def get_by_email(self, email: str) -> User:
+        return self.get(email_index=blind_index(email))
+
+    def _create_user(self, email: str | None, password: str | None, **extra: Any) -> User:
+        # createsuperuser passes the prompt's value under the USERNAME_FIELD name.
+        email = email or extra.pop("email_index", None)
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=email.strip(), **extra)
+        user.set_password(password)
+        user.full_clean(exclude=["password", "email_index"])
+        user.save(using=self._db)
+        return user
+
+    def create_user(
+        self, email: str | None = None, password: str | None = None, **extra: Any
+    ) -> User:
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(
+        self, email: str | None = None, password: str | None = None, **extra: Any
+    ) -> User:
+        extra["is_staff"] = True
+        extra["is_superuser"] = True
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who signs in: a client, a builder's member or staff.
+
+    The email and name are personal data, stored encrypted; ``email_index`` (a keyed
+    HMAC of the normalised email) is what login, uniqueness and look-ups use.
+    """
+
+    email = EncryptedEmailField("email address")
+    email_index = models.CharField("email address", max_length=64, unique=True, editable=False)
+    name = EncryptedCharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False, help_text="Can sign in to the back-office.")
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email_index"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"User {self.pk}"
+
+    def clean(self) -> None:
+        # AbstractBaseUser.clean would normalise the USERNAME_FIELD (our index): skip.
+        self.email = self.__class__.objects.normalize_email(self.email.strip())
+
+    def get_full_name(self) -> str:
+        return self.name
+
+    def get_short_name(self) -> str:
+        return self.name.split(" ")[0] if self.name else ""
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email_index = blind_index(self.email)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "email" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "email_index"}
+        password_changed = self._password is not None and not self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if password_changed:
+                from audit import Category, record
+
+                record(
+                    "accounts.user.password_changed",
+                    category=Category.SECURITY,
+                    actor=self,
+                    target=self,
+                )
+
+
+class Builder(models.Model):
+    """A provider organisation (the tenant): its members see its bookings only."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(User, through="BuilderMembership", related_name="builders")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BuilderMembership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+
+    builder = models.ForeignKey(Builder, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["builder", "user"], name="unique_builder_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.builder} ({self.role})"
+
+
+class EncryptionCanary(models.Model):
+    """One row encrypted at migrate time, so a wrong key is caught before any
+    personal data has been stored with it (see config.checks)."""
+
+    PLAINTEXT = "slotpay-encryption-canary"
+
+    value = EncryptedCharField(max_length=64)
+
+    def __str__(self) -> str:
+        return "encryption canary"
+
+
+class FieldKeyRotation(models.Model):
+    """Checkpoint of ``rotate_field_encryption_key``: how far each model has been
+    re-encrypted under the key with this fingerprint, so a stopped run resumes."""
+
+    key_fingerprint = models.CharField(max_length=32)
+    model_label = models.CharField(max_length=100)
+    last_pk = models.BigIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key_fingerprint", "model_label"], name="unique_rotation_checkpoint"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_label} under {self.key_fingerprint}"

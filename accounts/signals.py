@@ -1,0 +1,56 @@
+"""Audit entries for account events, and the encryption canary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from accounts.encryption import blind_index
+from accounts.models import EncryptionCanary, User
+from audit import Category, record
+
+
+@receiver(post_save, sender=User, dispatch_uid="audit_user_created")
+def audit_user_created(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
+    if created and not kwargs.get("raw"):
+        record(
+            "accounts.user.created",
+            category=Category.SECURITY,
+            actor="accounts",
+            target=instance,
+            data={"is_staff": instance.is_staff, "is_superuser": instance.is_superuser},
+            personal_data={"email": instance.email},
+        )
+
+
+@receiver(user_logged_in, dispatch_uid="audit_login_succeeded")
+def audit_login_succeeded(sender: Any, request: Any, user: User, **kwargs: Any) -> None:
+    record("accounts.user.login_succeeded", category=Category.SECURITY, actor=user, target=user)
+
+
+@receiver(user_login_failed, dispatch_uid="audit_login_failed")
+def audit_login_failed(
+    sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
+) -> None:
+    attempted = str(credentials.get("username") or credentials.get("email") or "")
+    record(
+        "accounts.user.login_failed",
+        category=Category.SECURITY,
+        actor=None,
+        data={"email_index": blind_index(attempted) if attempted else ""},
+        personal_data={"email": attempted} if attempted else None,
+    )
+
+
+@receiver(user_logged_out, dispatch_uid="audit_logged_out")
+def audit_logged_out(sender: Any, request: Any, user: User | None, **kwargs: Any) -> None:
+    if user is not None:
+        record("accounts.user.logged_out", category=Category.SECURITY, actor=user, target=user)
+
+
+def ensure_encryption_canary(using: str = "default", **kwargs: Any) -> None:
+    if not EncryptionCanary.objects.using(using).exists():
+        EncryptionCanary.objects.using(using).create(value=EncryptionCanary.PLAINTEXT)

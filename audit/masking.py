@@ -1,0 +1,106 @@
+"""Masking personal data and secrets out of text: logs, Sentry events, audit data.
+
+This module imports nothing from Django models, so logging can load it while
+settings are still being read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+MASK = "[redacted]"
+
+_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})@([\w-]+(?:\.[\w-]+)+)")
+# 13 to 19 digits, optionally grouped by spaces or dashes: the shape of a card number.
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_SECRETS = [
+    re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"),
+    re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
+    # Fernet tokens (our ciphertext) and keys are not for logs either.
+    re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}"),
+]
+_ASSIGNMENT = re.compile(
+    r"(?i)\b(password|passwd|secret|token|api[_-]?key|authorization|signature|"
+    r"signing[_-]?key|encryption[_-]?key)(\"?\s*[=:]\s*\"?)([^\s\",;&]+)"
+)
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s/]+)@")
+
+_SENSITIVE_KEYS = re.compile(
+    r"(?i)(password|passwd|secret|token|api[_-]?key|authorization|cookie|signature|"
+    r"card|cvc|cvv|iban|dsn)"
+)
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[card]" if _luhn_valid(digits) else match.group(0)
+
+
+def mask_email(address: str) -> str:
+    """``jane.doe@example.com`` -> ``j***@e***.com``: enough to tell cases apart."""
+    local, _, domain = address.partition("@")
+    if not domain:
+        return MASK
+    host, _, tld = domain.rpartition(".")
+    return f"{local[:1]}***@{(host or tld)[:1]}***.{tld if host else ''}".rstrip(".")
+
+
+def scrub_text(text: str) -> str:
+    """Mask emails, card-like numbers and secrets in free text."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    for pattern in _SECRETS:
+        text = pattern.sub(MASK, text)
+    text = _ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    return _CARD.sub(_mask_card, text)
+
+
+def scrub(value: Any, *, key: str | None = None) -> Any:
+    """Scrub a JSON-like structure: sensitive keys lose their value, text is masked."""
+    if key is not None and _SENSITIVE_KEYS.search(key) and value not in (None, "", [], {}):
+        return MASK
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: scrub(v, key=str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item) for item in value]
+    return value
+
+
+_STANDARD_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class MaskingFilter(logging.Filter):
+    """Logging filter: the formatted message, the traceback and extras get scrubbed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        record.msg = scrub_text(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_text(record.exc_text)
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_RECORD_ATTRS and name != "request_id":
+                setattr(record, name, scrub(value, key=name))
+        return True

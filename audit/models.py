@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from django.db import models
+
+from accounts.encryption import EncryptedTextField
+from audit.categories import ActorType, Category
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditEntry(models.Model):
+    """One fact in the append-only, SHA-256 chained audit trail.
+
+    ``entry_hash`` covers every column except ``personal_data`` itself: it covers
+    that part's digest instead, so an erasure can redact the personal data (set it
+    to NULL) and the chain still verifies. On PostgreSQL a trigger refuses DELETE and
+    any UPDATE other than re-encrypting or redacting ``personal_data``.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=100, db_index=True)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    # JSON {"nonce": ..., "values": {...}}, encrypted; the nonce keeps the digest
+    # from confirming a guessed value.
+    personal_data = EncryptedTextField(null=True, blank=True)
+    personal_data_digest = models.CharField(max_length=64, blank=True)
+    personal_data_redacted_at = models.DateTimeField(null=True, blank=True)
+    previous_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["sequence"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
+            models.Index(fields=["category", "created_at"], name="audit_category_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action}"
+
+
+class AuditChainHead(models.Model):
+    """The single row every writer locks: the last sequence number and hash."""
+
+    sequence = models.PositiveBigIntegerField(default=0)
+    entry_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    def __str__(self) -> str:
+        return f"head at #{self.sequence}"

@@ -1,0 +1,198 @@
+"""Writing, verifying and redacting the audit trail."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from accounts.encryption import UndecryptableValueError
+from audit import chain
+from audit.categories import ActorType, Category
+from audit.masking import scrub
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
+from config.http import current_client_ip, current_request_id, truncate_ip
+
+logger = logging.getLogger(__name__)
+
+Actor = models.Model | str | None
+
+
+def _actor(actor: Actor) -> tuple[str, str]:
+    if actor is None:
+        return ActorType.ANONYMOUS, ""
+    if isinstance(actor, str):
+        return ActorType.SYSTEM, actor
+    return ActorType.USER, str(actor.pk)
+
+
+def _target(target: models.Model | tuple[str, Any] | None) -> tuple[str, str]:
+    if target is None:
+        return "", ""
+    if isinstance(target, tuple):
+        label, pk = target
+        return label, str(pk)
+    return target._meta.label_lower, str(target.pk)
+
+
+def _locked_head() -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        # First entry ever (or after a test flush): create the head, tolerating a race.
+        AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+def record(
+    action: str,
+    *,
+    category: Category | str,
+    actor: Actor,
+    target: models.Model | tuple[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    personal_data: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> AuditEntry:
+    """Append one entry to the chain, inside the caller's transaction.
+
+    ``action`` is namespaced (``accounts.user.created``). ``actor`` is the acting
+    user, a system component's name (``"webhooks.stripe"``) or None for anonymous.
+    ``data`` must hold no personal data (it is scrubbed regardless); anything
+    personal goes in ``personal_data``, which is encrypted and can later be
+    redacted without breaking the chain. The request id and the (truncated) client
+    address default to the current request's.
+
+    Writers serialise on the chain head's row lock, which is held until the
+    caller's transaction ends: keep audited transactions short.
+    """
+    if category not in Category.values:
+        raise ValueError(f"unknown audit category {category!r}")
+    actor_type, actor_id = _actor(actor)
+    target_type, target_id = _target(target)
+    clean_data = chain.jsonable(scrub(data or {}))
+    sealed_personal = None
+    personal_digest = ""
+    if personal_data:
+        envelope = {"nonce": secrets.token_hex(16), "values": chain.jsonable(personal_data)}
+        sealed_personal = chain.canonical(envelope).decode()
+        personal_digest = chain.digest(envelope)
+
+    with transaction.atomic():
+        head = _locked_head()
+        fields: dict[str, Any] = {
+            "sequence": head.sequence + 1,
+            "created_at": timezone.now(),
+            "actor_type": str(actor_type),
+            "actor_id": actor_id,
+            "action": action,
+            "category": str(category),
+            "target_type": target_type,
+            "target_id": target_id,
+            "data": clean_data,
+            "request_id": request_id or current_request_id.get() or "",
+            "ip": truncate_ip(ip or current_client_ip.get()),
+            "personal_data_digest": personal_digest,
+            "previous_hash": head.entry_hash,
+        }
+        fields["entry_hash"] = chain.entry_hash(fields)
+        entry = AuditEntry.objects.create(personal_data=sealed_personal, **fields)
+        head.sequence = entry.sequence
+        head.entry_hash = entry.entry_hash
+        head.save(update_fields=["sequence", "entry_hash"])
+    return entry
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    entries: int
+    broken_at: AuditEntry | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+def _entry_fields(entry: AuditEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in chain.HASHED_FIELDS}
+
+
+def _personal_data_problem(entry: AuditEntry) -> str:
+    if entry.personal_data is None:
+        if entry.personal_data_digest and entry.personal_data_redacted_at is None:
+            return "personal data is missing but was never redacted"
+        return ""
+    try:
+        envelope = json.loads(entry.personal_data)
+    except ValueError:
+        return "personal data is not the JSON that was sealed"
+    if chain.digest(envelope) != entry.personal_data_digest:
+        return "personal data does not match its digest"
+    return ""
+
+
+def verify_chain(*, batch_size: int = 2000) -> ChainReport:
+    """Walk the whole chain in order and report the first entry that does not hold."""
+    expected_previous = GENESIS_HASH
+    expected_sequence = 1
+    count = 0
+    entries = AuditEntry.objects.order_by("sequence").iterator(chunk_size=batch_size)
+    while True:
+        try:
+            entry = next(entries)
+        except StopIteration:
+            break
+        except UndecryptableValueError as exc:
+            return ChainReport(count, None, f"an entry after #{count} cannot be read: {exc}")
+        count += 1
+        if entry.sequence != expected_sequence:
+            reason = f"sequence {expected_sequence} is missing (found {entry.sequence})"
+        elif entry.previous_hash != expected_previous:
+            reason = "previous_hash does not match the entry before it"
+        elif chain.entry_hash(_entry_fields(entry)) != entry.entry_hash:
+            reason = "entry_hash does not match the entry's contents"
+        else:
+            reason = _personal_data_problem(entry)
+        if reason:
+            return ChainReport(count, entry, reason)
+        expected_previous = entry.entry_hash
+        expected_sequence += 1
+
+    head = AuditChainHead.objects.filter(pk=1).first()
+    head_sequence = head.sequence if head else 0
+    if head_sequence != expected_sequence - 1:
+        return ChainReport(
+            count,
+            None,
+            f"the chain head says {head_sequence} entries but {expected_sequence - 1} "
+            "are stored (entries were removed from the end)",
+        )
+    return ChainReport(count)
+
+
+def redact_personal_data(entries: Iterable[AuditEntry], *, actor: Actor, reason: str) -> int:
+    """Erase the personal-data part of entries (a data-subject erasure).
+
+    The chain still verifies: the hash covers only the part's digest. The
+    redaction is itself recorded.
+    """
+    ids = [entry.pk for entry in entries]
+    with transaction.atomic():
+        count = AuditEntry.objects.filter(pk__in=ids, personal_data__isnull=False).update(
+            personal_data=None, personal_data_redacted_at=timezone.now()
+        )
+        record(
+            "audit.personal_data.redacted",
+            category=Category.DATA,
+            actor=actor,
+            data={"entries": count, "reason": reason},
+        )
+    return count

@@ -1,0 +1,123 @@
+"""System checks for unsafe configuration: ``manage.py check --deploy`` runs them all.
+
+Later apps add theirs here (Stripe key mode, sandbox in production, ...), so that
+one module answers "what makes a deployment unsafe".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.db import DatabaseError, connections
+
+MIN_SECRET_KEY_LENGTH = 50
+MIN_BLIND_INDEX_KEY_LENGTH = 32
+ONE_YEAR = 31_536_000
+
+
+def _production_like() -> bool:
+    return settings.ENVIRONMENT in ("staging", "production")
+
+
+@register(Tags.security, deploy=False)
+def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors = []
+    if len(settings.SECRET_KEY or "") < MIN_SECRET_KEY_LENGTH:
+        errors.append(
+            Error(
+                f"SECRET_KEY is missing or shorter than {MIN_SECRET_KEY_LENGTH} characters.",
+                hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe(50))'",
+                id="slotpay.E002",
+            )
+        )
+    if len(settings.BLIND_INDEX_KEY or "") < MIN_BLIND_INDEX_KEY_LENGTH:
+        errors.append(
+            Error(
+                f"BLIND_INDEX_KEY is missing or shorter than {MIN_BLIND_INDEX_KEY_LENGTH} "
+                "characters.",
+                hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="slotpay.E003",
+            )
+        )
+    if not settings.FIELD_ENCRYPTION_KEY:
+        errors.append(Error("FIELD_ENCRYPTION_KEY is missing.", id="slotpay.E004"))
+    for position, key in enumerate(settings.FIELD_ENCRYPTION_KEY, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            errors.append(
+                Error(
+                    f"FIELD_ENCRYPTION_KEY entry {position} is not a Fernet key "
+                    "(32 url-safe base64-encoded bytes).",
+                    hint="Generate one: python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'",
+                    id="slotpay.E004",
+                )
+            )
+    return errors
+
+
+@register(Tags.security, deploy=False)
+def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    if not _production_like():
+        return []
+    errors = []
+    if settings.DEBUG:
+        errors.append(
+            Error(f"DEBUG is on with ENVIRONMENT={settings.ENVIRONMENT}.", id="slotpay.E001")
+        )
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        errors.append(
+            Error(
+                f"ENVIRONMENT={settings.ENVIRONMENT} uses SQLite; production runs on PostgreSQL.",
+                hint="Set DATABASE_URL to a postgres:// URL.",
+                id="slotpay.E005",
+            )
+        )
+    if getattr(settings, "SECURE_HSTS_SECONDS", 0) < ONE_YEAR or not (
+        getattr(settings, "SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    ):
+        errors.append(
+            Error(
+                "HSTS is off or shorter than a year (SECURE_HSTS_SECONDS, "
+                "SECURE_HSTS_INCLUDE_SUBDOMAINS).",
+                id="slotpay.E006",
+            )
+        )
+    return errors
+
+
+@register(Tags.security, deploy=False)
+def check_field_encryption_key_decrypts(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Decrypt the oldest and newest stored value of every encrypted column.
+
+    The library would silently show ciphertext for a wrong key; this makes
+    ``manage.py check`` (and so runserver, migrate and every deploy) fail instead.
+    """
+    from accounts.encryption import undecryptable_samples
+
+    connection = connections["default"]
+    try:
+        existing = set(connection.introspection.table_names())
+    except DatabaseError as exc:
+        return [
+            Warning(
+                "Could not reach the database to verify FIELD_ENCRYPTION_KEY "
+                f"({type(exc).__name__}).",
+                id="slotpay.W001",
+            )
+        ]
+    failures = undecryptable_samples(existing)
+    if not failures:
+        return []
+    return [
+        Error(
+            "FIELD_ENCRYPTION_KEY cannot decrypt stored data: " + ", ".join(failures) + ".",
+            hint="Put the key the data was encrypted with back in FIELD_ENCRYPTION_KEY "
+            "(after the new one) and run manage.py rotate_field_encryption_key.",
+            id="slotpay.E007",
+        )
+    ]

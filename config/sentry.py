@@ -1,0 +1,42 @@
+"""Sentry, when SENTRY_DSN is set: no default PII, and every event scrubbed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sentry_sdk
+from sentry_sdk.integrations.celery import CeleryIntegration
+from sentry_sdk.integrations.django import DjangoIntegration
+
+from audit.masking import scrub
+
+_DROPPED_HEADERS = {"authorization", "cookie", "stripe-signature", "calendly-webhook-signature"}
+
+
+def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    request = event.get("request")
+    if isinstance(request, dict):
+        request.pop("cookies", None)
+        request.pop("data", None)
+        headers = request.get("headers")
+        if isinstance(headers, dict):
+            request["headers"] = {
+                name: value
+                for name, value in headers.items()
+                if name.lower() not in _DROPPED_HEADERS
+            }
+    event.pop("user", None)
+    return scrub(event)
+
+
+def init_sentry(*, dsn: str, environment: str) -> None:
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=environment,
+        send_default_pii=False,
+        max_request_body_size="never",
+        include_local_variables=False,
+        before_send=before_send,
+        before_send_transaction=before_send,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+    )

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import path
+
+from config import views
+
+admin.site.site_header = "Slotpay back-office"
+admin.site.site_title = "Slotpay"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "config.views.bad_request"
+handler403 = "config.views.permission_denied"
+handler404 = "config.views.page_not_found"
+handler500 = "config.views.server_error"
