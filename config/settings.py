@@ -66,6 +66,8 @@ if TRUSTED_PROXY_COUNT:
 # --- Applications --------------------------------------------------------------------
 
 INSTALLED_APPS = [
+    # First, so that its changepassword (by email) replaces django.contrib.auth's.
+    "accounts",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -76,7 +78,6 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "config",
-    "accounts",
     "audit",
 ]
 
@@ -155,6 +156,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
+AXES_SENSITIVE_PARAMETERS = ["username", "email", "ip_address"]
 AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
 AXES_CLIENT_IP_CALLABLE = "config.http.client_ip"
 

@@ -9,3 +9,6 @@ import os
 os.environ["ENVIRONMENT"] = "test"
 
 from config.settings import *  # noqa: F403
+
+# Hashing passwords slowly protects real accounts, not test fixtures.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

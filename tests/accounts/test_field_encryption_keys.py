@@ -1,0 +1,110 @@
+"""A wrong key fails loudly; rotation re-encrypts everything under the newest key."""
+
+import io
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connection
+
+from accounts.encryption import UndecryptableValueError, key_fingerprint
+from accounts.models import FieldKeyRotation, User
+from audit.models import AuditEntry
+from audit.services import verify_chain
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def _new_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+def _raw_emails() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT email FROM accounts_user ORDER BY id")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.fixture
+def old_key(settings):
+    """The key everything in the test database (canary included) was written with."""
+    return settings.FIELD_ENCRYPTION_KEY[0]
+
+
+@pytest.fixture
+def clients(old_key):
+    # Written under the old key: accounts, their creation audit entries, the canary.
+    return [
+        User.objects.create_user(email=f"client{n}@example.com", password=PASSWORD, name=f"C {n}")
+        for n in range(7)
+    ]
+
+
+def test_a_wrong_key_makes_check_fail_naming_the_field(clients, field_keys):
+    field_keys(_new_key())
+
+    with pytest.raises(SystemCheckError) as failure:
+        call_command("check")
+
+    assert "slotpay.E007" in str(failure.value)
+    assert "accounts.User.email" in str(failure.value)
+
+
+def test_a_wrong_key_raises_instead_of_showing_ciphertext(clients, field_keys):
+    field_keys(_new_key())
+
+    with pytest.raises(UndecryptableValueError, match=r"accounts\.User\.email"):
+        User.objects.get(pk=clients[0].pk).email  # noqa: B018 (the read is the test)
+
+
+def test_the_old_key_after_the_new_one_still_decrypts(clients, old_key, field_keys):
+    field_keys(_new_key(), old_key)
+
+    assert User.objects.get(pk=clients[0].pk).email == "client0@example.com"
+    call_command("check")
+
+
+def test_rotation_leaves_every_row_readable_with_the_new_key_alone(clients, old_key, field_keys):
+    new_key = _new_key()
+    field_keys(new_key, old_key)
+    before = _raw_emails()
+    out = io.StringIO()
+
+    call_command(
+        "rotate_field_encryption_key", "--batch-size", "3", stdout=out, stderr=io.StringIO()
+    )
+
+    assert all(a != b for a, b in zip(before, _raw_emails(), strict=True))
+    assert f"Rotation to key {key_fingerprint(new_key)} complete" in out.getvalue()
+    assert "accounts.User: 7 rows re-encrypted" in out.getvalue()
+    field_keys(new_key)
+    call_command("check")
+    assert [user.email for user in User.objects.all()] == [
+        f"client{n}@example.com" for n in range(7)
+    ]
+    assert verify_chain().ok  # audit personal data re-encrypted, chain intact
+    rotated = AuditEntry.objects.filter(action="accounts.field_encryption_key.rotated").get()
+    assert rotated.data["key_fingerprint"] == key_fingerprint(new_key)
+
+
+def test_a_stopped_rotation_resumes_where_it_left_off(clients, old_key, field_keys):
+    new_key = _new_key()
+    field_keys(new_key, old_key)
+
+    first = io.StringIO()
+    call_command("rotate_field_encryption_key", "--limit", "4", stdout=first, stderr=io.StringIO())
+    assert "paused" in first.getvalue()
+    assert FieldKeyRotation.objects.filter(finished_at__isnull=True).exists()
+
+    second = io.StringIO()
+    call_command("rotate_field_encryption_key", stdout=second, stderr=io.StringIO())
+
+    assert "complete" in second.getvalue()
+    assert "4 rows done by earlier runs" in second.getvalue()
+    field_keys(new_key)
+    call_command("check")
+    assert sorted(user.email for user in User.objects.all()) == sorted(
+        f"client{n}@example.com" for n in range(7)
+    )

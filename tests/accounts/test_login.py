@@ -1,0 +1,54 @@
+"""Signing in by email, in any letter case, through the real login page."""
+
+import pytest
+from axes.models import AccessAttempt
+
+from accounts.encryption import blind_index
+from tests.conftest import PASSWORD
+
+
+@pytest.mark.parametrize("typed", ["owner@example.com", "OWNER@EXAMPLE.COM", "Owner@Example.Com"])
+def test_staff_signs_in_with_email_in_any_case(client, owner, typed):
+    owner.is_staff = True
+    owner.save()
+
+    response = client.post(
+        "/admin/login/", {"username": typed, "password": PASSWORD, "next": "/admin/"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+
+
+def test_wrong_password_is_refused_without_saying_why(client, owner):
+    owner.is_staff = True
+    owner.save()
+
+    response = client.post("/admin/login/", {"username": "owner@example.com", "password": "nope"})
+
+    assert response.status_code == 200
+    assert b"Please enter the correct email" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_login_form_accepts_a_long_address(client, db):
+    response = client.get("/admin/login/")
+
+    assert b'maxlength="254"' in response.content
+    assert b'type="email"' in response.content
+
+
+def test_repeated_failures_lock_out_and_store_no_email(client, owner, settings):
+    owner.is_staff = True
+    owner.save()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/admin/login/", {"username": "owner@example.com", "password": "nope"})
+
+    locked = client.post("/admin/login/", {"username": "owner@example.com", "password": PASSWORD})
+
+    assert locked.status_code == 429
+    attempt = AccessAttempt.objects.get()
+    assert attempt.username == blind_index("owner@example.com")
+    assert "username=" in attempt.post_data
+    assert "example.com" not in attempt.get_data + attempt.post_data
