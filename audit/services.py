@@ -139,8 +139,25 @@ def _personal_data_problem(entry: AuditEntry) -> str:
     return ""
 
 
+def _head_sequence() -> int:
+    head = AuditChainHead.objects.filter(pk=1).first()
+    return head.sequence if head else 0
+
+
+def _unreadable_entry(after_sequence: int) -> AuditEntry | None:
+    return (
+        AuditEntry.objects.filter(sequence__gt=after_sequence)
+        .order_by("sequence")
+        .defer("personal_data")
+        .first()
+    )
+
+
 def verify_chain(*, batch_size: int = 2000) -> ChainReport:
     """Walk the whole chain in order and report the first entry that does not hold."""
+    # Entries committed while the walk runs are missing from its snapshot yet counted
+    # by a later read of the head: bracket the walk between two head reads.
+    head_before = _head_sequence()
     expected_previous = GENESIS_HASH
     expected_sequence = 1
     count = 0
@@ -151,7 +168,10 @@ def verify_chain(*, batch_size: int = 2000) -> ChainReport:
         except StopIteration:
             break
         except UndecryptableValueError as exc:
-            return ChainReport(count, None, f"an entry after #{count} cannot be read: {exc}")
+            unreadable = _unreadable_entry(expected_sequence - 1)
+            if unreadable is None:
+                return ChainReport(count, None, f"an entry after #{count} cannot be read: {exc}")
+            return ChainReport(count + 1, unreadable, f"personal data cannot be read: {exc}")
         count += 1
         if entry.sequence != expected_sequence:
             reason = f"sequence {expected_sequence} is missing (found {entry.sequence})"
@@ -166,14 +186,21 @@ def verify_chain(*, batch_size: int = 2000) -> ChainReport:
         expected_previous = entry.entry_hash
         expected_sequence += 1
 
-    head = AuditChainHead.objects.filter(pk=1).first()
-    head_sequence = head.sequence if head else 0
-    if head_sequence != expected_sequence - 1:
+    stored = expected_sequence - 1
+    if stored < head_before:
         return ChainReport(
             count,
             None,
-            f"the chain head says {head_sequence} entries but {expected_sequence - 1} "
+            f"the chain head says {head_before} entries but {stored} "
             "are stored (entries were removed from the end)",
+        )
+    head_after = _head_sequence()
+    if stored > head_after:
+        return ChainReport(
+            count,
+            None,
+            f"{stored} entries are stored but the chain head says {head_after} "
+            "(entries were added past the head, or the head was moved back)",
         )
     return ChainReport(count)
 
