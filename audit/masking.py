@@ -12,9 +12,13 @@ from typing import Any
 
 MASK = "[redacted]"
 
-_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})@([\w-]+(?:\.[\w-]+)+)")
+# "%40" too: query strings (Django logs the request's full path) carry it encoded.
+_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})(?:@|%40)([\w-]+(?:\.[\w-]+)+)")
 # 13 to 19 digits, optionally grouped by spaces or dashes: the shape of a card number.
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Card numbers start with 2-6 (Mastercard, Amex/Diners/JCB, Visa, Mastercard, Discover/
+# UnionPay); millisecond timestamps (13 digits, "17...") would otherwise pass the Luhn
+# check one time in ten.
+_CARD = re.compile(r"(?<!\d)[2-6](?:[ -]?\d){12,18}(?!\d)")
 _SECRETS = [
     re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"),
     re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}"),
@@ -66,7 +70,7 @@ def scrub_text(text: str) -> str:
     for pattern in _SECRETS:
         text = pattern.sub(MASK, text)
     text = _ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    text = _EMAIL.sub(lambda m: mask_email(f"{m.group(1)}@{m.group(2)}"), text)
     return _CARD.sub(_mask_card, text)
 
 
@@ -84,6 +88,7 @@ def scrub(value: Any, *, key: str | None = None) -> Any:
 
 
 _STANDARD_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_JSON_TYPES = (str, int, float, bool, type(None), dict, list, tuple)
 
 
 class MaskingFilter(logging.Filter):
@@ -100,7 +105,13 @@ class MaskingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub_text(record.exc_text)
+            # Formatters use exc_text when exc_info is gone; the JSON formatter would
+            # otherwise format the exception again, unmasked.
+            record.exc_info = None
         for name, value in list(vars(record).items()):
             if name not in _STANDARD_RECORD_ATTRS and name != "request_id":
-                setattr(record, name, scrub(value, key=name))
+                # What a formatter would print (the JSON one uses str()), masked:
+                # Django's ``request`` extra prints the full path with its query.
+                printable = value if isinstance(value, _JSON_TYPES) else str(value)
+                setattr(record, name, scrub(printable, key=name))
         return True

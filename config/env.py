@@ -32,7 +32,8 @@ def profile() -> str:
 
 def read_secret(name: str, *, required: bool) -> str | None:
     """Return ``NAME`` or the contents of the file named by ``NAME_FILE``."""
-    direct = os.environ.get(name)
+    # Blank counts as unset: REDIS_URL=" " must not pass for a configured broker.
+    direct = (os.environ.get(name) or "").strip()
     path = os.environ.get(f"{name}_FILE")
     if direct and path:
         raise ConfigurationError(f"Set {name} or {name}_FILE, not both.")
@@ -47,7 +48,7 @@ def read_secret(name: str, *, required: bool) -> str | None:
             raise ConfigurationError(f"{name}_FILE={path} is empty.")
         return value
     if direct:
-        return direct.strip()
+        return direct
     if required:
         raise ConfigurationError(
             f"{name} is required when ENVIRONMENT={profile()} (set {name} or {name}_FILE)."

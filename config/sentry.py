@@ -33,7 +33,9 @@ def init_sentry(*, dsn: str, environment: str) -> None:
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
-        send_default_pii=False,
+        # No send_default_pii (deprecated in sentry-sdk 2.75, a DeprecationWarning) and
+        # no data_collection (it turns the SDK's own scrubber off): unset, the SDK
+        # collects no user identity and scrubs cookies and sensitive headers itself.
         max_request_body_size="never",
         include_local_variables=False,
         before_send=before_send,

@@ -1,0 +1,252 @@
+"""Log lines leave masked, and carry the request id, in both of the project's formats.
+
+The records go through the real root "console" handler that settings.LOGGING builds
+(its filters and formatter), only with its stream pointed at a StringIO.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import logging.config
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from config.http import current_request_id
+
+EMAIL = "jane.doe@example.com"
+CARD = "4242 4242 4242 4242"
+# Millisecond timestamps have 13 digits, like the shortest card numbers; one in ten
+# passes the Luhn check, as this one does.
+TIMESTAMP_LUHN_VALID = "1718000000006"
+TIMESTAMP = "1718000000001"
+REQUEST_ID = "req-0123456789abcdef"
+
+
+def _fake_secret(prefix: str, mode: str = "") -> str:
+    # Assembled at runtime so that no key-shaped literal sits in the source.
+    return prefix + "_" + (mode + "_" if mode else "") + "FAKE" + "0123456789abcdef" * 2
+
+
+SECRETS = {
+    "stripe test key": _fake_secret("sk", "test"),
+    "stripe live key": _fake_secret("sk", "live"),
+    "webhook secret": _fake_secret("whsec"),
+}
+
+
+@pytest.fixture(params=["text", "json"])
+def log_format(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def _project_formatter(name: str) -> logging.Formatter:
+    config = copy.deepcopy(settings.LOGGING)  # the configurator pops keys from it
+    return logging.config.DictConfigurator(config).configure_formatter(config["formatters"][name])
+
+
+@pytest.fixture
+def console() -> Iterator[Callable[[str], io.StringIO]]:
+    """Point the project's console handler at a StringIO, in the format asked for."""
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "console")
+    stream = io.StringIO()
+    old_stream = handler.setStream(stream)
+    old_formatter = handler.formatter
+
+    def use(log_format: str) -> io.StringIO:
+        handler.setFormatter(_project_formatter(log_format))
+        return stream
+
+    yield use
+    handler.setStream(old_stream)
+    handler.setFormatter(old_formatter)
+
+
+@pytest.fixture
+def in_request() -> Iterator[None]:
+    token = current_request_id.set(REQUEST_ID)
+    yield
+    current_request_id.reset(token)
+
+
+# The text format's first line of a record; traceback lines follow it.
+TEXT_RECORD = re.compile(
+    r"^\d{4}-\d\d-\d\d [\d:,]+ (?P<level>\w+) (?P<logger>\S+) \[(?P<request_id>[^]]*)\] "
+)
+
+
+def _records(stream: io.StringIO, log_format: str) -> list[dict[str, str]]:
+    """Level, logger and request id of each record written, in either format."""
+    lines = stream.getvalue().splitlines()
+    if log_format == "json":
+        return [json.loads(line) for line in lines]  # one line per record, always
+    return [match.groupdict() for line in lines if (match := TEXT_RECORD.match(line))]
+
+
+logger = logging.getLogger("slotpay.tests.logging")
+
+
+def test_email_and_card_are_masked_but_timestamps_are_not(console, in_request, log_format):
+    stream = console(log_format)
+
+    logger.warning(
+        "charge for %s with card %s failed at %s and %s",
+        EMAIL,
+        CARD,
+        TIMESTAMP,
+        TIMESTAMP_LUHN_VALID,
+    )
+
+    output = stream.getvalue()
+    assert EMAIL not in output
+    assert "j***@e***.com" in output
+    assert CARD not in output
+    assert "4242" not in output
+    assert "[card]" in output
+    assert TIMESTAMP in output
+    assert TIMESTAMP_LUHN_VALID in output
+
+
+@pytest.mark.parametrize("name", SECRETS)
+def test_secrets_are_masked(console, in_request, log_format, name):
+    stream = console(log_format)
+    secret = SECRETS[name]
+
+    logger.info("calling stripe with %s", secret)
+    logger.info("bearer header: Bearer %s", secret)
+
+    output = stream.getvalue()
+    assert secret not in output
+    assert "FAKE" not in output
+    assert output.count("[redacted]") == 2
+
+
+def test_password_assignments_are_masked(console, in_request, log_format):
+    stream = console(log_format)
+
+    logger.warning("login retry password=hunter2-correct-horse user=%s", "u-17")
+    url = "postgres://slotpay:s3cr3t-pw@db.internal:5432/slotpay"  # pragma: allowlist secret
+    logger.warning("connecting to %s", url)
+
+    output = stream.getvalue()
+    assert "hunter2-correct-horse" not in output
+    assert "s3cr3t-pw" not in output
+    assert "password=[redacted]" in output
+    assert "postgres://slotpay:[redacted]@db.internal" in output
+    assert "u-17" in output
+
+
+def test_extras_are_masked(console, in_request, log_format):
+    stream = console(log_format)
+
+    logger.warning(
+        "refund.failed",
+        extra={"customer": EMAIL, "api_key": SECRETS["stripe live key"], "attempt": 3},
+    )
+
+    output = stream.getvalue()
+    assert EMAIL not in output
+    assert "FAKE" not in output
+    if log_format == "json":
+        line = json.loads(output)
+        assert line["customer"] == "j***@e***.com"
+        assert line["api_key"] == "[redacted]"
+        assert line["attempt"] == 3
+
+
+def test_tracebacks_are_masked(console, in_request, log_format):
+    stream = console(log_format)
+
+    try:
+        raise ValueError(f"refund for {EMAIL} with {CARD} via {SECRETS['stripe live key']}")
+    except ValueError:
+        logger.exception("refund.crashed")
+
+    output = stream.getvalue()
+    assert "Traceback (most recent call last)" in output
+    assert "ValueError: refund for j***@e***.com with [card] via [redacted]" in output
+    assert EMAIL not in output
+    assert CARD not in output
+    assert "FAKE" not in output
+    if log_format == "json":
+        line = json.loads(output)
+        assert "j***@e***.com" in line["exc_info"]
+
+
+def test_every_line_carries_the_request_id(console, in_request, log_format):
+    stream = console(log_format)
+
+    logger.info("first")
+    logger.warning("second with %s", EMAIL)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logger.exception("third")
+
+    records = _records(stream, log_format)
+    assert [record["logger"] for record in records] == ["slotpay.tests.logging"] * 3
+    assert [record["request_id"] for record in records] == [REQUEST_ID] * 3
+
+
+def test_outside_a_request_the_id_is_a_dash(console, log_format):
+    stream = console(log_format)
+
+    logger.info("from a management command")
+
+    assert [record["request_id"] for record in _records(stream, log_format)] == ["-"]
+
+
+@override_settings(REDIS_URL="redis://127.0.0.1:1/0")
+def test_lines_logged_while_answering_a_request_carry_its_id(console, client, db, log_format):
+    """Django logs 4xx/5xx responses after the middleware returned: still this request."""
+    stream = console(log_format)
+
+    response = client.get(f"/readyz?contact={EMAIL}", headers={"X-Request-ID": REQUEST_ID})
+
+    assert response.status_code == 503
+    assert response["X-Request-ID"] == REQUEST_ID
+    output = stream.getvalue()
+    assert "readyz.broker-unreachable" in output
+    assert "Service Unavailable: /readyz" in output
+    assert EMAIL not in output
+    records = _records(stream, log_format)
+    assert [(r["logger"], r["request_id"]) for r in records] == [
+        ("config.views", REQUEST_ID),
+        ("django.request", REQUEST_ID),
+    ]
+
+
+def test_json_lines_have_the_documented_fields(console, in_request):
+    stream = console("json")
+
+    logger.warning("payment.webhook.replayed for %s", EMAIL)
+
+    line = json.loads(stream.getvalue())
+    assert line["level"] == "WARNING"
+    assert line["logger"] == "slotpay.tests.logging"
+    assert line["message"] == "payment.webhook.replayed for j***@e***.com"
+    assert line["request_id"] == REQUEST_ID
+    assert "time" in line
+
+
+def test_the_logged_request_is_masked_query_string_included(console, client, db, log_format):
+    """django.request passes the request along; the JSON line prints it, query and all."""
+    stream = console(log_format)
+
+    client.get("/no-such-page?email=jane.doe%40example.com&card=4242424242424242")
+
+    output = stream.getvalue()
+    assert "Not Found: /no-such-page" in output
+    assert "jane.doe" not in output
+    assert "4242424242424242" not in output
+    if log_format == "json":
+        line = json.loads(output.splitlines()[0])
+        assert (
+            line["request"] == "<WSGIRequest: GET '/no-such-page?email=j***@e***.com&card=[card]'>"
+        )
