@@ -80,8 +80,10 @@ def scrub(value: Any, *, key: str | None = None) -> Any:
         return MASK
     if isinstance(value, str):
         return scrub_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if scrub_text(str(value)) == str(value) else "[card]"
     if isinstance(value, dict):
-        return {k: scrub(v, key=str(k)) for k, v in value.items()}
+        return {scrub_text(str(k)): scrub(v, key=str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(item) for item in value]
     return value

@@ -213,13 +213,18 @@ def redact_personal_data(entries: Iterable[AuditEntry], *, actor: Actor, reason:
     """
     ids = [entry.pk for entry in entries]
     with transaction.atomic():
-        count = AuditEntry.objects.filter(pk__in=ids, personal_data__isnull=False).update(
+        redacted = AuditEntry.objects.select_for_update().filter(
+            pk__in=ids, personal_data__isnull=False
+        )
+        sequences = sorted(redacted.values_list("sequence", flat=True))
+        count = AuditEntry.objects.filter(sequence__in=sequences).update(
             personal_data=None, personal_data_redacted_at=timezone.now()
         )
+        # Which entries, so that a redaction nobody recorded stands out.
         record(
             "audit.personal_data.redacted",
             category=Category.DATA,
             actor=actor,
-            data={"entries": count, "reason": reason},
+            data={"entries": count, "sequences": sequences, "reason": reason},
         )
     return count

@@ -86,6 +86,8 @@ def load_dotenv(base_dir: Path) -> None:
             "# Never copy these to staging or production.",
         ]
         lines += [f"{key}={value}" for key, value in generated_development_values().items()]
-        dotenv.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        dotenv.chmod(0o600)
+        # Created 0600 from the start: the keys are never readable by others.
+        descriptor = os.open(dotenv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
     environ.Env.read_env(str(dotenv), overwrite=False)

@@ -50,7 +50,7 @@ def _broker_ready() -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except redis.RedisError:
+    except (redis.RedisError, ValueError):  # ValueError: a URL redis cannot parse
         logger.warning("readyz.broker-unreachable", exc_info=True)
         return False
 

@@ -172,7 +172,11 @@ def test_redaction_keeps_the_chain_valid_and_is_recorded(entries, staff):
     last = AuditEntry.objects.order_by("sequence").last()
     assert last.action == "audit.personal_data.redacted"
     assert last.actor_id == str(staff.pk)
-    assert last.data == {"entries": 2, "reason": "erasure request DSR-7"}
+    assert last.data == {
+        "entries": 2,
+        "sequences": [entries[1].sequence, entries[2].sequence],
+        "reason": "erasure request DSR-7",
+    }
     assert AuditEntry.objects.get(pk=entries[0].pk).personal_data is not None
 
 

@@ -45,6 +45,15 @@ def test_readyz_pings_the_broker_when_there_is_one(client):
 
 
 @pytest.mark.django_db
+@override_settings(REDIS_URL="amqp://127.0.0.1:1/")
+def test_readyz_is_503_when_the_broker_url_is_not_redis(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"] is False
+
+
+@pytest.mark.django_db
 @override_settings(REDIS_URL="redis://127.0.0.1:1/0")
 def test_readyz_is_503_when_the_broker_is_down(client):
     response = client.get("/readyz")

@@ -1,0 +1,30 @@
+"""What audit data, logs and Sentry events lose before they are written."""
+
+from audit.masking import scrub
+
+
+def test_emails_are_masked_in_keys_as_well_as_values():
+    scrubbed = scrub({"jane.doe@example.org": "seen", "note": "mail jane.doe@example.org"})
+
+    assert scrubbed == {"j***@e***.org": "seen", "note": "mail j***@e***.org"}
+
+
+def test_a_card_number_given_as_a_number_is_masked():
+    assert scrub({"ref": 4242424242424242}) == {"ref": "[card]"}
+
+
+def test_ordinary_numbers_are_kept():
+    assert scrub({"amount": 2500, "created": 1732780800123, "flag": True}) == {
+        "amount": 2500,
+        "created": 1732780800123,
+        "flag": True,
+    }
+
+
+def test_sensitive_keys_lose_their_value_whatever_it_is():
+    assert scrub({"password": "hunter2", "api_key": 12, "cvc": "123", "name": "x"}) == {
+        "password": "[redacted]",
+        "api_key": "[redacted]",
+        "cvc": "[redacted]",
+        "name": "x",
+    }
