@@ -116,6 +116,43 @@ def _migrated_encrypted_tables(connection: Any) -> set[str]:
 
 
 @register(Tags.security, deploy=False)
+def check_providers(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The sandbox never in production; Stripe keys of the right mode and scope."""
+    errors = []
+    production = settings.ENVIRONMENT == "production"
+    if production and settings.SANDBOX:
+        errors.append(
+            Error(
+                "SANDBOX is on with ENVIRONMENT=production: the sandbox stands in for "
+                "Stripe and Calendly and must never serve real clients.",
+                hint="Unset SANDBOX (or set SANDBOX=false).",
+                id="slotpay.E008",
+            )
+        )
+    key = settings.STRIPE_API_KEY or ""
+    if production and "_test_" in key:
+        errors.append(Error("STRIPE_API_KEY is a test-mode key in production.", id="slotpay.E009"))
+    if production and key.startswith("sk_"):
+        errors.append(
+            Error(
+                "STRIPE_API_KEY is an unrestricted secret key (sk_) in production.",
+                hint="Create a restricted key (rk_live_...) with only the permissions "
+                "Slotpay uses; README.md lists them.",
+                id="slotpay.E010",
+            )
+        )
+    if not production and "_live_" in key:
+        errors.append(
+            Error(
+                f"STRIPE_API_KEY is a live-mode key with ENVIRONMENT={settings.ENVIRONMENT}.",
+                hint="Use a test-mode key (sk_test_ or rk_test_) outside production.",
+                id="slotpay.E011",
+            )
+        )
+    return errors
+
+
+@register(Tags.security, deploy=False)
 def check_field_encryption_key_decrypts(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Decrypt the oldest and newest stored value of every encrypted column.
 

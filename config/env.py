@@ -61,19 +61,28 @@ def split_list(value: str | None) -> list[str]:
 
 
 def generated_development_values() -> dict[str, str]:
-    """Fresh keys for a first run in development; never used elsewhere."""
+    """Fresh keys for development; never used elsewhere.
+
+    The Stripe and Calendly values are the sandbox's: test-mode keys that only the
+    local stand-ins accept.
+    """
     return {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+        "STRIPE_API_KEY": f"sk_test_sandbox{secrets.token_hex(12)}",
+        "STRIPE_WEBHOOK_SECRETS": f"whsec_sandbox{secrets.token_hex(16)}",
+        "CALENDLY_API_TOKEN": f"sandbox-{secrets.token_urlsafe(24)}",
+        "CALENDLY_WEBHOOK_SIGNING_KEYS": secrets.token_urlsafe(32),
     }
 
 
 def load_dotenv(base_dir: Path) -> None:
-    """In development, read ``.env``, writing it with fresh keys on the first run.
+    """In development, read ``.env``, writing fresh keys into it on the first run.
 
-    Only development reads the file: staging and production take their values from
-    the real environment (or ``NAME_FILE``), so a stray development ``.env`` can never
+    A key that a newer version needs and an older ``.env`` lacks is appended. Only
+    development reads the file: staging and production take their values from the
+    real environment (or ``NAME_FILE``), so a stray development ``.env`` can never
     supply a production secret, and the test suite never depends on local keys.
     Values already in the process environment win over the file.
     """
@@ -81,13 +90,22 @@ def load_dotenv(base_dir: Path) -> None:
         return
     dotenv = base_dir / ".env"
     if not dotenv.exists():
-        lines = [
-            "# Written by Slotpay on its first run in development: local keys only.",
-            "# Never copy these to staging or production.",
-        ]
-        lines += [f"{key}={value}" for key, value in generated_development_values().items()]
         # Created 0600 from the start: the keys are never readable by others.
         descriptor = os.open(dotenv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
+            handle.write(
+                "# Written by Slotpay in development: local keys only.\n"
+                "# Never copy these to staging or production.\n"
+            )
     environ.Env.read_env(str(dotenv), overwrite=False)
+    text = dotenv.read_text(encoding="utf-8")
+    defined = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line}
+    missing = {
+        key: value
+        for key, value in generated_development_values().items()
+        if key not in defined and key not in os.environ
+    }
+    if missing:
+        with dotenv.open("a", encoding="utf-8") as handle:
+            handle.writelines(f"{key}={value}\n" for key, value in missing.items())
+        os.environ.update(missing)

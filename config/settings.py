@@ -44,6 +44,52 @@ BLIND_INDEX_KEY = _secret("BLIND_INDEX_KEY", test_default=secrets.token_urlsafe(
 
 DEBUG = env.bool("DEBUG", default=ENVIRONMENT == "development")
 
+# The public address of this site: links in emails, Checkout return URLs.
+SITE_URL = (
+    env.str("SITE_URL", default="").strip()
+    or {"development": "http://127.0.0.1:8000", "test": "http://testserver"}.get(ENVIRONMENT)
+    or ""
+).rstrip("/")
+if not SITE_URL:
+    raise config_env.ConfigurationError(f"SITE_URL is required when ENVIRONMENT={ENVIRONMENT}.")
+
+# --- Providers -----------------------------------------------------------------------
+
+# The offline stand-ins for Stripe and Calendly (sandbox/): on by default in
+# development and test, never mounted in production (a system check refuses it).
+SANDBOX = env.bool("SANDBOX", default=ENVIRONMENT in ("development", "test"))
+SANDBOX_MOUNTED = SANDBOX and ENVIRONMENT != "production"
+
+STRIPE_API_KEY = _secret("STRIPE_API_KEY", test_default=f"sk_test_{secrets.token_hex(12)}")
+# Unset: Stripe itself; with the sandbox, its stand-in on this site.
+STRIPE_API_BASE = env.str(
+    "STRIPE_API_BASE", default=f"{SITE_URL}/sandbox/stripe" if SANDBOX_MOUNTED else ""
+).rstrip("/")
+# Comma-separated: every secret verifies (rotation); the sandbox signs with the first.
+STRIPE_WEBHOOK_SECRETS = config_env.split_list(
+    _secret("STRIPE_WEBHOOK_SECRETS", test_default=f"whsec_test{secrets.token_hex(16)}")
+)
+
+CALENDLY_API_TOKEN = _secret("CALENDLY_API_TOKEN", test_default=secrets.token_urlsafe(24))
+CALENDLY_API_BASE = env.str(
+    "CALENDLY_API_BASE",
+    default=f"{SITE_URL}/sandbox/calendly/api" if SANDBOX_MOUNTED else "https://api.calendly.com",
+).rstrip("/")
+# Comma-separated: every key verifies; new subscriptions are created with the first.
+CALENDLY_WEBHOOK_SIGNING_KEYS = config_env.split_list(
+    _secret("CALENDLY_WEBHOOK_SIGNING_KEYS", test_default=secrets.token_urlsafe(32))
+)
+
+# Where the Stripe sandbox delivers its events (Calendly's deliver to subscriptions).
+SANDBOX_STRIPE_WEBHOOK_URL = env.str(
+    "SANDBOX_STRIPE_WEBHOOK_URL", default=f"{SITE_URL}/webhooks/stripe/"
+)
+# The sandbox posts webhooks from a thread of the serving process; the test suite
+# delivers explicitly instead (sandbox.delivery.deliver_due) unless a test starts it.
+SANDBOX_DELIVERY_THREAD = env.bool("SANDBOX_DELIVERY_THREAD", default=not TESTING)
+SANDBOX_WEBHOOK_MAX_ATTEMPTS = env.int("SANDBOX_WEBHOOK_MAX_ATTEMPTS", default=8)
+SANDBOX_WEBHOOK_BACKOFF_CAP = 60  # seconds: eight attempts span about two minutes
+
 # --- Hosts and proxies ---------------------------------------------------------------
 
 _default_hosts = {
@@ -79,7 +125,11 @@ INSTALLED_APPS = [
     "csp",
     "config",
     "audit",
+    "payments",
+    "bookings",
 ]
+if SANDBOX_MOUNTED:
+    INSTALLED_APPS += ["sandbox", "sandbox.stripe_sandbox", "sandbox.calendly_sandbox"]
 
 MIDDLEWARE = [
     "config.middleware.RequestContextMiddleware",

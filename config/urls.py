@@ -1,5 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from config import views
 
@@ -12,6 +13,9 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
 ]
+
+if settings.SANDBOX_MOUNTED:
+    urlpatterns += [path("sandbox/", include("sandbox.urls"))]
 
 handler400 = "config.views.bad_request"
 handler403 = "config.views.permission_denied"

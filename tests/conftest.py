@@ -8,7 +8,9 @@ SLOTPAY_REQUIRE_SERVICES=1 (CI), where a missing service fails them instead.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
@@ -82,3 +84,49 @@ def field_keys() -> Iterator[callable]:
     for override in reversed(overrides):
         override.disable()
     encryption.reload_keys()
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint on 127.0.0.1 that records what is posted to it and
+    answers with the status codes queued in ``answers`` (then 200)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, object]] = []
+        self.answers: list[int] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.received.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": body}
+                    )
+                    status = receiver.answers.pop(0) if receiver.answers else 200
+                self.send_response(status)
+                if status in (301, 302, 307, 308):
+                    self.send_header("Location", "https://elsewhere.invalid/")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()

@@ -23,29 +23,39 @@ from psycopg import sql
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 PROFILE_DATABASE = "slotpay_cfg"
-REQUIRED_VARIABLES = (
+# The secrets (each may also be given as a file, NAME_FILE), then the plain settings.
+SECRET_VARIABLES = (
     "SECRET_KEY",
     "FIELD_ENCRYPTION_KEY",
     "BLIND_INDEX_KEY",
     "DATABASE_URL",
     "REDIS_URL",
-    "ALLOWED_HOSTS",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRETS",
+    "CALENDLY_API_TOKEN",
+    "CALENDLY_WEBHOOK_SIGNING_KEYS",
 )
-# The variables that may also be given as a file (NAME_FILE): the secrets.
-SECRET_VARIABLES = REQUIRED_VARIABLES[:-1]
+REQUIRED_VARIABLES = (*SECRET_VARIABLES, "ALLOWED_HOSTS", "SITE_URL")
 
 Manage = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def production_values() -> dict[str, str]:
+def production_values(environment: str = "production") -> dict[str, str]:
     """Every variable staging and production require, with fresh keys each time."""
+    mode = "live" if environment == "production" else "test"
     return {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{PROFILE_DATABASE}",
         "REDIS_URL": "redis://127.0.0.1:6379/6",
+        # Built at run time: nothing resembling a live key sits in the source.
+        "STRIPE_API_KEY": f"rk_{mode}_FAKE" + secrets.token_hex(12),
+        "STRIPE_WEBHOOK_SECRETS": "whsec_FAKE" + secrets.token_hex(16),
+        "CALENDLY_API_TOKEN": secrets.token_urlsafe(24),
+        "CALENDLY_WEBHOOK_SIGNING_KEYS": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "slotpay.example",
+        "SITE_URL": "https://slotpay.example",
     }
 
 

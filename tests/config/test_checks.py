@@ -1,4 +1,4 @@
-"""``manage.py check --deploy`` refuses unsafe production settings (slotpay.E001-E006)."""
+"""``manage.py check --deploy`` refuses unsafe production settings (slotpay.E001-E011)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ GOOD_PRODUCTION = {
     "FIELD_ENCRYPTION_KEY": [Fernet.generate_key().decode()],
     "SECURE_HSTS_SECONDS": 31_536_000,
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+    "SANDBOX": False,
+    # Built at run time so that nothing resembling a live key sits in the source.
+    "STRIPE_API_KEY": "rk_" + "live_" + "FAKE" + secrets.token_hex(12),
 }
 
 
@@ -41,7 +44,38 @@ def _slotpay_ids(**overrides: object) -> list[str]:
 
 @pytest.mark.parametrize("environment", ["production", "staging"])
 def test_a_good_production_configuration_passes(environment):
-    assert _slotpay_ids(ENVIRONMENT=environment) == []
+    key = GOOD_PRODUCTION["STRIPE_API_KEY"]
+    if environment == "staging":
+        key = "rk_test_FAKE" + secrets.token_hex(12)
+    assert _slotpay_ids(ENVIRONMENT=environment, STRIPE_API_KEY=key) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param({"SANDBOX": True}, ["slotpay.E008"], id="E008-sandbox"),
+        pytest.param(
+            {"STRIPE_API_KEY": "rk_test_FAKE" + secrets.token_hex(8)},
+            ["slotpay.E009"],
+            id="E009-test-key",
+        ),
+        pytest.param(
+            {"STRIPE_API_KEY": "sk_" + "live_" + "FAKE" + secrets.token_hex(8)},
+            ["slotpay.E010"],
+            id="E010-unrestricted-key",
+        ),
+        pytest.param(
+            {
+                "ENVIRONMENT": "staging",
+                "STRIPE_API_KEY": "rk_" + "live_FAKE" + secrets.token_hex(8),
+            },
+            ["slotpay.E011"],
+            id="E011-live-key-in-staging",
+        ),
+    ],
+)
+def test_provider_settings_that_are_unsafe(overrides, expected):
+    assert _slotpay_ids(**overrides) == expected
 
 
 @pytest.mark.parametrize(
@@ -74,7 +108,12 @@ def test_each_unsafe_setting_is_an_error(overrides, expected):
 
 def test_development_may_debug_on_sqlite_without_hsts():
     ids = _slotpay_ids(
-        ENVIRONMENT="development", DEBUG=True, DATABASES=SQLITE, SECURE_HSTS_SECONDS=0
+        ENVIRONMENT="development",
+        DEBUG=True,
+        DATABASES=SQLITE,
+        SECURE_HSTS_SECONDS=0,
+        SANDBOX=True,
+        STRIPE_API_KEY="sk_test_FAKE" + secrets.token_hex(8),
     )
 
     assert ids == []

@@ -28,7 +28,9 @@ def test_a_complete_configuration_passes_the_deployment_checks(
     manage, profile_database, environment
 ):
     """The database exists but is not migrated: nothing to verify the key against yet."""
-    result = manage("check", "--deploy", environment=environment, values=production_values())
+    result = manage(
+        "check", "--deploy", environment=environment, values=production_values(environment)
+    )
 
     assert result.returncode == 0, result.stderr
     assert NO_ISSUES in result.stdout
@@ -49,7 +51,7 @@ def test_an_unreachable_database_is_a_warning_not_a_crash(manage):
 @pytest.mark.parametrize("environment", PRODUCTION_LIKE)
 @pytest.mark.parametrize("name", REQUIRED_VARIABLES)
 def test_a_missing_variable_stops_start_up_naming_it(manage, environment, name):
-    values = production_values()
+    values = production_values(environment)
     del values[name]
 
     result = manage("check", "--deploy", environment=environment, values=values)
@@ -81,13 +83,17 @@ print(json.dumps({
     "DATABASE": [settings.DATABASES["default"][k] for k in ("ENGINE", "HOST", "PORT", "NAME")],
     "REDIS_URL": settings.REDIS_URL,
     "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+    "STRIPE_API_KEY": settings.STRIPE_API_KEY,
+    "STRIPE_WEBHOOK_SECRETS": settings.STRIPE_WEBHOOK_SECRETS,
+    "CALENDLY_API_TOKEN": settings.CALENDLY_API_TOKEN,
+    "CALENDLY_WEBHOOK_SIGNING_KEYS": settings.CALENDLY_WEBHOOK_SIGNING_KEYS,
 }))
 """
 
 
 @pytest.mark.parametrize("environment", PRODUCTION_LIKE)
 def test_secrets_are_read_from_name_file(manage, tmp_path, environment):
-    values = production_values()
+    values = production_values(environment)
     old_key, new_key = Fernet.generate_key().decode(), values["FIELD_ENCRYPTION_KEY"]
     values["FIELD_ENCRYPTION_KEY"] = f"{new_key},{old_key}"
     for name in SECRET_VARIABLES:
@@ -111,6 +117,10 @@ def test_secrets_are_read_from_name_file(manage, tmp_path, environment):
         "DATABASE": ["django.db.backends.postgresql", "127.0.0.1", 5432, "slotpay_cfg"],
         "REDIS_URL": "redis://127.0.0.1:6379/6",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/6",
+        "STRIPE_API_KEY": files["STRIPE_API_KEY"],
+        "STRIPE_WEBHOOK_SECRETS": [files["STRIPE_WEBHOOK_SECRETS"]],
+        "CALENDLY_API_TOKEN": files["CALENDLY_API_TOKEN"],
+        "CALENDLY_WEBHOOK_SIGNING_KEYS": [files["CALENDLY_WEBHOOK_SIGNING_KEYS"]],
     }
 
 
@@ -130,7 +140,7 @@ def test_name_and_name_file_together_are_refused(manage, tmp_path, name):
 
 # --- .env: development only ------------------------------------------------------------
 
-GENERATED = ("SECRET_KEY", "FIELD_ENCRYPTION_KEY", "BLIND_INDEX_KEY")
+GENERATED = tuple(config_env.generated_development_values())
 
 
 @pytest.fixture
@@ -163,7 +173,7 @@ def test_development_writes_a_private_env_with_fresh_keys(
     second.mkdir()
 
     config_env.load_dotenv(first)
-    exported = {name: os.environ[name] for name in GENERATED}
+    exported = {name: os.environ.pop(name) for name in GENERATED}
     config_env.load_dotenv(second)
 
     dotenv = first / ".env"
@@ -177,7 +187,7 @@ def test_development_writes_a_private_env_with_fresh_keys(
     assert all(others[name] != values[name] for name in GENERATED)
 
 
-def test_an_existing_env_is_read_not_overwritten(clean_environ, monkeypatch, tmp_path):
+def test_an_existing_env_is_read_and_only_completed(clean_environ, monkeypatch, tmp_path):
     monkeypatch.setenv("ENVIRONMENT", "development")
     monkeypatch.setenv("BLIND_INDEX_KEY", "from-the-real-environment")
     dotenv = tmp_path / ".env"
@@ -191,10 +201,15 @@ def test_an_existing_env_is_read_not_overwritten(clean_environ, monkeypatch, tmp
 
     config_env.load_dotenv(tmp_path)
 
-    assert dotenv.read_text(encoding="utf-8") == content
+    text = dotenv.read_text(encoding="utf-8")
+    assert text.startswith(content)  # nothing there is changed
+    added = _dotenv_values(dotenv)
     assert os.environ["SECRET_KEY"] == "from-the-file"  # pragma: allowlist secret
     assert os.environ["BLIND_INDEX_KEY"] == "from-the-real-environment"  # the process wins
-    assert "FIELD_ENCRYPTION_KEY" not in os.environ
+    # Keys a newer version needs are appended, never one the process already has.
+    assert set(added) == set(GENERATED)
+    assert added["BLIND_INDEX_KEY"] == "also-from-the-file"  # pragma: allowlist secret
+    assert os.environ["FIELD_ENCRYPTION_KEY"] == added["FIELD_ENCRYPTION_KEY"]
 
 
 @pytest.mark.parametrize("environment", ["test", "staging", "production"])
