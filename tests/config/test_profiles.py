@@ -37,6 +37,51 @@ def test_a_complete_configuration_passes_the_deployment_checks(
     assert result.stderr == ""
 
 
+def test_the_sandbox_is_refused_in_production_by_name(manage, profile_database):
+    values = production_values() | {"SANDBOX": "true"}
+
+    result = manage("check", "--deploy", environment="production", values=values)
+
+    assert result.returncode != 0
+    assert "slotpay.E008" in result.stderr
+    assert "SANDBOX is on with ENVIRONMENT=production" in result.stderr
+
+
+SHOW_SANDBOX = """
+from django.conf import settings
+from django.urls import Resolver404, resolve
+try:
+    resolve("/sandbox/")
+    mounted = True
+except Resolver404:
+    mounted = False
+print([mounted, "sandbox" in settings.INSTALLED_APPS])
+"""
+
+
+@pytest.mark.parametrize(
+    ("environment", "sandbox", "expected"),
+    [
+        ("production", "true", "[False, False]"),  # refused by the check, never mounted
+        ("staging", "true", "[True, True]"),
+        ("staging", "false", "[False, False]"),
+    ],
+)
+def test_the_sandbox_is_never_mounted_in_production(manage, environment, sandbox, expected):
+    values = production_values(environment) | {"SANDBOX": sandbox}
+
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        SHOW_SANDBOX,
+        environment=environment,
+        values=values,
+    )
+
+    assert result.stdout.strip().splitlines()[-1] == expected, result.stderr
+
+
 def test_an_unreachable_database_is_a_warning_not_a_crash(manage):
     values = production_values() | {"DATABASE_URL": "postgres://postgres@127.0.0.1:1/slotpay"}
 
