@@ -1,0 +1,316 @@
+"""The sandbox's Stripe API at /sandbox/stripe/v1/: what stripe-python sends, Stripe's answers.
+
+Keys: the configured STRIPE_API_KEY (``sk_test_``) may do everything; sandbox
+``rk_test_`` keys only what their permissions grant (403 otherwise); live keys and
+unknown keys are refused (401). Writes honour ``Idempotency-Key`` as Stripe does: the
+same key with the same parameters replays the first answer, with other parameters it
+is an ``idempotency_error``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from sandbox.stripe_sandbox import services
+from sandbox.stripe_sandbox.models import IdempotencyRecord, RestrictedKey
+from sandbox.stripe_sandbox.params import ParamError, decode
+from sandbox.stripe_sandbox.services import ApiError, RequestContext
+
+logger = logging.getLogger(__name__)
+
+READ, WRITE = RestrictedKey.Access.READ, RestrictedKey.Access.WRITE
+
+
+def _masked(key: str) -> str:
+    return f"{key[:8]}{'*' * 12}{key[-4:]}" if len(key) > 16 else "****"
+
+
+def authenticate(request: HttpRequest, resource: str, access: str) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "You did not provide an API key. You need to provide your API key "
+            "in the Authorization header, using Bearer auth.",
+        )
+    key = key.strip()
+    if "_live_" in key:
+        raise ApiError(
+            401,
+            "The Slotpay sandbox takes test keys only (sk_test_ or rk_test_); "
+            f"the live key {_masked(key)} was refused.",
+            code="livemode_key_refused",
+        )
+    if hmac.compare_digest(key.encode(), settings.STRIPE_API_KEY.encode()) and key.startswith(
+        "sk_test_"
+    ):
+        return
+    if key.startswith("rk_test_"):
+        restricted = RestrictedKey.objects.filter(key=key).first()
+        if restricted is not None:
+            if restricted.allows(resource, access):
+                return
+            raise ApiError(
+                403,
+                f"The provided key '{_masked(key)}' does not have the required permissions for "
+                f"this endpoint. Having the '{resource}' {access} permission would allow this "
+                "request to continue.",
+                code="insufficient_permissions",
+            )
+    raise ApiError(401, f"Invalid API Key provided: {_masked(key)}")
+
+
+def _params(request: HttpRequest) -> dict[str, Any]:
+    try:
+        query = decode(request.META.get("QUERY_STRING", ""))
+        body = decode(request.body.decode()) if request.body else {}
+    except (ParamError, UnicodeDecodeError) as exc:
+        raise ApiError(
+            400, "Invalid request parameters.", param=getattr(exc, "param", None)
+        ) from None
+    return {**query, **body}
+
+
+def _respond(status: int, body: dict[str, Any], request_id: str, **headers: str) -> JsonResponse:
+    response = JsonResponse(body, status=status, json_dumps_params={"indent": 2})
+    response["Request-Id"] = request_id
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def endpoint(resource: str, methods: dict[str, str]) -> Callable:
+    """An API view for ``resource``; ``methods`` maps HTTP method → "read"/"write"."""
+
+    def decorate(view: Callable[..., dict[str, Any]]) -> Callable:
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, **kwargs: Any) -> JsonResponse:
+            request_id = f"req_{secrets.token_urlsafe(12).replace('-', 'x').replace('_', 'y')}"
+            api_version = request.headers.get("Stripe-Version") or services.DEFAULT_API_VERSION
+            try:
+                access = methods.get(request.method or "")
+                if access is None:
+                    raise ApiError(
+                        404,
+                        f"Unrecognized request URL ({request.method}: {request.path}).",
+                    )
+                authenticate(request, resource, access)
+                params = _params(request)
+                ctx = RequestContext(
+                    request_id=request_id,
+                    idempotency_key=request.headers.get("Idempotency-Key") or None,
+                    api_version=api_version,
+                    base_url=f"{request.scheme}://{request.get_host()}",
+                )
+                if request.method == "GET":
+                    status, body, headers = 200, view(request, ctx, params, **kwargs), {}
+                else:
+                    status, body, headers = _write(request, ctx, params, view, kwargs)
+            except ApiError as exc:
+                status, body, headers = exc.status, {"error": exc.body}, {}
+                if exc.status >= 500:
+                    headers["Stripe_Should_Retry"] = "true"
+            response = _respond(status, body, request_id, **headers)
+            response["Stripe-Version"] = api_version
+            logger.info(
+                "sandbox.stripe.request",
+                extra={"method": request.method, "path": request.path, "status": status},
+            )
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+def _digest(request: HttpRequest, params: dict[str, Any]) -> str:
+    canonical = json.dumps([request.method, request.path, params], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _write(
+    request: HttpRequest,
+    ctx: RequestContext,
+    params: dict[str, Any],
+    view: Callable[..., dict[str, Any]],
+    kwargs: dict[str, Any],
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    key = ctx.idempotency_key
+    if key is None:
+        with transaction.atomic():
+            return 200, view(request, ctx, params, **kwargs), {}
+    if len(key) > 255:
+        raise ApiError(400, "Idempotency keys can be up to 255 characters long.")
+    digest = _digest(request, params)
+    replay = _replay(key, request, digest)
+    if replay is not None:
+        return replay
+    try:
+        with transaction.atomic():
+            body = view(request, ctx, params, **kwargs)
+            # Only results of requests that ran are kept: a refused request may be retried
+            # with the same key (as at Stripe).
+            IdempotencyRecord.objects.create(
+                key=key,
+                method=request.method,
+                path=request.path,
+                params_digest=digest,
+                status_code=200,
+                body=body,
+                request_id=ctx.request_id,
+            )
+    except IntegrityError:
+        # Another request with this key won the race: answer what it answered.
+        replay = _replay(key, request, digest)
+        if replay is None:
+            raise
+        return replay
+    return 200, body, {}
+
+
+def _replay(
+    key: str, request: HttpRequest, digest: str
+) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    record = IdempotencyRecord.objects.filter(key=key).first()
+    if record is None:
+        return None
+    if (record.method, record.path, record.params_digest) != (
+        request.method,
+        request.path,
+        digest,
+    ):
+        raise ApiError(
+            400,
+            "Keys for idempotent requests can only be used with the same parameters they were "
+            f"first used with. Try using a key other than '{key}' if you meant to execute a "
+            "different request.",
+            type="idempotency_error",
+        )
+    return (
+        record.status_code,
+        record.body,
+        {"Idempotent_Replayed": "true", "Original_Request": record.request_id},
+    )
+
+
+def _expand(body: dict[str, Any], params: dict[str, Any], session: Any = None) -> dict:
+    """``expand[]=payment_intent`` etc.: replace an id with its object."""
+    expand = params.get("expand") or []
+    if not isinstance(expand, list):
+        raise ApiError(400, "Invalid array", param="expand")
+    body = dict(body)
+    for field in expand:
+        if field == "line_items" and session is not None:
+            body["line_items"] = services.line_items_list(session)
+            continue
+        kinds = {
+            "payment_intent": "payment_intent",
+            "customer": "customer",
+            "latest_charge": "charge",
+            "charge": "charge",
+        }
+        if field not in kinds or field not in body:
+            raise ApiError(400, f"This property cannot be expanded ({field}).", param="expand")
+        if isinstance(body[field], str):
+            body[field] = services.get(body[field], kinds[field]).data
+    return body
+
+
+# --- Endpoints ----------------------------------------------------------------------
+
+
+@endpoint("checkout_sessions", {"POST": WRITE})
+def checkout_sessions(request: HttpRequest, ctx: RequestContext, params: dict) -> dict:
+    expand = params.pop("expand", None)
+    body = services.session_create(ctx, params)
+    if not expand:
+        return body
+    return _expand(body, {"expand": expand}, services.get(body["id"], "checkout.session"))
+
+
+@endpoint("checkout_sessions", {"GET": READ})
+def checkout_session(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    session = services.session_retrieve(id)
+    return _expand(session.data, params, session)
+
+
+@endpoint("checkout_sessions", {"POST": WRITE})
+def checkout_session_expire(
+    request: HttpRequest,
+    ctx: RequestContext,
+    params: dict,
+    id: str,
+) -> dict:
+    return services.session_expire(ctx, id)
+
+
+@endpoint("checkout_sessions", {"GET": READ})
+def checkout_session_line_items(
+    request: HttpRequest,
+    ctx: RequestContext,
+    params: dict,
+    id: str,
+) -> dict:
+    return services.line_items_list(services.session_retrieve(id))
+
+
+@endpoint("payment_intents", {"GET": READ})
+def payment_intent(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    return _expand(services.get(id, "payment_intent").data, params)
+
+
+@endpoint("charges", {"GET": READ})
+def charge(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    return _expand(services.get(id, "charge").data, params)
+
+
+@endpoint("refunds", {"POST": WRITE})
+def refunds(request: HttpRequest, ctx: RequestContext, params: dict) -> dict:
+    params.pop("expand", None)
+    return services.refund_create(ctx, params)
+
+
+@endpoint("refunds", {"GET": READ})
+def refund(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    return _expand(services.get(id, "refund").data, params)
+
+
+@endpoint("customers", {"GET": READ, "DELETE": WRITE})
+def customer(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    if request.method == "DELETE":
+        return services.customer_delete(id)
+    return services.get(id, "customer").data
+
+
+@endpoint("disputes", {"GET": READ})
+def dispute(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    return services.get(id, "dispute").data
+
+
+@endpoint("events", {"GET": READ})
+def events(request: HttpRequest, ctx: RequestContext, params: dict) -> dict:
+    return services.events_list(params)
+
+
+@endpoint("events", {"GET": READ})
+def event(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    return services.get(id, "event").data
+
+
+@endpoint("unknown", {})
+def unrecognized(request: HttpRequest, ctx: RequestContext, params: dict, rest: str) -> dict:
+    raise AssertionError("unreachable: no method is allowed")  # pragma: no cover
