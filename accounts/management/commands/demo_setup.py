@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -25,6 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.ENVIRONMENT != "development":
             raise CommandError("demo_setup only runs with ENVIRONMENT=development.")
+        self._sandbox_event_type()
         with transaction.atomic():
             if User.objects.filter(is_superuser=True).exists():
                 self.stdout.write("Demo data already present (superuser exists).")
@@ -49,3 +51,24 @@ class Command(BaseCommand):
             f"  email:    {DEMO_ADMIN_EMAIL}\n  password: {password}\n"
             f"  sign in:  http://127.0.0.1:8000/admin/\n{bar}"
         )
+
+    def _sandbox_event_type(self) -> None:
+        """A Calendly sandbox host and event type for the demo builder, once."""
+        if not apps.is_installed("sandbox.calendly_sandbox"):
+            return
+        from sandbox.calendly_sandbox.models import EventType
+        from sandbox.calendly_sandbox.services import host_with_event_type_create
+
+        if not EventType.objects.filter(host__slug="demo-studio", slug="consultation").exists():
+            host_with_event_type_create(
+                host_name="Demo Studio",
+                host_email=DEMO_BUILDER_EMAIL,
+                host_slug="demo-studio",
+                host_timezone="Europe/Berlin",
+                event_name="Consultation, 60 minutes",
+                event_slug="consultation",
+                duration=60,
+                question="What would you like to build?",
+            )
+        page = "/sandbox/calendly/demo-studio/consultation/"
+        self.stdout.write(f"Sandbox scheduling page: {settings.SITE_URL}{page}")
