@@ -18,7 +18,7 @@ from sandbox.models import Delivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SECRET = "whsec_FAKEsandboxsecret0123456789"  # pragma: allowlist secret
+SECRET = "whsec_FAKE-sandbox-secret"  # pragma: allowlist secret
 
 
 def _enqueue(url: str, provider: str = "stripe", **extra) -> Delivery:
