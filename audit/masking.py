@@ -30,6 +30,8 @@ _ASSIGNMENT = re.compile(
     r"(?i)\b(password|passwd|secret|token|api[_-]?key|authorization|signature|"
     r"signing[_-]?key|encryption[_-]?key)(\"?\s*[=:]\s*\"?)([^\s\",;&]+)"
 )
+# The webhook endpoints' last segment is a secret (STRIPE_/CALENDLY_WEBHOOK_PATH_TOKEN).
+_WEBHOOK_PATH = re.compile(r"(/webhooks/(?:stripe|calendly)/)[^/?#\s\"']+")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s/]+)@")
 
 _SENSITIVE_KEYS = re.compile(
@@ -67,6 +69,7 @@ def mask_email(address: str) -> str:
 def scrub_text(text: str) -> str:
     """Mask emails, card-like numbers and secrets in free text."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    text = _WEBHOOK_PATH.sub(lambda m: f"{m.group(1)}{MASK}", text)
     for pattern in _SECRETS:
         text = pattern.sub(MASK, text)
     text = _ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)

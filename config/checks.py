@@ -16,6 +16,7 @@ from django.db import DatabaseError, connections
 MIN_SECRET_KEY_LENGTH = 50
 MIN_BLIND_INDEX_KEY_LENGTH = 32
 ONE_YEAR = 31_536_000
+MIN_PATH_TOKEN_LENGTH = 24
 
 
 def _production_like() -> bool:
@@ -141,6 +142,22 @@ def check_providers(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="slotpay.E010",
             )
         )
+    for name in ("STRIPE_WEBHOOK_PATH_TOKEN", "CALENDLY_WEBHOOK_PATH_TOKEN"):
+        if len(getattr(settings, name, "") or "") < MIN_PATH_TOKEN_LENGTH:
+            errors.append(
+                Error(
+                    f"{name} is shorter than {MIN_PATH_TOKEN_LENGTH} characters: the webhook "
+                    "URL must be unguessable.",
+                    hint="Generate one: python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(24))'",
+                    id="slotpay.E012",
+                )
+            )
+    for name in ("STRIPE_WEBHOOK_SECRETS", "CALENDLY_WEBHOOK_SIGNING_KEYS"):
+        if not getattr(settings, name, None):
+            errors.append(
+                Error(f"{name} is empty: no webhook could be verified.", id="slotpay.E013")
+            )
     if not production and "_live_" in key:
         errors.append(
             Error(

@@ -8,6 +8,7 @@ message naming it; only the development and test profiles invent values.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -60,6 +61,14 @@ def split_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
+def networks(name: str, value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of CIDRs (a bare address is a /32 or /128)."""
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in split_list(value)]
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} holds an invalid address or network: {exc}") from exc
+
+
 def generated_development_values() -> dict[str, str]:
     """Fresh keys for development; never used elsewhere.
 
@@ -74,6 +83,8 @@ def generated_development_values() -> dict[str, str]:
         "STRIPE_WEBHOOK_SECRETS": f"whsec_sandbox{secrets.token_hex(16)}",
         "CALENDLY_API_TOKEN": f"sandbox-{secrets.token_urlsafe(24)}",
         "CALENDLY_WEBHOOK_SIGNING_KEYS": secrets.token_urlsafe(32),
+        "STRIPE_WEBHOOK_PATH_TOKEN": secrets.token_urlsafe(24),
+        "CALENDLY_WEBHOOK_PATH_TOKEN": secrets.token_urlsafe(24),
     }
 
 

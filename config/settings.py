@@ -80,9 +80,48 @@ CALENDLY_WEBHOOK_SIGNING_KEYS = config_env.split_list(
     _secret("CALENDLY_WEBHOOK_SIGNING_KEYS", test_default=secrets.token_urlsafe(32))
 )
 
+# --- Webhooks (webhooks/) --------------------------------------------------------------
+
+# The secret last segment of each endpoint's URL: /webhooks/stripe/<token>/. A wrong
+# token is an ordinary 404; register the full URL with the provider.
+STRIPE_WEBHOOK_PATH_TOKEN = _secret(
+    "STRIPE_WEBHOOK_PATH_TOKEN", test_default=secrets.token_urlsafe(24)
+)
+CALENDLY_WEBHOOK_PATH_TOKEN = _secret(
+    "CALENDLY_WEBHOOK_PATH_TOKEN", test_default=secrets.token_urlsafe(24)
+)
+# Optional comma-separated CIDRs per provider; empty accepts any source address.
+STRIPE_WEBHOOK_IP_ALLOWLIST = config_env.networks(
+    "STRIPE_WEBHOOK_IP_ALLOWLIST", env.str("STRIPE_WEBHOOK_IP_ALLOWLIST", default="")
+)
+CALENDLY_WEBHOOK_IP_ALLOWLIST = config_env.networks(
+    "CALENDLY_WEBHOOK_IP_ALLOWLIST", env.str("CALENDLY_WEBHOOK_IP_ALLOWLIST", default="")
+)
+# A signature's timestamp may be this old; a future one at most 60 s ahead (clock skew).
+WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+WEBHOOK_FUTURE_TOLERANCE_SECONDS = 60
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
+# Processing: attempts before an event is dead, the first retry's delay (doubling, capped).
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
+WEBHOOK_RETRY_CAP_SECONDS = env.int("WEBHOOK_RETRY_CAP_SECONDS", default=3600)
+# The sweeper re-enqueues events stored but not picked up after this long (Redis was
+# down), and events left "processing" after the processing timeout (a worker died);
+# the timeout outlasts CELERY_TASK_TIME_LIMIT so a live task is never taken over.
+WEBHOOK_REQUEUE_AFTER_SECONDS = env.int("WEBHOOK_REQUEUE_AFTER_SECONDS", default=60)
+WEBHOOK_PROCESSING_TIMEOUT_SECONDS = env.int("WEBHOOK_PROCESSING_TIMEOUT_SECONDS", default=360)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.int("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60)
+# Retention: processed payloads go after 24 h; dedup keys outlive Stripe's 3-day retries.
+WEBHOOK_PAYLOAD_RETENTION_HOURS = env.int("WEBHOOK_PAYLOAD_RETENTION_HOURS", default=24)
+WEBHOOK_DEDUP_RETENTION_DAYS = env.int("WEBHOOK_DEDUP_RETENTION_DAYS", default=7)
+# Rejections are counted per provider, reason and hour; the first this many of each
+# in an hour are also written to the audit log (a flood must not flood the chain).
+WEBHOOK_REJECTION_AUDIT_LIMIT = env.int("WEBHOOK_REJECTION_AUDIT_LIMIT", default=100)
+
 # Where the Stripe sandbox delivers its events (Calendly's deliver to subscriptions).
 SANDBOX_STRIPE_WEBHOOK_URL = env.str(
-    "SANDBOX_STRIPE_WEBHOOK_URL", default=f"{SITE_URL}/webhooks/stripe/"
+    "SANDBOX_STRIPE_WEBHOOK_URL",
+    default=f"{SITE_URL}/webhooks/stripe/{STRIPE_WEBHOOK_PATH_TOKEN}/",
 )
 # The sandbox posts webhooks from a thread of the serving process; the test suite
 # delivers explicitly instead (sandbox.delivery.deliver_due) unless a test starts it.
@@ -127,6 +166,7 @@ INSTALLED_APPS = [
     "audit",
     "payments",
     "bookings",
+    "webhooks",
 ]
 if SANDBOX_MOUNTED:
     INSTALLED_APPS += ["sandbox", "sandbox.stripe_sandbox", "sandbox.calendly_sandbox"]
@@ -238,7 +278,10 @@ REDIS_URL = config_env.read_secret("REDIS_URL", required=PRODUCTION_LIKE)
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 # In-process only where there is no broker in development, and in the unit tests.
-CELERY_TASK_ALWAYS_EAGER = TESTING or (ENVIRONMENT == "development" and not REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = env.bool(
+    "CELERY_TASK_ALWAYS_EAGER",
+    default=TESTING or (ENVIRONMENT == "development" and not REDIS_URL),
+)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -255,6 +298,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_DEFAULT_QUEUE = "slotpay"
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": 3600.0},
+    "webhooks-sweep": {
+        "task": "webhooks.tasks.sweep",
+        "schedule": float(WEBHOOK_SWEEP_INTERVAL_SECONDS),
+    },
+    "webhooks-purge": {"task": "webhooks.tasks.purge", "schedule": 3600.0},
 }
 
 # --- HTTP security -------------------------------------------------------------------
@@ -271,6 +319,8 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_FAILURE_VIEW = "config.views.csrf_failure"
 if PRODUCTION_LIKE:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Providers treat a redirect as a failed delivery: webhooks are never redirected.
+    SECURE_REDIRECT_EXEMPT = [r"^webhooks/"]
     SECURE_HSTS_SECONDS = 31_536_000
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("webhooks/", include("webhooks.urls")),
 ]
 
 if settings.SANDBOX_MOUNTED:

@@ -13,7 +13,7 @@ itself; with the sandbox: its stand-in on this site).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -564,3 +564,46 @@ def iter_events(
 def retrieve_event(event_id: str) -> Event:
     _require(event_id, "event_id")
     return Event.from_stripe(_call("events.retrieve", lambda c: c.v1.events.retrieve(event_id)))
+
+
+# --- Webhook signatures -------------------------------------------------------------
+
+
+class WebhookSignatureInvalid(Exception):  # noqa: N818 (named for the outcome callers handle)
+    """A Stripe-Signature header that none of our secrets verifies.
+
+    ``reason`` is ``signature_mismatch`` (no v1 value matches any secret) or
+    ``timestamp_stale`` (a secret matches but ``t`` is older than the tolerance).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def verify_webhook_signature(
+    payload: bytes, header: str, secrets: Sequence[str], *, tolerance: int
+) -> None:
+    """Verify a delivery with ``stripe.Webhook.construct_event``, trying every secret.
+
+    Several secrets verify at once while one is being rolled (Stripe then signs with
+    both, one ``v1`` each). Raises :class:`WebhookSignatureInvalid`; a body that is
+    correctly signed but not JSON raises ``ValueError``. Future timestamps are the
+    caller's to refuse: Stripe's library checks only the past.
+    """
+    stale = False
+    for secret in secrets:
+        try:
+            stripe.Webhook.construct_event(payload, header, secret, tolerance=tolerance)
+        except stripe.SignatureVerificationError as exc:
+            # Stripe compares the signature before the age, so this message means the
+            # signature matched: the delivery is genuine but too old (or replayed).
+            stale = stale or "tolerance" in str(exc)
+            continue
+        return
+    raise WebhookSignatureInvalid("timestamp_stale" if stale else "signature_mismatch")
+
+
+def live_mode() -> bool:
+    """Whether our key is a live-mode key: events must then say ``livemode: true``."""
+    return settings.STRIPE_API_KEY.startswith(("sk_live_", "rk_live_"))

@@ -30,3 +30,12 @@ def test_sensitive_keys_lose_their_value_whatever_it_is():
         "cvc": "[redacted]",
         "name": "x",
     }
+
+
+def test_webhook_path_tokens_are_masked():
+    from audit.masking import scrub_text
+
+    line = "Not Found: /webhooks/stripe/s3cr3t-T0ken_value/ and /webhooks/calendly/abc?x=1"
+    assert scrub_text(line) == (
+        "Not Found: /webhooks/stripe/[redacted]/ and /webhooks/calendly/[redacted]?x=1"
+    )

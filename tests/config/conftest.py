@@ -34,6 +34,8 @@ SECRET_VARIABLES = (
     "STRIPE_WEBHOOK_SECRETS",
     "CALENDLY_API_TOKEN",
     "CALENDLY_WEBHOOK_SIGNING_KEYS",
+    "STRIPE_WEBHOOK_PATH_TOKEN",
+    "CALENDLY_WEBHOOK_PATH_TOKEN",
 )
 REQUIRED_VARIABLES = (*SECRET_VARIABLES, "ALLOWED_HOSTS", "SITE_URL")
 
@@ -54,6 +56,8 @@ def production_values(environment: str = "production") -> dict[str, str]:
         "STRIPE_WEBHOOK_SECRETS": "whsec_FAKE" + secrets.token_hex(16),
         "CALENDLY_API_TOKEN": secrets.token_urlsafe(24),
         "CALENDLY_WEBHOOK_SIGNING_KEYS": secrets.token_urlsafe(32),
+        "STRIPE_WEBHOOK_PATH_TOKEN": secrets.token_urlsafe(24),
+        "CALENDLY_WEBHOOK_PATH_TOKEN": secrets.token_urlsafe(24),
         "ALLOWED_HOSTS": "slotpay.example",
         "SITE_URL": "https://slotpay.example",
     }

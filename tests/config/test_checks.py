@@ -1,4 +1,4 @@
-"""``manage.py check --deploy`` refuses unsafe production settings (slotpay.E001-E011)."""
+"""``manage.py check --deploy`` refuses unsafe production settings (slotpay.E001-E013)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,16 @@ def test_a_good_production_configuration_passes(environment):
             },
             ["slotpay.E011"],
             id="E011-live-key-in-staging",
+        ),
+        pytest.param(
+            {"STRIPE_WEBHOOK_PATH_TOKEN": "webhook"},
+            ["slotpay.E012"],
+            id="E012-guessable-webhook-path",
+        ),
+        pytest.param(
+            {"CALENDLY_WEBHOOK_SIGNING_KEYS": []},
+            ["slotpay.E013"],
+            id="E013-no-webhook-keys",
         ),
     ],
 )

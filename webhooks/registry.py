@@ -1,0 +1,115 @@
+"""What to do with each event type: filled by the domain apps, read by the pipeline.
+
+A domain app declares its handlers in its own ``webhook_handlers.py``::
+
+    from webhooks.registry import Event, RetryLater, handles
+
+    @handles("stripe", "checkout.session.completed")
+    def checkout_completed(event: Event) -> str | None:
+        session = stripe_gateway.retrieve_checkout_session(event.object_id)  # re-read
+        payment = Payment.objects.filter(checkout_session_id=session.id).first()
+        if payment is None:
+            raise RetryLater("the booking for this session is not recorded yet")
+        ...
+
+The contract:
+
+- A handler runs inside a transaction that also marks the event processed, so its
+  database writes and the event's status commit together or not at all.
+- It must be idempotent: a task can run twice (Redis redelivers a task whose
+  worker died), and a replay runs it again on purpose.
+- Money and slot changes re-read the provider (the Stripe object, the Calendly
+  invitee) before acting: the payload says what happened, the provider says what is
+  true now. Call the provider first, then write (the audit chain's lock is held from
+  the first audit entry to the commit).
+- An event that came before its prerequisite raises :class:`RetryLater`; any other
+  exception is a failure, retried with backoff and finally a dead letter.
+- Return ``IGNORED`` when the event is about nothing of ours; anything else counts
+  as processed.
+
+Event types with no handler are not subscribed: the endpoint answers 200 and
+stores nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A stored event, as a handler sees it."""
+
+    pk: int
+    provider: str
+    event_id: str
+    event_type: str
+    data: Mapping[str, Any]  # the whole body, decrypted
+    received_at: datetime
+    attempt: int  # 1 on the first try
+
+    @property
+    def object_id(self) -> str | None:
+        """Stripe: ``data.object.id``; Calendly: the invitee (or no-show) URI."""
+        if self.provider == "stripe":
+            return self.data["data"]["object"]["id"]
+        return self.data["payload"].get("uri")
+
+
+class RetryLater(Exception):  # noqa: N818 (a request, not an error)
+    """The event came early: try again later (counted against the attempts)."""
+
+    def __init__(self, reason: str, *, delay: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+Handler = Callable[[Event], str | None]
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._handlers: dict[tuple[str, str], Handler] = {}
+
+    def register(self, provider: str, event_type: str, handler: Handler) -> None:
+        key = (provider, event_type)
+        existing = self._handlers.get(key)
+        if existing is not None and existing is not handler:
+            raise ImproperlyConfigured(
+                f"{provider} {event_type} already has a handler "
+                f"({existing.__module__}.{existing.__qualname__})"
+            )
+        self._handlers[key] = handler
+
+    def unregister(self, provider: str, event_type: str) -> None:
+        self._handlers.pop((provider, event_type), None)
+
+    def handler(self, provider: str, event_type: str) -> Handler | None:
+        return self._handlers.get((provider, event_type))
+
+    def subscribed(self, provider: str, event_type: str) -> bool:
+        return (provider, event_type) in self._handlers
+
+    def event_types(self, provider: str) -> list[str]:
+        return sorted(t for p, t in self._handlers if p == provider)
+
+
+registry = Registry()
+
+
+def handles(provider: str, *event_types: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function for these event types of ``provider``."""
+
+    def decorate(handler: Handler) -> Handler:
+        for event_type in event_types:
+            registry.register(provider, event_type, handler)
+        return handler
+
+    return decorate

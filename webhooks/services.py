@@ -1,0 +1,356 @@
+"""The inbox's life cycle: accept, process (once), retry, sweep, replay.
+
+``accept`` runs in the endpoint: it stores the verified delivery and enqueues its
+processing after the commit, so the 200 means "stored". ``process`` runs in a
+Celery task and applies the event through the handler registry in two steps:
+
+1. claim: lock the row (``skip_locked``: another worker holding it means it is
+   being handled), mark it ``processing`` and count the attempt; commit.
+2. handle: lock it again, run the handler in a savepoint and record the outcome,
+   in one transaction: the handler's writes and ``processed`` commit together.
+
+A worker that dies in step 2 rolls its writes back and leaves the row
+``processing``; the sweeper re-enqueues it after WEBHOOK_PROCESSING_TIMEOUT_SECONDS.
+A row stored while Redis was down stays ``received`` until the sweeper enqueues it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
+
+import audit
+from audit.masking import scrub_text
+from webhooks.models import WebhookEvent, WebhookRejection
+from webhooks.registry import IGNORED, Event, RetryLater, registry
+from webhooks.verification import SIGNATURE_HEADERS, Delivery
+
+logger = logging.getLogger("slotpay.webhooks")
+
+Status = WebhookEvent.Status
+# A queued retry may run this much before its time (clock skew between hosts).
+EARLY_SLACK = timedelta(seconds=5)
+KEPT_HEADERS = ("User-Agent", "Content-Type", "Content-Length", "X-Request-ID")
+
+
+def _actor(provider: str) -> str:
+    return f"webhooks.{provider}"
+
+
+# --- Rejections -------------------------------------------------------------------------
+
+
+def record_rejection(provider: str, reason: str, detail: str = "") -> int:
+    """Count a refused delivery and audit it (the first WEBHOOK_REJECTION_AUDIT_LIMIT of
+    each reason per hour). Never fails the response: returns this hour's count, or 0."""
+    now = timezone.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    count = 0
+    try:
+        with transaction.atomic():
+            rows = WebhookRejection.objects.filter(provider=provider, reason=reason, hour=hour)
+            if not rows.update(count=F("count") + 1, last_seen_at=now):
+                try:
+                    with transaction.atomic():
+                        WebhookRejection.objects.create(
+                            provider=provider, reason=reason, hour=hour, count=1, last_seen_at=now
+                        )
+                except IntegrityError:
+                    rows.update(count=F("count") + 1, last_seen_at=now)
+            count = rows.values_list("count", flat=True).get()
+            if count <= settings.WEBHOOK_REJECTION_AUDIT_LIMIT:
+                audit.record(
+                    "webhooks.delivery.rejected",
+                    category=audit.Category.SECURITY,
+                    actor=_actor(provider),
+                    data={
+                        "provider": provider,
+                        "reason": reason,
+                        "detail": detail,
+                        "count_this_hour": count,
+                    },
+                )
+    except Exception:
+        logger.exception("webhooks.rejection_not_recorded", extra={"provider": provider})
+    logger.warning(
+        "webhooks.rejected",
+        extra={"provider": provider, "reason": reason, "detail": detail, "count": count},
+    )
+    return count
+
+
+# --- Accepting --------------------------------------------------------------------------
+
+
+def redacted_headers(provider: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """A few headers for the record; the signature keeps its timestamp only."""
+    kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    signature = headers.get(SIGNATURE_HEADERS[provider], "")
+    stamp = next((part for part in signature.split(",") if part.startswith("t=")), "")
+    if signature:
+        kept[SIGNATURE_HEADERS[provider]] = f"{stamp},v1=[redacted]" if stamp else "[redacted]"
+    return kept
+
+
+def accept(delivery: Delivery, *, headers: Mapping[str, str], request_id: str = "") -> str:
+    """Store a verified delivery once; returns ``stored``, ``duplicate`` or ``ignored``."""
+    provider, event_type = delivery.provider, delivery.event_type
+    if not registry.subscribed(provider, event_type):
+        logger.info("webhooks.unsubscribed", extra={"provider": provider, "event_type": event_type})
+        return "ignored"
+    now = timezone.now()
+    with transaction.atomic():
+        event, created = WebhookEvent.objects.get_or_create(
+            provider=provider,
+            event_id=delivery.event_id,
+            defaults={
+                "event_type": event_type,
+                "received_at": now,
+                "next_attempt_at": now,
+                "payload": delivery.body,
+                "headers": redacted_headers(provider, headers),
+                "request_id": request_id[:64],
+            },
+        )
+        if created:
+            audit.record(
+                "webhooks.event.accepted",
+                category=audit.Category.TRANSACTION,
+                actor=_actor(provider),
+                target=event,
+                data={"provider": provider, "event_id": event.event_id, "type": event_type},
+            )
+            pk = event.pk
+            transaction.on_commit(lambda: enqueue(pk))
+    logger.info(
+        "webhooks.accepted",
+        extra={
+            "provider": provider,
+            "event_type": event_type,
+            "event_id": delivery.event_id,
+            "duplicate": not created,
+        },
+    )
+    return "stored" if created else "duplicate"
+
+
+def _eager() -> bool:
+    return bool(current_app.conf.task_always_eager)
+
+
+def enqueue(pk: int, *, countdown: float | None = None) -> bool:
+    """Queue the processing task; with the broker down, leave it to the sweeper."""
+    from webhooks.tasks import process_event
+
+    try:
+        process_event.apply_async((pk,), countdown=countdown, retry=False)
+    except (BrokerError, RedisError, OSError) as exc:
+        logger.warning(
+            "webhooks.enqueue_failed",
+            extra={"webhook_event": pk, "error": type(exc).__name__},
+        )
+        return False
+    return True
+
+
+# --- Processing -------------------------------------------------------------------------
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the n-th failed attempt: base, twice that, four times, ... capped."""
+    seconds = settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)
+    return timedelta(seconds=min(settings.WEBHOOK_RETRY_CAP_SECONDS, seconds))
+
+
+def _claimable(row: WebhookEvent, now: datetime, *, force: bool) -> bool:
+    if row.status == Status.PROCESSING:
+        timeout = timedelta(seconds=settings.WEBHOOK_PROCESSING_TIMEOUT_SECONDS)
+        return row.claimed_at is None or row.claimed_at <= now - timeout
+    if force:
+        return True
+    return row.status in WebhookEvent.PENDING and row.next_attempt_at <= now + EARLY_SLACK
+
+
+def _claim(pk: int, *, force: bool) -> datetime | None:
+    now = timezone.now()
+    with transaction.atomic():
+        row = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+        if row is None or not _claimable(row, now, force=force):
+            return None
+        row.status = Status.PROCESSING
+        row.claimed_at = now
+        row.attempts += 1
+        row.save(update_fields=["status", "claimed_at", "attempts"])
+    return now
+
+
+def _event(row: WebhookEvent) -> Event:
+    return Event(
+        pk=row.pk,
+        provider=row.provider,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        data=json.loads(row.payload or "{}"),
+        received_at=row.received_at,
+        attempt=row.attempts,
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    return scrub_text(f"{type(exc).__name__}: {exc}")[:1000]
+
+
+def process(pk: int, *, force: bool = False) -> str | None:
+    """Process one stored event if it is due; returns its new status (None: not ours now)."""
+    claimed_at = _claim(pk, force=force)
+    if claimed_at is None:
+        return None
+    retry_in: timedelta | None = None
+    with transaction.atomic():
+        row = (
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk=pk, status=Status.PROCESSING, claimed_at=claimed_at)
+            .first()
+        )
+        if row is None:  # taken over meanwhile (we were slower than the timeout)
+            return None
+        handler = registry.handler(row.provider, row.event_type)
+        outcome, error = Status.PROCESSED, ""
+        if handler is None:
+            outcome = Status.IGNORED
+        elif row.payload is None:
+            outcome, error = Status.DEAD, "the payload was purged; nothing left to process"
+        else:
+            try:
+                with transaction.atomic():
+                    result = handler(_event(row))
+                outcome = Status.IGNORED if result == IGNORED else Status.PROCESSED
+            except RetryLater as exc:
+                outcome, error = Status.WAITING, scrub_text(f"waiting: {exc}")[:1000]
+                retry_in = exc.delay or backoff(row.attempts)
+            except Exception as exc:
+                logger.exception(
+                    "webhooks.handler_failed",
+                    extra={"webhook_event": row.pk, "event_type": row.event_type},
+                )
+                outcome, error = Status.FAILED, _error_text(exc)
+                retry_in = backoff(row.attempts)
+        if retry_in is not None and row.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            outcome, retry_in = Status.DEAD, None
+        _finish(row, outcome, error, retry_in)
+    if retry_in is not None and not _eager():
+        # The sweeper is the backstop; the queued retry just makes it prompt.
+        enqueue(pk, countdown=retry_in.total_seconds())
+    return outcome
+
+
+def _finish(row: WebhookEvent, outcome: str, error: str, retry_in: timedelta | None) -> None:
+    now = timezone.now()
+    row.status = outcome
+    row.last_error = error
+    if outcome in (Status.PROCESSED, Status.IGNORED):
+        row.processed_at = now
+    if retry_in is not None:
+        row.next_attempt_at = now + retry_in
+    row.save(update_fields=["status", "last_error", "processed_at", "next_attempt_at"])
+    audit.record(
+        f"webhooks.event.{'dead_lettered' if outcome == Status.DEAD else outcome}",
+        category=audit.Category.TRANSACTION,
+        actor=_actor(row.provider),
+        target=row,
+        data={
+            "provider": row.provider,
+            "event_id": row.event_id,
+            "type": row.event_type,
+            "attempt": row.attempts,
+            "error": error,
+        },
+    )
+    log = logger.error if outcome == Status.DEAD else logger.info
+    log(
+        "webhooks.processed",
+        extra={
+            "webhook_event": row.pk,
+            "event_type": row.event_type,
+            "outcome": outcome,
+            "attempt": row.attempts,
+        },
+    )
+
+
+# --- Sweeping and replaying ---------------------------------------------------------------
+
+
+def stalled(now: datetime | None = None) -> QuerySet[WebhookEvent]:
+    """Rows that should have been processed by now but were not picked up."""
+    now = now or timezone.now()
+    requeue = now - timedelta(seconds=settings.WEBHOOK_REQUEUE_AFTER_SECONDS)
+    timeout = now - timedelta(seconds=settings.WEBHOOK_PROCESSING_TIMEOUT_SECONDS)
+    return WebhookEvent.objects.filter(
+        Q(status__in=WebhookEvent.PENDING, next_attempt_at__lte=requeue)
+        | Q(status=Status.PROCESSING, claimed_at__lte=timeout)
+    )
+
+
+def sweep(*, limit: int = 500) -> int:
+    """Re-enqueue stalled events (Redis was down, a worker died); returns how many."""
+    pks = list(stalled().order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    queued = sum(enqueue(pk) for pk in pks)
+    if pks:
+        logger.warning("webhooks.swept", extra={"found": len(pks), "queued": queued})
+    return queued
+
+
+def replay(
+    events: Iterable[WebhookEvent], *, actor: Any, reason: str, inline: bool = False
+) -> list[tuple[WebhookEvent, str]]:
+    """Process chosen events again through the same path, each replay audited.
+
+    The attempt count starts over. Events whose payload was purged cannot be replayed
+    (the provider's API still has Stripe's for 30 days: use reconciliation).
+    Returns (event, what happened) pairs.
+    """
+    results = []
+    for event in events:
+        if event.payload is None:
+            results.append((event, "skipped: payload purged"))
+            continue
+        with transaction.atomic():
+            row = WebhookEvent.objects.select_for_update().get(pk=event.pk)
+            if row.status == Status.PROCESSING and not _claimable(row, timezone.now(), force=True):
+                results.append((row, "skipped: being processed"))
+                continue
+            previous = row.status
+            row.status, row.attempts, row.next_attempt_at = Status.RECEIVED, 0, timezone.now()
+            row.save(update_fields=["status", "attempts", "next_attempt_at"])
+            audit.record(
+                "webhooks.event.replayed",
+                category=audit.Category.TRANSACTION,
+                actor=actor,
+                target=row,
+                data={
+                    "provider": row.provider,
+                    "event_id": row.event_id,
+                    "type": row.event_type,
+                    "previous_status": previous,
+                    "reason": reason,
+                },
+            )
+        if inline:
+            outcome = process(row.pk)
+            results.append((row, f"replayed: {outcome}"))
+        else:
+            queued = enqueue(row.pk)
+            results.append((row, "queued" if queued else "stored; the sweeper will queue it"))
+    return results
