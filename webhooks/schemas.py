@@ -107,7 +107,7 @@ CALENDLY_ENVELOPE = {
     "payload": dict,
 }
 _INVITEE = {
-    "uri": Match(r"https://\S+/invitees/[A-Za-z0-9_-]+"),
+    "uri": Match(r"https?://\S+/invitees/[A-Za-z0-9_-]+"),
     "email": str,
     "status": Match("active|canceled"),
     "rescheduled": Optional(bool),

@@ -1,7 +1,8 @@
 """Create the demo superuser and builder on a development database (idempotent).
 
 The superuser's password is generated and printed once; it is not stored anywhere
-else. Refused outside ENVIRONMENT=development.
+else. With the Calendly sandbox installed, it also keeps a scheduling page and a
+webhook subscription to our Calendly endpoint. Refused outside ENVIRONMENT=development.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from accounts.models import Builder, BuilderMembership, User
 
 DEMO_ADMIN_EMAIL = "admin@slotpay.localhost"
 DEMO_BUILDER_EMAIL = "builder@slotpay.localhost"
+# What the demo subscription delivers: the Calendly events the bookings app handles.
+DEMO_CALENDLY_EVENTS = ["invitee.created", "invitee.canceled", "invitee_no_show.created"]
 
 
 class Command(BaseCommand):
@@ -27,6 +30,7 @@ class Command(BaseCommand):
         if settings.ENVIRONMENT != "development":
             raise CommandError("demo_setup only runs with ENVIRONMENT=development.")
         self._sandbox_event_type()
+        self._sandbox_webhooks()
         with transaction.atomic():
             if User.objects.filter(is_superuser=True).exists():
                 self.stdout.write("Demo data already present (superuser exists).")
@@ -72,3 +76,63 @@ class Command(BaseCommand):
             )
         page = "/sandbox/calendly/demo-studio/consultation/"
         self.stdout.write(f"Sandbox scheduling page: {settings.SITE_URL}{page}")
+
+    def _sandbox_webhooks(self) -> None:
+        """One Calendly sandbox subscription posting to our endpoint, kept current.
+
+        Made through the sandbox's models, as its API would (the server is not up
+        yet while this runs). A subscription of the demo organization to an earlier
+        token of our endpoint is updated in place; extra ones are removed.
+        """
+        if not apps.is_installed("sandbox.calendly_sandbox"):
+            return
+        from sandbox.calendly_sandbox.models import Host, WebhookSubscription
+
+        prefix = f"{settings.SITE_URL}/webhooks/calendly/"
+        token = settings.CALENDLY_WEBHOOK_PATH_TOKEN
+        keys = settings.CALENDLY_WEBHOOK_SIGNING_KEYS
+        if not token or not keys:
+            self.stdout.write(
+                "Calendly sandbox webhooks: not subscribed "
+                "(CALENDLY_WEBHOOK_PATH_TOKEN or CALENDLY_WEBHOOK_SIGNING_KEYS is unset)."
+            )
+            return
+        wanted = {
+            "callback_url": f"{prefix}{token}/",
+            "events": list(DEMO_CALENDLY_EVENTS),
+            "signing_key": keys[0],
+            "state": WebhookSubscription.State.ACTIVE,
+        }
+        with transaction.atomic():
+            organization = Host.objects.get(slug="demo-studio").organization
+            existing = list(
+                WebhookSubscription.objects.select_for_update()
+                .filter(
+                    organization=organization,
+                    scope=WebhookSubscription.Scope.ORGANIZATION,
+                    callback_url__startswith=prefix,
+                )
+                .order_by("created_at", "id")
+            )
+            if existing:
+                subscription, stale = existing[0], existing[1:]
+                for extra in stale:
+                    extra.delete()
+                changed = [k for k, v in wanted.items() if getattr(subscription, k) != v]
+                for name in changed:
+                    setattr(subscription, name, wanted[name])
+                if changed:
+                    subscription.save(update_fields=[*changed, "updated_at"])
+            else:
+                WebhookSubscription.objects.create(
+                    organization=organization,
+                    scope=WebhookSubscription.Scope.ORGANIZATION,
+                    **wanted,
+                )
+        stripe_url = settings.SANDBOX_STRIPE_WEBHOOK_URL
+        if settings.STRIPE_WEBHOOK_PATH_TOKEN:
+            stripe_url = stripe_url.replace(settings.STRIPE_WEBHOOK_PATH_TOKEN, "<token>")
+        self.stdout.write(
+            f"Sandbox webhooks: Stripe delivers to {stripe_url}, "
+            f"Calendly to {prefix}<token>/ (path tokens in .env)"
+        )
