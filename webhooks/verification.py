@@ -6,8 +6,9 @@
 2. body size (WEBHOOK_MAX_BODY_BYTES, refused before the body is read when the
    request declares its length);
 3. content type (JSON);
-4. signature, with every configured secret (rotation): Stripe's through
-   ``stripe.Webhook.construct_event``, Calendly's as HMAC-SHA256 of ``"<t>." + body``;
+4. signature, with every configured secret (rotation): Stripe's through stripe-python
+   (``stripe.WebhookSignature.verify_header``, the check ``construct_event`` makes
+   before parsing), Calendly's as HMAC-SHA256 of ``"<t>." + body``;
 5. timestamp: at most WEBHOOK_TOLERANCE_SECONDS old, 60 s in the future;
 6. JSON, then the envelope's schema (``webhooks.schemas``).
 
@@ -131,8 +132,8 @@ def verify_stripe_signature(body: bytes, header: str | None, secrets: Sequence[s
         )
     except stripe_gateway.WebhookSignatureInvalid as exc:
         raise Rejected(exc.reason) from exc
-    except ValueError as exc:  # signed correctly, but not JSON
-        raise Rejected("malformed_json") from exc
+    except UnicodeDecodeError as exc:
+        raise Rejected("malformed_body") from exc
     check_timestamp(timestamp, now=time.time())
 
 

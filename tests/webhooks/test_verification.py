@@ -272,3 +272,30 @@ def test_rejections_are_counted_per_reason_and_audit_is_bounded(sender: Sender, 
     assert counts == {"signature_mismatch": 5, "timestamp_stale": 1}
     audited = AuditEntry.objects.filter(action="webhooks.delivery.rejected")
     assert audited.count() == 4  # three of the five, and the stale one
+
+
+@pytest.mark.parametrize(
+    "case", ["valid", "stale", "other_secret", "tampered", "two_signatures", "no_v1"]
+)
+def test_stripe_verdicts_match_construct_event(stripe_sender: Sender, handlers, case) -> None:
+    """The endpoint checks with verify_header (no StripeObject built): it must accept
+    and refuse exactly what stripe.Webhook.construct_event accepts and refuses."""
+    import stripe
+
+    secret = current_secret("stripe")
+    body = json.dumps(default_event("stripe"))
+    now = int(time.time())
+    header = {
+        "valid": sign(secret, body, now),
+        "stale": sign(secret, body, now - 400),
+        "other_secret": sign(WRONG_SECRET, body, now),
+        "tampered": sign(secret, body + " ", now),
+        "two_signatures": sign(WRONG_SECRET, body, now) + "," + sign(secret, body).split(",")[1],
+        "no_v1": f"t={now},v0=abc",
+    }[case]
+    try:
+        stripe.Webhook.construct_event(body, header, secret, tolerance=300)
+        expected = 200
+    except stripe.SignatureVerificationError:
+        expected = 400
+    assert stripe_sender.post(body=body, header=header).status_code == expected
