@@ -293,8 +293,17 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the hard time limit, so Redis never redelivers a task still running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than the hard time limit, so Redis never redelivers a task still running.
+    "visibility_timeout": 3600,
+    # A publish with the broker down fails in milliseconds (one reconnection, 2 s at
+    # most for an unreachable host) instead of retrying for seconds: a webhook is
+    # already safe in the inbox, and the sweeper queues it when Redis is back. The
+    # worker's own reconnection loop (broker_connection_max_retries) is not affected.
+    "max_retries": 1,
+    "interval_start": 0,
+    "socket_connect_timeout": 2,
+}
 CELERY_TASK_DEFAULT_QUEUE = "slotpay"
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": 3600.0},

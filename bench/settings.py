@@ -1,0 +1,33 @@
+"""Settings for processes started by :mod:`bench.stack` (gunicorn, Celery worker, beat).
+
+Why a settings module of its own: the webhook pipeline stores only the event types
+that have a handler, and no domain handler exists yet. Listing ``bench`` as an app
+lets ``webhooks.apps.WebhooksConfig.ready`` find ``bench/webhook_handlers.py`` by the
+same ``autodiscover_modules("webhook_handlers")`` that real domain apps will use, in
+every process that loads these settings, and only there: the test suite's own process
+(``tests.settings``) never imports it, so its registry stays empty for the unit tests
+that rely on "no handler, not stored".
+
+It builds on the test profile (``tests.settings`` sets ENVIRONMENT=test): no ``.env``
+is read or written and nothing is required, so the launcher must pass every secret
+explicitly (it does, see ``bench.stack.Secrets``), or web and worker processes would
+each invent different keys. ``bench/trivial/`` is added for the benchmark's baseline.
+"""
+
+import os
+
+from tests.settings import *  # noqa: F403
+
+INSTALLED_APPS = [*INSTALLED_APPS, "bench"]  # noqa: F405
+ROOT_URLCONF = "bench.urls"
+
+# To try a change of the broker's connection retries without editing config/settings.py
+# (unset: production's options, which is what the tests and the bench measure).
+# Publishing re-establishes a lost broker connection with kombu's retries
+# (``max_retries`` in the transport options; kombu's default retries for about 6 s),
+# however ``apply_async(retry=False)`` is called.
+if os.environ.get("BENCH_BROKER_CONNECT_MAX_RETRIES"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+        "max_retries": int(os.environ["BENCH_BROKER_CONNECT_MAX_RETRIES"]),
+    }
