@@ -14,20 +14,7 @@ explicitly (it does, see ``bench.stack.Secrets``), or web and worker processes w
 each invent different keys. ``bench/trivial/`` is added for the benchmark's baseline.
 """
 
-import os
-
 from tests.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench"]  # noqa: F405
 ROOT_URLCONF = "bench.urls"
-
-# To try a change of the broker's connection retries without editing config/settings.py
-# (unset: production's options, which is what the tests and the bench measure).
-# Publishing re-establishes a lost broker connection with kombu's retries
-# (``max_retries`` in the transport options; kombu's default retries for about 6 s),
-# however ``apply_async(retry=False)`` is called.
-if os.environ.get("BENCH_BROKER_CONNECT_MAX_RETRIES"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
-        "max_retries": int(os.environ["BENCH_BROKER_CONNECT_MAX_RETRIES"]),
-    }
