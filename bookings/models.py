@@ -1,0 +1,257 @@
+"""Event types a builder sells, the bookings made for them, and the policy consents.
+
+A booking's status changes only through :meth:`Booking.transition` (and the named
+methods on top of it): illegal moves raise :class:`IllegalTransition`, a repeated
+move is a no-op, and every real change is audited in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.utils import timezone
+
+import audit
+from accounts.encryption import EncryptedCharField, EncryptedEmailField, EncryptedTextField
+from accounts.models import Builder
+from bookings.policy import DEFAULT_TIERS, RefundPolicy, validate_policy
+
+
+def _default_tiers() -> list[dict[str, int]]:
+    return [dict(tier) for tier in DEFAULT_TIERS]
+
+
+class EventType(models.Model):
+    """A session a builder sells: a Calendly event type with our price and policy."""
+
+    builder = models.ForeignKey(Builder, on_delete=models.PROTECT, related_name="event_types")
+    calendly_event_type_uri = models.URLField(max_length=255, unique=True)
+    scheduling_url = models.URLField(max_length=255)
+    title = models.CharField(max_length=200)
+    duration_minutes = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    # Integer minor units of ``currency`` (cents; yen; fils), as Stripe takes them.
+    price_amount = models.PositiveBigIntegerField(validators=[MinValueValidator(1)])
+    currency = models.CharField(
+        max_length=3, validators=[RegexValidator(r"^[a-z]{3}$", "A lowercase ISO 4217 code.")]
+    )
+    refund_policy = models.JSONField(default=_default_tiers, validators=[validate_policy])
+    # Raised whenever refund_policy changes: a consent names the version it agreed to.
+    refund_policy_version = models.PositiveIntegerField(default=1)
+    automatic_tax = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["builder", "title"]
+
+    def __str__(self) -> str:
+        return f"{self.builder}: {self.title}"
+
+    @property
+    def policy(self) -> RefundPolicy:
+        return RefundPolicy.from_json(self.refund_policy)
+
+    def set_refund_policy(self, tiers: list[dict[str, int]], *, actor: Any) -> bool:
+        """Replace the policy (validated), raising its version; audited. No-op if equal."""
+        policy = RefundPolicy.from_json(tiers)
+        if policy == self.policy:
+            return False
+        with transaction.atomic():
+            previous = self.refund_policy
+            self.refund_policy = policy.to_json()
+            self.refund_policy_version += 1
+            self.save(update_fields=["refund_policy", "refund_policy_version"])
+            audit.record(
+                "bookings.event_type.policy_changed",
+                category=audit.Category.TRANSACTION,
+                actor=actor,
+                target=self,
+                data={
+                    "from": previous,
+                    "to": self.refund_policy,
+                    "version": self.refund_policy_version,
+                },
+            )
+        return True
+
+
+class IllegalTransition(Exception):  # noqa: N818 (the name says what went wrong)
+    def __init__(self, booking: Booking, to: str) -> None:
+        super().__init__(f"booking {booking.pk} cannot go from {booking.status} to {to}")
+        self.current = booking.status
+        self.to = to
+
+
+class Booking(models.Model):
+    class Status(models.TextChoices):
+        PENDING_PAYMENT = "pending_payment", "Awaiting payment"
+        CONFIRMED = "confirmed", "Confirmed"
+        COMPLETED = "completed", "Completed"
+        NO_SHOW = "no_show", "No-show"
+        EXPIRED = "expired", "Expired (not paid)"
+        CANCELED = "canceled", "Canceled"
+        RESCHEDULED = "rescheduled", "Rescheduled"
+        DISPUTED = "disputed", "Disputed"
+
+    # Where each status may go next. A dispute can follow any paid state.
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        Status.PENDING_PAYMENT: frozenset({Status.CONFIRMED, Status.EXPIRED}),
+        Status.CONFIRMED: frozenset(
+            {
+                Status.COMPLETED,
+                Status.NO_SHOW,
+                Status.CANCELED,
+                Status.RESCHEDULED,
+                Status.DISPUTED,
+            }
+        ),
+        Status.COMPLETED: frozenset({Status.DISPUTED}),
+        Status.NO_SHOW: frozenset({Status.DISPUTED}),
+        Status.CANCELED: frozenset({Status.DISPUTED}),
+        Status.RESCHEDULED: frozenset(),
+        Status.EXPIRED: frozenset(),
+        Status.DISPUTED: frozenset(),
+    }
+
+    # Null when no client could be linked (no valid booking intent): kept for staff.
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="bookings",
+    )
+    builder = models.ForeignKey(Builder, on_delete=models.PROTECT, related_name="bookings")
+    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="bookings")
+    # The idempotency key of every path that records a booking.
+    calendly_invitee_uri = models.CharField(max_length=255, unique=True)
+    calendly_event_uri = models.CharField(max_length=255)
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField()
+    invitee_time_zone = models.CharField(max_length=64, default="UTC")
+    invitee_name = EncryptedCharField(max_length=200, null=True, blank=True)
+    invitee_email = EncryptedEmailField(null=True, blank=True)
+    answers = EncryptedTextField(null=True, blank=True)  # JSON: [{"question", "answer"}]
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING_PAYMENT)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    rescheduled_to = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="rescheduled_from",
+    )
+    needs_review = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-start_at"]
+        indexes = [
+            models.Index(fields=["client", "-start_at"], name="bookings_client_idx"),
+            models.Index(fields=["builder", "-start_at"], name="bookings_builder_idx"),
+            models.Index(fields=["status", "created_at"], name="bookings_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(end_at__gt=models.F("start_at")), name="bookings_ends_after"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Booking {self.pk} ({self.status})"
+
+    def transition(
+        self,
+        to: str,
+        *,
+        actor: Any,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move to ``to``: True if it changed, False if already there (a repeat).
+
+        The row is locked and re-read first, so two concurrent handlers (a webhook and
+        the redirect back) cannot both apply a move. Raises IllegalTransition.
+        """
+        if to not in self.Status.values:
+            raise ValueError(f"unknown booking status {to!r}")
+        with transaction.atomic():
+            current = Booking.objects.select_for_update().get(pk=self.pk)
+            self.status = current.status
+            if current.status == to:
+                return False
+            if to not in self.TRANSITIONS[current.status]:
+                raise IllegalTransition(self, to)
+            for name, value in (fields or {}).items():
+                setattr(self, name, value)
+            self.status = to
+            self.status_changed_at = timezone.now()
+            self.save(update_fields=["status", "status_changed_at", *(fields or {})])
+            audit.record(
+                f"bookings.booking.{to}",
+                category=audit.Category.TRANSACTION,
+                actor=actor,
+                target=self,
+                data={"from": current.status, "to": to, "reason": reason, **(data or {})},
+            )
+        return True
+
+    def confirm(self, *, actor: Any) -> bool:
+        return self.transition(self.Status.CONFIRMED, actor=actor)
+
+    def expire(self, *, actor: Any, reason: str = "") -> bool:
+        return self.transition(self.Status.EXPIRED, actor=actor, reason=reason)
+
+    def cancel(self, *, actor: Any, reason: str = "") -> bool:
+        return self.transition(self.Status.CANCELED, actor=actor, reason=reason)
+
+    def complete(self, *, actor: Any) -> bool:
+        return self.transition(self.Status.COMPLETED, actor=actor)
+
+    def mark_no_show(self, *, actor: Any) -> bool:
+        return self.transition(self.Status.NO_SHOW, actor=actor)
+
+    def dispute(self, *, actor: Any, reason: str = "") -> bool:
+        return self.transition(self.Status.DISPUTED, actor=actor, reason=reason)
+
+    def reschedule(self, successor: Booking, *, actor: Any) -> bool:
+        """Confirmed → rescheduled, linked to the booking that replaces it."""
+        if successor.pk == self.pk:
+            raise ValueError("a booking cannot be rescheduled to itself")
+        changed = self.transition(
+            self.Status.RESCHEDULED,
+            actor=actor,
+            data={"successor": successor.pk},
+            fields={"rescheduled_to": successor},
+        )
+        if not changed:
+            self.refresh_from_db(fields=["rescheduled_to"])
+            if self.rescheduled_to_id != successor.pk:
+                raise IllegalTransition(self, f"rescheduled to booking {successor.pk}")
+        return changed
+
+
+class PolicyConsent(models.Model):
+    """A client's explicit agreement to an event type's refund policy, before Checkout."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="policy_consents"
+    )
+    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="+")
+    booking = models.ForeignKey(
+        Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="consents"
+    )
+    policy_version = models.PositiveIntegerField()
+    policy = models.JSONField()  # the tiers as shown, whatever the event type says later
+    consented_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)  # truncated (/24, /48)
+
+    class Meta:
+        ordering = ["-consented_at"]
+
+    def __str__(self) -> str:
+        return f"Consent {self.pk} to policy v{self.policy_version}"
