@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -12,6 +11,7 @@ from django.utils import timezone
 from accounts.models import Builder
 from audit.models import AuditEntry
 from bookings.models import Booking, EventType, IllegalTransition, PolicyConsent
+from tests.bookings.factories import make_booking, make_event_type
 
 pytestmark = pytest.mark.django_db
 Status = Booking.Status
@@ -19,32 +19,7 @@ Status = Booking.Status
 
 @pytest.fixture
 def event_type(owner) -> EventType:
-    return EventType.objects.create(
-        builder=Builder.objects.get(slug="olives-studio"),
-        calendly_event_type_uri="https://api.calendly.com/event_types/ET1",
-        scheduling_url="https://calendly.com/olive/consult",
-        title="Consultation",
-        duration_minutes=60,
-        price_amount=8000,
-        currency="eur",
-    )
-
-
-def make_booking(event_type: EventType, client, number: int = 1, **fields) -> Booking:
-    start = timezone.now() + timedelta(days=5)
-    return Booking.objects.create(
-        client=client,
-        builder=event_type.builder,
-        event_type=event_type,
-        calendly_invitee_uri=f"https://api.calendly.com/scheduled_events/E{number}/invitees/I{number}",
-        calendly_event_uri=f"https://api.calendly.com/scheduled_events/E{number}",
-        start_at=start,
-        end_at=start + timedelta(hours=1),
-        invitee_time_zone="Europe/Berlin",
-        invitee_name="Clara Client",
-        invitee_email="clara@client.example",
-        **fields,
-    )
+    return make_event_type(Builder.objects.get(slug="olives-studio"))
 
 
 @pytest.fixture

@@ -1,0 +1,145 @@
+"""Payments for bookings and their refunds: Stripe's ids only, never card data.
+
+A payment's refund status (``partially_refunded``, ``refunded``) follows from its
+succeeded refunds (:meth:`Payment.reconcile_refunds`); every status change is audited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+import audit
+from bookings.models import Booking
+
+
+class Payment(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open (Checkout not completed)"
+        PAID = "paid", "Paid"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+        REFUNDED = "refunded", "Refunded"
+        DISPUTED = "disputed", "Disputed"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    REFUNDABLE = (Status.PAID, Status.PARTIALLY_REFUNDED)
+
+    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="payments")
+    checkout_session_id = models.CharField(max_length=255, unique=True)
+    payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    charge_id = models.CharField(max_length=255, blank=True)
+    customer_id = models.CharField(max_length=255, blank=True)
+    amount = models.PositiveBigIntegerField()  # minor units
+    currency = models.CharField(max_length=3)
+    tax_amount = models.PositiveBigIntegerField(default=0)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    receipt_url = models.URLField(max_length=500, blank=True)
+    risk_level = models.CharField(max_length=20, blank=True)  # Radar: normal, elevated, highest
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    needs_review = models.BooleanField(default=False)
+    review_reason = models.CharField(max_length=200, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Payment {self.pk} {self.amount} {self.currency} ({self.status})"
+
+    def committed_refunds(self) -> int:
+        """Minor units refunded or on their way (a pending refund counts)."""
+        return (
+            self.refunds.filter(status__in=Refund.COMMITTED).aggregate(total=Sum("amount"))["total"]
+            or 0
+        )
+
+    def refundable(self) -> int:
+        return max(0, self.amount - self.committed_refunds())
+
+    def set_status(self, status: str, *, actor: Any, reason: str = "") -> bool:
+        """Change status (audited); False if it already was ``status``."""
+        with transaction.atomic():
+            current = Payment.objects.select_for_update().get(pk=self.pk)
+            self.status = current.status
+            if current.status == status:
+                return False
+            self.status = status
+            self.save(update_fields=["status"])
+            audit.record(
+                f"payments.payment.{status}",
+                category=audit.Category.TRANSACTION,
+                actor=actor,
+                target=self,
+                data={"from": current.status, "to": status, "reason": reason},
+            )
+        return True
+
+    def reconcile_refunds(self, *, actor: Any) -> bool:
+        """Paid, partially refunded or refunded, from what has really been refunded.
+        A disputed, failed or open payment keeps its status."""
+        if self.status not in (*self.REFUNDABLE, self.Status.REFUNDED):
+            return False
+        succeeded = (
+            self.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))[
+                "total"
+            ]
+            or 0
+        )
+        if succeeded >= self.amount:
+            status = self.Status.REFUNDED
+        elif succeeded:
+            status = self.Status.PARTIALLY_REFUNDED
+        else:
+            status = self.Status.PAID
+        return self.set_status(status, actor=actor, reason=f"refunded {succeeded} of {self.amount}")
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        REQUIRES_ACTION = "requires_action", "Requires action"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    # Counted against what remains refundable.
+    COMMITTED = (Status.PENDING, Status.REQUIRES_ACTION, Status.SUCCEEDED)
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    # Our public reference: the Stripe idempotency key and metadata are built from it.
+    reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    amount = models.PositiveBigIntegerField()
+    reason = models.CharField(max_length=200)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Made in the Stripe dashboard, found by reconciliation rather than requested here.
+    external = models.BooleanField(default=False)
+    stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Refund {self.reference} {self.amount} ({self.status})"
+
+    @property
+    def idempotency_ref(self) -> str:
+        return f"rf_{self.reference.hex}"
