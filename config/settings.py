@@ -312,6 +312,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(WEBHOOK_SWEEP_INTERVAL_SECONDS),
     },
     "webhooks-purge": {"task": "webhooks.tasks.purge", "schedule": 3600.0},
+    "payments-retry-refunds": {
+        "task": "payments.tasks.retry_unfinished_refunds",
+        "schedule": 300.0,
+    },
 }
 
 # --- HTTP security -------------------------------------------------------------------

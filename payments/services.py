@@ -9,9 +9,11 @@ between the two can never refund twice: :func:`submit_refund` is safe to run aga
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 import audit
 from audit.masking import scrub_text
@@ -144,3 +146,40 @@ def _record_outcome(
             "payments.refund.error",
             extra={"refund": str(refund.reference), "status": status, "error": refund.last_error},
         )
+
+
+def refresh_refund(refund: Refund, *, actor: Any) -> Refund:
+    """Read a refund Stripe has not finished (``pending``, ``requires_action``) again."""
+    if not refund.stripe_refund_id or refund.status not in (
+        Refund.Status.PENDING,
+        Refund.Status.REQUIRES_ACTION,
+    ):
+        return refund
+    try:
+        result = stripe_gateway.retrieve_refund(refund.stripe_refund_id)
+    except stripe_gateway.PaymentProviderError as exc:
+        logger.warning(
+            "payments.refund.refresh_failed",
+            extra={"refund": str(refund.reference), "error": scrub_text(str(exc))},
+        )
+        return refund
+    if result.status and result.status != refund.status:
+        _record_outcome(refund, actor=actor, status=result.status)
+    return refund
+
+
+def retry_unfinished_refunds(*, older_than_seconds: int = 60, limit: int = 100) -> int:
+    """Periodic: send refunds Stripe never confirmed (an outage) and re-read those it
+    has not finished. Returns how many were looked at."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    unfinished = Refund.objects.filter(
+        status__in=(Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION), updated_at__lte=cutoff
+    ).select_related("payment")[:limit]
+    count = 0
+    for refund in unfinished:
+        count += 1
+        if refund.stripe_refund_id:
+            refresh_refund(refund, actor="payments.tasks")
+        else:
+            submit_refund(refund, actor="payments.tasks")
+    return count

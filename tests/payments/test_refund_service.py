@@ -6,6 +6,8 @@ by the real stripe library against an API that refuses over-refunds.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import override_settings
 from django.utils import timezone
@@ -14,7 +16,12 @@ from accounts.models import Builder
 from audit.models import AuditEntry
 from payments import stripe_gateway
 from payments.models import Payment, Refund
-from payments.services import RefundRefused, refund_request, submit_refund
+from payments.services import (
+    RefundRefused,
+    refund_request,
+    retry_unfinished_refunds,
+    submit_refund,
+)
 from tests.bookings.factories import make_booking, make_event_type
 from tests.sandbox.stripe.helpers import paid_session
 
@@ -98,3 +105,18 @@ def test_an_outage_leaves_the_refund_pending_for_a_retry(payment: Payment) -> No
     submit_refund(refund, actor="payments.tasks")
     assert refund.status == Refund.Status.SUCCEEDED
     assert charge_of(payment).amount_refunded == 1000
+
+
+def test_the_periodic_retry_sends_refunds_an_outage_left_pending(payment: Payment) -> None:
+    with override_settings(STRIPE_API_BASE="http://127.0.0.1:9/sandbox/stripe"):
+        stripe_gateway.close_clients()
+        refund = refund_request(payment.booking, amount=1500, reason="r", actor="test")
+    stripe_gateway.close_clients()
+    assert retry_unfinished_refunds() == 0  # too recent: left for the next run
+    Refund.objects.filter(pk=refund.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    assert retry_unfinished_refunds() == 1
+    refund.refresh_from_db()
+    assert (refund.status, refund.attempts) == (Refund.Status.SUCCEEDED, 2)
+    assert charge_of(payment).amount_refunded == 1500
+    entry = AuditEntry.objects.filter(action="payments.refund.succeeded").get()
+    assert entry.actor_id == "payments.tasks"
