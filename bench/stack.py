@@ -156,6 +156,14 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{quote(name, safe='')}"))
 
 
+def tagged(env: Mapping[str, str], application_name: str) -> dict[str, str]:
+    """``env`` whose DATABASE_URL names its connections ``application_name``, so that
+    pg_stat_activity tells the web processes' backends from the worker's."""
+    parts = urlsplit(env["DATABASE_URL"])
+    query = "&".join(filter(None, [parts.query, f"application_name={quote(application_name)}"]))
+    return {**env, "DATABASE_URL": urlunsplit(parts._replace(query=query))}
+
+
 def service_env(
     *,
     database_url: str,

@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -276,8 +277,9 @@ def open_loop(
 
 class WaitSampler:
     """Samples pg_stat_activity for the bench database every 20 ms: what the server's
-    backends are doing (running, waiting on a lock, on WAL flush, idle in transaction)
-    while the endpoint is under load. Counts are backend-samples."""
+    backends are doing (running, waiting on a lock, on WAL flush, idle in transaction),
+    per client (``web``: gunicorn, ``worker``: Celery; their DATABASE_URLs set the
+    application_name) while the endpoint is under load. Counts are backend-samples."""
 
     def __init__(self, database_url: str) -> None:
         import psycopg
@@ -291,19 +293,23 @@ class WaitSampler:
 
     def _run(self) -> None:
         query = (
-            "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+            "SELECT application_name, state, wait_event_type, wait_event FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
         while not self._stop.wait(0.02):
             rows = self.connection.execute(query, (self.database,)).fetchall()
             self.samples += 1
-            for state, wait_type, wait_event in rows:
+            for application, state, wait_type, wait_event in rows:
                 if state == "idle":
                     continue
-                key = state if not wait_type else f"{state}: {wait_type}/{wait_event}"
+                who = (application or "other").removeprefix("bench-")
                 if state == "active" and not wait_type:
-                    key = "active: on CPU"
-                self.states[key] += 1
+                    what = "active, running"
+                elif state == "idle in transaction":
+                    what = "idle in transaction (client working)"
+                else:
+                    what = f"{state}: {wait_type}/{wait_event}"
+                self.states[f"{who:<7} {what}"] += 1
 
     def __enter__(self) -> WaitSampler:
         self._thread.start()
@@ -361,6 +367,8 @@ def profile_endpoint(env: dict[str, str], secret: str, path: str, *, count: int)
     steps timed. Returns the report lines."""
     os.environ.update(env)
     os.environ["LOG_LEVEL"] = "WARNING"  # the servers' log lines are not this report's
+    # WhiteNoise warns that STATIC_ROOT is missing (collectstatic is for production).
+    warnings.filterwarnings("ignore", "No directory at", UserWarning)
     import django
 
     django.setup()
@@ -386,7 +394,7 @@ def profile_endpoint(env: dict[str, str], secret: str, path: str, *, count: int)
     timers.wrap(services, "accept", "accept (store + commit + enqueue)")
     timers.wrap(WebhookEvent.objects, "create", "  INSERT")
     timers.wrap(encrypted_fields, "encrypt_str", "    payload encryption (Fernet)")
-    timers.wrap(connections["default"], "commit", "  COMMIT (+ on-commit hooks)")
+    timers.wrap(connections["default"], "commit", "  COMMIT (in a transaction only)")
     timers.wrap(services, "enqueue", "    enqueue (Celery publish to Redis)")
     whole: list[float] = []
     trivial: list[float] = []
@@ -412,6 +420,9 @@ def profile_endpoint(env: dict[str, str], secret: str, path: str, *, count: int)
         f"  {'trivial view, same body':<46} {statistics.mean(trivial) * 1000:7.2f} ms",
     ]
     for name in timers.order:
+        if not timers.calls[name]:
+            lines.append(f"  {name:<46}   (not called)")
+            continue
         per_call = timers.total[name] / count * 1000
         lines.append(f"  {name:<46} {per_call:7.2f} ms  ({timers.calls[name] / count:.1f} calls)")
     return lines
@@ -553,12 +564,14 @@ def bench_services(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str
         stack.migrate(env)
         web = stack.Gunicorn(
             workdir,
-            env,
+            stack.tagged(env, "bench-web"),
             workers=args.workers,
             threads=args.threads,
             worker_class=args.worker_class,
         )
-        worker = stack.CeleryWorker(workdir, env, concurrency=args.celery_concurrency)
+        worker = stack.CeleryWorker(
+            workdir, stack.tagged(env, "bench-worker"), concurrency=args.celery_concurrency
+        )
         services = (web,) if args.defer_worker else (web, worker)
         try:
             with stack.running(*services):
