@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,7 +33,8 @@ class RefundRefused(Exception):  # noqa: N818 (the outcome the caller shows)
 
 
 def _actor_user(actor: Any) -> Any:
-    return actor if getattr(actor, "pk", None) and hasattr(actor, "email") else None
+    """The requesting user, when the actor is one (a system component is a string)."""
+    return actor if isinstance(actor, get_user_model()) else None
 
 
 def refund_request(

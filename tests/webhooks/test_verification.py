@@ -6,6 +6,7 @@ counted and audited (without the body).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.django_db
 OLD_SECRET = "whsec_FAKE-old-one"  # pragma: allowlist secret
 NEW_SECRET = "whsec_FAKE-new-one"  # pragma: allowlist secret
 WRONG_SECRET = "whsec_FAKE-wrong"  # pragma: allowlist secret
+PRIVATE_TEN = [ipaddress.ip_network("10.0.0.0/8")]
 
 
 def assert_refused(response, provider: str, reason: str, *, stored: int = 0) -> None:
@@ -181,8 +183,8 @@ def test_test_mode_event_refused_with_a_live_key(stripe_sender: Sender) -> None:
 
 
 @override_settings(
-    STRIPE_WEBHOOK_IP_ALLOWLIST=[__import__("ipaddress").ip_network("10.0.0.0/8")],
-    CALENDLY_WEBHOOK_IP_ALLOWLIST=[__import__("ipaddress").ip_network("10.0.0.0/8")],
+    STRIPE_WEBHOOK_IP_ALLOWLIST=PRIVATE_TEN,
+    CALENDLY_WEBHOOK_IP_ALLOWLIST=PRIVATE_TEN,
 )
 def test_disallowed_ip_is_refused(sender: Sender, provider: str, handlers) -> None:
     assert_refused(sender.post(REMOTE_ADDR="192.0.2.7"), provider, "ip_not_allowed")
