@@ -139,6 +139,10 @@ def accept(delivery: Delivery, *, headers: Mapping[str, str], request_id: str = 
             # endpoint's throughput is mostly round trips (bench/webhook_ingest.py).
             event = WebhookEvent.objects.create(**fields)
     except IntegrityError:
+        # Only the unique (provider, event_id) constraint means "a copy came first";
+        # any other integrity error (a value too long, a NOT NULL) is a bug to surface.
+        if not WebhookEvent.objects.filter(provider=provider, event_id=delivery.event_id).exists():
+            raise
         created = False
     else:
         created = True

@@ -259,3 +259,20 @@ def test_failed_events_keep_their_payload(stripe_sender: Sender, handlers) -> No
     WebhookEvent.objects.update(received_at=timezone.now() - timedelta(days=10))
     retention.purge()
     assert WebhookEvent.objects.get().payload is not None
+
+
+def test_only_the_dedup_constraint_counts_as_a_duplicate(handlers) -> None:
+    from django.db import IntegrityError
+
+    from webhooks.verification import Delivery
+
+    data = stripe_event()
+    first = Delivery("stripe", json.dumps(data), data, data["id"], data["type"])
+    assert services.accept(first, headers={}) == "stored"
+    assert services.accept(first, headers={}) == "duplicate"
+    # A NOT NULL failure is a bug, not "a copy came first": it must not be answered 200.
+    other = stripe_event()
+    broken = Delivery("stripe", json.dumps(other), other, None, other["type"])  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError):
+        services.accept(broken, headers={})
+    assert WebhookEvent.objects.count() == 1
