@@ -4,23 +4,37 @@ from typing import Any
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import (
+    AdminUserCreationForm,
+    AuthenticationForm,
+    UserChangeForm,
+)
 
 from accounts.encryption import blind_index
 from accounts.models import User
 
 
-class EmailAuthenticationForm(AdminAuthenticationForm):
-    """The admin's login form, asking for an email of any length and case."""
+class _EmailLoginMixin:
+    """Ask for an email of any length and case where Django asks for a username."""
+
+    fields: dict[str, forms.Field]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         field = self.fields["username"]
         field.label = "Email"
         field.max_length = 254
         field.widget = forms.EmailInput(
             attrs={"autofocus": True, "autocomplete": "email", "maxlength": 254}
         )
+
+
+class EmailAuthenticationForm(_EmailLoginMixin, AdminAuthenticationForm):
+    """The admin's login form (staff only), by email."""
+
+
+class ClientAuthenticationForm(_EmailLoginMixin, AuthenticationForm):
+    """The site's login form for clients and builders, by email."""
 
 
 class _UniqueEmailMixin:

@@ -1,8 +1,9 @@
 """A stand-in domain handler, registered only in processes running ``bench.settings``.
 
 The webhooks app imports every installed app's ``webhook_handlers`` module at start-up;
-``bench.settings`` installs this package, so gunicorn (which then stores the event
-type) and the Celery worker (which then applies it) both have the handler.
+``bench.settings`` installs this package last, so it takes the place of the payments
+app's handler in gunicorn (which then stores the event type) and in the Celery worker
+(which then applies it): the bench measures the pipeline, not the booking logic.
 
 Its one effect is an audit entry ``bench.handled`` naming the event, written in the
 handler's transaction: the entries tell how many times each event was applied, and
@@ -18,12 +19,11 @@ from __future__ import annotations
 import time
 
 import audit
-from webhooks.registry import Event, handles
+from webhooks.registry import Event, registry
 
 HANDLED_ACTION = "bench.handled"
 
 
-@handles("stripe", "checkout.session.completed")
 def checkout_completed(event: Event) -> None:
     audit.record(
         HANDLED_ACTION,
@@ -35,3 +35,7 @@ def checkout_completed(event: Event) -> None:
     pause = float(metadata.get("bench_sleep") or 0)
     if pause and event.attempt == 1:
         time.sleep(pause)
+
+
+registry.unregister("stripe", "checkout.session.completed")
+registry.register("stripe", "checkout.session.completed", checkout_completed)

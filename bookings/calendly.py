@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -272,6 +272,10 @@ def _required_time(value: str | None) -> datetime:
     if parsed is None:
         raise ValueError("Calendly returned no timestamp")
     return parsed
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_user(data: Mapping[str, Any]) -> CalendlyUser:
@@ -594,6 +598,40 @@ class CalendlyClient:
             operation="invitees.get",
         )
         return parse_invitee(body["resource"])
+
+    def get_invitee_by_uri(self, invitee_uri: str) -> Invitee:
+        """An invitee from its full URI (``.../scheduled_events/{e}/invitees/{i}``)."""
+        return self.get_invitee(
+            uuid_from_uri(invitee_uri, "scheduled_events"), uuid_from_uri(invitee_uri, "invitees")
+        )
+
+    def find_invitee(
+        self, invitee_uuid: str, *, email: str, start_time: datetime
+    ) -> Invitee | None:
+        """The invitee a scheduling redirect names: Calendly's redirect carries the
+        invitee's id but not its event's, so look among the organization's events
+        starting at ``start_time`` with an invitee of that email. None if not there."""
+        wanted = uuid_from_uri(invitee_uuid, "invitees")
+        organization = self.current_user().current_organization
+        window = {
+            "organization": organization,
+            "invitee_email": email,
+            "min_start_time": _iso(start_time - timedelta(seconds=1)),
+            "max_start_time": _iso(start_time + timedelta(seconds=1)),
+            "count": PAGE_SIZE,
+        }
+        for event in self._paginate(
+            "scheduled_events", operation="scheduled_events.list", params=window
+        ):
+            event_uuid = uuid_from_uri(event["uri"], "scheduled_events")
+            for item in self._paginate(
+                f"scheduled_events/{event_uuid}/invitees",
+                operation="invitees.list",
+                params={"email": email, "count": PAGE_SIZE},
+            ):
+                if uuid_from_uri(item["uri"], "invitees") == wanted:
+                    return parse_invitee(item)
+        return None
 
     def cancel_event(self, event_uuid: str, reason: str = "") -> Cancellation:
         """Cancel a scheduled event (frees the slot); Calendly then sends

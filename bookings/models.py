@@ -7,6 +7,7 @@ move is a no-op, and every real change is audited in the same transaction.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -126,6 +127,8 @@ class Booking(models.Model):
     )
     builder = models.ForeignKey(Builder, on_delete=models.PROTECT, related_name="bookings")
     event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="bookings")
+    # Our opaque id, the only thing about a booking that Stripe is told (metadata).
+    reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # The idempotency key of every path that records a booking.
     calendly_invitee_uri = models.CharField(max_length=255, unique=True)
     calendly_event_uri = models.CharField(max_length=255)
@@ -135,6 +138,9 @@ class Booking(models.Model):
     invitee_name = EncryptedCharField(max_length=200, null=True, blank=True)
     invitee_email = EncryptedEmailField(null=True, blank=True)
     answers = EncryptedTextField(null=True, blank=True)  # JSON: [{"question", "answer"}]
+    # The price when booked, in minor units: what a payment must match.
+    price_amount = models.PositiveBigIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING_PAYMENT)
     status_changed_at = models.DateTimeField(default=timezone.now)
     rescheduled_to = models.OneToOneField(
@@ -145,6 +151,7 @@ class Booking(models.Model):
         related_name="rescheduled_from",
     )
     needs_review = models.BooleanField(default=False)
+    review_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -129,6 +129,28 @@ SANDBOX_DELIVERY_THREAD = env.bool("SANDBOX_DELIVERY_THREAD", default=not TESTIN
 SANDBOX_WEBHOOK_MAX_ATTEMPTS = env.int("SANDBOX_WEBHOOK_MAX_ATTEMPTS", default=8)
 SANDBOX_WEBHOOK_BACKOFF_CAP = 60  # seconds: eight attempts span about two minutes
 
+# --- Bookings --------------------------------------------------------------------------
+
+# An unpaid booking holds its Calendly slot this long, then expires and frees it.
+# Stripe's Checkout sessions last at least 30 minutes, so a shorter hold is raised to that.
+BOOKING_PAYMENT_HOLD_MINUTES = max(30, env.int("BOOKING_PAYMENT_HOLD_MINUTES", default=60))
+# How long a "Book" click stays valid: the time a client may take on Calendly's page.
+BOOKING_INTENT_MAX_AGE_MINUTES = env.int("BOOKING_INTENT_MAX_AGE_MINUTES", default=120)
+# Where the client's browser may be sent after a form (CSP form-action follows redirects).
+CHECKOUT_ORIGINS = config_env.split_list(
+    env.str("CHECKOUT_ORIGINS", default="https://checkout.stripe.com,https://calendly.com")
+)
+
+# --- Email ---------------------------------------------------------------------------
+
+# An SMTP URL with user, password, host and port, ?tls=True etc. (django-environ email_url).
+_email_url = config_env.read_secret("EMAIL_URL", required=False) or (
+    "consolemail://" if ENVIRONMENT == "development" else "smtp://localhost:25"
+)
+vars().update(env.email_url_config(_email_url))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Slotpay <no-reply@slotpay.localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # --- Hosts and proxies ---------------------------------------------------------------
 
 _default_hosts = {
@@ -237,7 +259,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "bookings:mine"
+LOGOUT_REDIRECT_URL = "home"
 
 # django-axes: lock a (user, address) pair after repeated failures. The "username"
 # axes stores is the email's blind index, never the address itself.
@@ -312,6 +336,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(WEBHOOK_SWEEP_INTERVAL_SECONDS),
     },
     "webhooks-purge": {"task": "webhooks.tasks.purge", "schedule": 3600.0},
+    "bookings-expire-unpaid": {"task": "bookings.tasks.expire_unpaid", "schedule": 60.0},
     "payments-retry-refunds": {
         "task": "payments.tasks.retry_unfinished_refunds",
         "schedule": 300.0,
@@ -354,7 +379,7 @@ CONTENT_SECURITY_POLICY = {
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],
-        "form-action": [SELF],
+        "form-action": [SELF, *CHECKOUT_ORIGINS],
         "frame-ancestors": [NONE],
         "object-src": [NONE],
         "base-uri": [NONE],

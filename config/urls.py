@@ -13,6 +13,8 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("webhooks.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("", include("bookings.urls")),
 ]
 
 if settings.SANDBOX_MOUNTED:

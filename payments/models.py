@@ -35,6 +35,11 @@ class Payment(models.Model):
     payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     charge_id = models.CharField(max_length=255, blank=True)
     customer_id = models.CharField(max_length=255, blank=True)
+    # Where the client pays (Stripe's hosted page); sent in the "finish paying" email.
+    checkout_url = models.URLField(max_length=1000, blank=True)
+    # Stripe's session status (open, complete, expired): "complete" but unpaid is an
+    # asynchronous payment on its way, which the hold must not expire.
+    session_status = models.CharField(max_length=20, default="open")
     amount = models.PositiveBigIntegerField()  # minor units
     currency = models.CharField(max_length=3)
     tax_amount = models.PositiveBigIntegerField(default=0)

@@ -9,6 +9,7 @@ between the two can never refund twice: :func:`submit_refund` is safe to run aga
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,8 @@ from django.utils import timezone
 
 import audit
 from audit.masking import scrub_text
-from bookings.models import Booking
+from bookings import notify
+from bookings.models import Booking, IllegalTransition
 from payments import stripe_gateway
 from payments.models import Payment, Refund
 
@@ -28,8 +30,22 @@ logger = logging.getLogger(__name__)
 STRIPE_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
 
 
+class NotReady(Exception):  # noqa: N818 (a state, not an error)
+    """A fact arrived before the one it depends on (a refund before the payment):
+    the caller tries again later (webhook handlers raise RetryLater)."""
+
+
 class RefundRefused(Exception):  # noqa: N818 (the outcome the caller shows)
     """The refund cannot be made as asked; the message says why, for the requester."""
+
+
+# Namespace of the refund references derived from a decision (reference_for).
+REFERENCE_NAMESPACE = uuid.UUID("6f1c8e0e-5a43-4d7e-9b7e-2f5c3b1d9a10")
+
+
+def reference_for(decision: str) -> uuid.UUID:
+    """A refund reference that is the same every time ``decision`` is taken again."""
+    return uuid.uuid5(REFERENCE_NAMESPACE, decision)
 
 
 def _actor_user(actor: Any) -> Any:
@@ -45,13 +61,22 @@ def refund_request(
     actor: Any,
     payment: Payment | None = None,
     stripe_reason: str | None = "requested_by_customer",
+    reference: uuid.UUID | None = None,
 ) -> Refund:
     """Refund ``amount`` minor units of the booking's payment and return the refund.
 
     Bounded by what remains (pending refunds count); the request and its outcome are
     audited. A provider outage leaves the refund ``pending`` with the error recorded,
     for :func:`submit_refund` to try again; a refusal by Stripe marks it ``failed``.
+
+    ``reference``: a caller that may run twice for one decision (a webhook handler, a
+    retried task) passes a reference derived from that decision (:func:`reference_for`):
+    the second call finds the first refund, and Stripe's idempotency key is the same.
     """
+    if reference is not None:
+        existing = Refund.objects.filter(reference=reference).first()
+        if existing is not None:
+            return submit_refund(existing, actor=actor, stripe_reason=stripe_reason)
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise RefundRefused("The refund amount must be a positive number of minor units.")
     if stripe_reason is not None and stripe_reason not in STRIPE_REASONS:
@@ -71,7 +96,11 @@ def refund_request(
                 f"Only {remaining} {paid.currency.upper()} (minor units) remain to refund."
             )
         refund = Refund.objects.create(
-            payment=paid, amount=amount, reason=reason[:200], requested_by=_actor_user(actor)
+            payment=paid,
+            amount=amount,
+            reason=reason[:200],
+            requested_by=_actor_user(actor),
+            **({"reference": reference} if reference is not None else {}),
         )
         audit.record(
             "payments.refund.requested",
@@ -185,3 +214,121 @@ def retry_unfinished_refunds(*, older_than_seconds: int = 60, limit: int = 100) 
         else:
             submit_refund(refund, actor="payments.tasks")
     return count
+
+
+def sync_refunds(
+    payment: Payment, *, actor: Any, charge: stripe_gateway.Charge | None = None
+) -> int:
+    """Make our refunds match Stripe's for this payment's charge; returns how many
+    rows changed. A refund we did not ask for (made in the Stripe dashboard) is
+    recorded as ``external``; one we asked for but never heard back from is matched
+    by the reference in its metadata."""
+    if charge is None:
+        if not payment.charge_id:
+            raise NotReady("the payment has no charge yet")
+        charge = stripe_gateway.retrieve_charge(payment.charge_id)
+    if charge.more_refunds:
+        logger.warning("payments.refund.sync_truncated", extra={"payment": payment.pk})
+    changed = 0
+    with transaction.atomic():
+        Payment.objects.select_for_update().get(pk=payment.pk)
+        for remote in charge.refunds:
+            changed += _sync_one(payment, remote, actor=actor)
+        Payment.objects.get(pk=payment.pk).reconcile_refunds(actor=actor)
+    return changed
+
+
+def _ours(remote: stripe_gateway.Refund) -> Refund | None:
+    row = Refund.objects.filter(stripe_refund_id=remote.id).first()
+    if row is not None:
+        return row
+    ref = remote.metadata.get("refund", "")
+    if ref.startswith("rf_"):
+        try:
+            reference = uuid.UUID(hex=ref.removeprefix("rf_"))
+        except ValueError:
+            return None
+        return Refund.objects.filter(reference=reference, stripe_refund_id__isnull=True).first()
+    return None
+
+
+def _sync_one(payment: Payment, remote: stripe_gateway.Refund, *, actor: Any) -> int:
+    status = remote.status or Refund.Status.PENDING
+    if status not in Refund.Status.values:
+        status = Refund.Status.PENDING
+    row = _ours(remote)
+    if row is None:
+        row = Refund.objects.create(
+            payment=payment,
+            amount=remote.amount,
+            reason=f"Made in the Stripe dashboard ({remote.reason or 'no reason given'})"[:200],
+            external=True,
+            stripe_refund_id=remote.id,
+            status=status,
+        )
+        audit.record(
+            "payments.refund.external",
+            category=audit.Category.TRANSACTION,
+            actor=actor,
+            target=row,
+            data={"stripe_refund_id": remote.id, "amount": remote.amount, "status": status},
+        )
+        return 1
+    if row.stripe_refund_id == remote.id and row.status == status:
+        return 0
+    row.stripe_refund_id = remote.id
+    row.status = status
+    row.save(update_fields=["stripe_refund_id", "status", "updated_at"])
+    audit.record(
+        f"payments.refund.{status}",
+        category=audit.Category.TRANSACTION,
+        actor=actor,
+        target=row,
+        data={"stripe_refund_id": remote.id, "amount": row.amount, "source": "stripe"},
+    )
+    return 1
+
+
+def payment_for_charge(charge_id: str | None, payment_intent_id: str | None) -> Payment | None:
+    if charge_id:
+        found = Payment.objects.filter(charge_id=charge_id).first()
+        if found is not None:
+            return found
+    if payment_intent_id:
+        return Payment.objects.filter(payment_intent_id=payment_intent_id).first()
+    return None
+
+
+def record_dispute(dispute: stripe_gateway.Dispute, *, actor: Any) -> Payment | None:
+    """A client disputed a charge: payment and booking ``disputed``, staff told."""
+    payment = payment_for_charge(dispute.charge_id, dispute.payment_intent_id)
+    if payment is None:
+        if dispute.payment_intent_id:
+            intent = stripe_gateway.retrieve_payment_intent(dispute.payment_intent_id)
+            if Booking.objects.filter(reference=intent.metadata.get("booking") or None).exists():
+                raise NotReady("the disputed payment is not recorded as paid yet")
+        return None
+    if payment.status == Payment.Status.OPEN:
+        raise NotReady("the disputed payment is not recorded as paid yet")
+    with transaction.atomic():
+        changed = payment.set_status(
+            Payment.Status.DISPUTED, actor=actor, reason=f"dispute {dispute.id}: {dispute.reason}"
+        )
+        booking = Booking.objects.get(pk=payment.booking_id)
+        try:
+            booking.dispute(actor=actor, reason=dispute.reason or "")
+        except IllegalTransition:
+            Booking.objects.filter(pk=booking.pk).update(
+                needs_review=True, review_reason=f"disputed while {booking.status}"
+            )
+        if changed:
+            notify.staff_alert(
+                f"Dispute on payment {payment.pk}",
+                [
+                    f"Stripe dispute {dispute.id}: {dispute.reason or 'no reason given'}, "
+                    f"{dispute.amount} {dispute.currency.upper()} (minor units).",
+                    f"Booking {booking.pk} and its payment are now marked disputed.",
+                    "Answer it in the Stripe dashboard before the evidence deadline.",
+                ],
+            )
+    return payment

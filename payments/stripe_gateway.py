@@ -220,6 +220,9 @@ class Charge:
     disputed: bool
     refunded: bool
     payment_intent_id: str | None
+    # Filled when read with the refunds expanded (retrieve_charge does).
+    refunds: tuple[Refund, ...] = ()
+    more_refunds: bool = False
 
     @classmethod
     def from_stripe(cls, obj: Any) -> Charge:
@@ -240,6 +243,10 @@ class Charge:
             disputed=bool(data.get("disputed")),
             refunded=bool(data.get("refunded")),
             payment_intent_id=_id(data.get("payment_intent")),
+            refunds=tuple(
+                Refund.from_stripe(r) for r in (data.get("refunds") or {}).get("data", ())
+            ),
+            more_refunds=bool((data.get("refunds") or {}).get("has_more")),
         )
 
 
@@ -252,6 +259,7 @@ class Refund:
     charge_id: str | None
     payment_intent_id: str | None
     reason: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_stripe(cls, obj: Any) -> Refund:
@@ -263,6 +271,31 @@ class Refund:
             status=data.get("status"),
             charge_id=_id(data.get("charge")),
             payment_intent_id=_id(data.get("payment_intent")),
+            reason=data.get("reason"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Dispute:
+    id: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    amount: int
+    currency: str
+    status: str
+    reason: str | None
+
+    @classmethod
+    def from_stripe(cls, obj: Any) -> Dispute:
+        data = _plain(obj)
+        return cls(
+            id=data["id"],
+            charge_id=_id(data.get("charge")),
+            payment_intent_id=_id(data.get("payment_intent")),
+            amount=data["amount"],
+            currency=data["currency"],
+            status=data["status"],
             reason=data.get("reason"),
         )
 
@@ -462,8 +495,21 @@ def retrieve_payment_intent(payment_intent_id: str) -> PaymentIntent:
 
 
 def retrieve_charge(charge_id: str) -> Charge:
+    """A charge with its refunds (expanded: Stripe leaves them out by default)."""
     _require(charge_id, "charge_id")
-    return Charge.from_stripe(_call("charges.retrieve", lambda c: c.v1.charges.retrieve(charge_id)))
+    return Charge.from_stripe(
+        _call(
+            "charges.retrieve",
+            lambda c: c.v1.charges.retrieve(charge_id, {"expand": ["refunds"]}),
+        )
+    )
+
+
+def retrieve_dispute(dispute_id: str) -> Dispute:
+    _require(dispute_id, "dispute_id")
+    return Dispute.from_stripe(
+        _call("disputes.retrieve", lambda c: c.v1.disputes.retrieve(dispute_id))
+    )
 
 
 def create_refund(

@@ -33,7 +33,8 @@ stores nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,6 +100,17 @@ class Registry:
 
     def event_types(self, provider: str) -> list[str]:
         return sorted(t for p, t in self._handlers if p == provider)
+
+    @contextmanager
+    def replaced(self, handlers: Mapping[tuple[str, str], Handler]) -> Iterator[None]:
+        """Only ``handlers`` while the block runs (the pipeline's own tests), then
+        the registered ones again."""
+        saved = self._handlers
+        self._handlers = dict(handlers)
+        try:
+            yield
+        finally:
+            self._handlers = saved
 
 
 registry = Registry()

@@ -12,6 +12,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -238,6 +239,56 @@ def _event(uuid: str) -> ScheduledEvent:
 @api("GET")
 def event_detail(request: HttpRequest, urls: Urls, uuid: str) -> tuple[int, dict[str, Any]]:
     return 200, {"resource": event_resource(_event(uuid), urls)}
+
+
+def _time(request: HttpRequest, name: str) -> Any:
+    value = request.GET.get(name)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(name, "must be an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise invalid(name, "must carry a time zone")
+    return parsed
+
+
+@api("GET")
+def events_list(request: HttpRequest, urls: Urls) -> tuple[int, dict[str, Any]]:
+    """``GET /scheduled_events``: by user or organization, with Calendly's filters."""
+    queryset = ScheduledEvent.objects.select_related("host", "event_type")
+    if request.GET.get("user"):
+        queryset = queryset.filter(host=_host(request.GET["user"]))
+    elif request.GET.get("organization"):
+        queryset = queryset.filter(host__organization=_organization(request.GET["organization"]))
+    else:
+        raise invalid("user", "user or organization is required")
+    if request.GET.get("invitee_email"):
+        queryset = queryset.filter(invitees__email__iexact=request.GET["invitee_email"])
+    if request.GET.get("status") in ("active", "canceled"):
+        queryset = queryset.filter(status=request.GET["status"])
+    if (low := _time(request, "min_start_time")) is not None:
+        queryset = queryset.filter(start_time__gte=low)
+    if (high := _time(request, "max_start_time")) is not None:
+        queryset = queryset.filter(start_time__lte=high)
+    order = "-start_time" if request.GET.get("sort") == "start_time:desc" else "start_time"
+    return _paginate(
+        request, queryset.distinct().order_by(order, "id"), lambda row: event_resource(row, urls)
+    )
+
+
+@api("GET")
+def event_invitees(request: HttpRequest, urls: Urls, uuid: str) -> tuple[int, dict[str, Any]]:
+    """``GET /scheduled_events/{uuid}/invitees``, filtered by ``email`` and ``status``."""
+    queryset = Invitee.objects.select_related("scheduled_event", "old_invitee").filter(
+        scheduled_event=_event(uuid)
+    )
+    if request.GET.get("email"):
+        queryset = queryset.filter(email__iexact=request.GET["email"])
+    if request.GET.get("status") in ("active", "canceled"):
+        queryset = queryset.filter(status=request.GET["status"])
+    return _paginate(request, queryset, lambda row: invitee_resource(row, urls))
 
 
 @api("GET")

@@ -11,7 +11,13 @@ api_patterns = [
     path("api/users/<str:uuid>", api.user_detail, name="api-user"),
     path("api/event_types", api.event_types, name="api-event-types"),
     path("api/event_types/<str:uuid>", api.event_type_detail, name="api-event-type"),
+    path("api/scheduled_events", api.events_list, name="api-events"),
     path("api/scheduled_events/<str:uuid>", api.event_detail, name="api-event"),
+    path(
+        "api/scheduled_events/<str:uuid>/invitees",
+        api.event_invitees,
+        name="api-event-invitees",
+    ),
     path(
         "api/scheduled_events/<str:event_uuid>/invitees/<str:uuid>",
         api.invitee_detail,

@@ -217,6 +217,8 @@ def _expand(body: dict[str, Any], params: dict[str, Any], session: Any = None) -
         if field == "line_items" and session is not None:
             body["line_items"] = services.line_items_list(session)
             continue
+        if field == "refunds" and isinstance(body.get("refunds"), dict):
+            continue  # a charge's refunds: this sandbox always includes the list
         kinds = {
             "payment_intent": "payment_intent",
             "customer": "customer",

@@ -35,6 +35,8 @@ def make_booking(event_type: EventType, client: Any, number: int = 1, **fields: 
         "invitee_time_zone": "Europe/Berlin",
         "invitee_name": "Clara Client",
         "invitee_email": "clara@client.example",
+        "price_amount": event_type.price_amount,
+        "currency": event_type.currency,
         **fields,
     }
     return Booking.objects.create(

@@ -177,11 +177,9 @@ HANDLED = {
 
 @pytest.fixture
 def handlers() -> Iterator[Recorder]:
+    """The pipeline's tests: the recorder stands in for the domain apps' handlers."""
     recorder = Recorder()
-    for provider_name, types in HANDLED.items():
-        for event_type in types:
-            registry.register(provider_name, event_type, recorder)
-    yield recorder
-    for provider_name, types in HANDLED.items():
-        for event_type in types:
-            registry.unregister(provider_name, event_type)
+    with registry.replaced(
+        {(name, event_type): recorder for name, types in HANDLED.items() for event_type in types}
+    ):
+        yield recorder

@@ -8,26 +8,21 @@ verified there, stored once and handed to the (recording) handler.
 
 from __future__ import annotations
 
-import gc
 import io
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
 from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
 
 from bookings.calendly import CalendlyClient
-from payments import stripe_gateway
-from sandbox import delivery
 from sandbox.calendly_sandbox import services
 from sandbox.calendly_sandbox.models import EventType, Host, WebhookSubscription
-from sandbox.calendly_sandbox.resources import Urls
 from sandbox.models import Delivery
 from tests.bookings.helpers import book
+from tests.conftest import Site
 from tests.sandbox.stripe.helpers import new_session, pay
 from tests.webhooks.conftest import Recorder
 from webhooks.models import WebhookEvent, WebhookRejection
@@ -35,51 +30,6 @@ from webhooks.models import WebhookEvent, WebhookRejection
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EVENTS = ["invitee.created", "invitee.canceled", "invitee_no_show.created"]
-
-
-class Site:
-    """Where the live server answers, and what the sandbox delivered to it."""
-
-    def __init__(self, url: str, settings: Any) -> None:
-        self.url = url
-        self.settings = settings
-
-    def endpoint(self, provider: str) -> str:
-        token = (
-            self.settings.STRIPE_WEBHOOK_PATH_TOKEN
-            if provider == "stripe"
-            else self.settings.CALENDLY_WEBHOOK_PATH_TOKEN
-        )
-        return f"{self.url}/webhooks/{provider}/{token}/"
-
-    @property
-    def urls(self) -> Urls:
-        """The sandbox's URIs, as its pages served by the live server make them."""
-        return Urls(site=self.url)
-
-    def deliver(self) -> list[Delivery]:
-        """Post everything pending now (retries included); the deliveries, oldest first."""
-        Delivery.objects.filter(status=Delivery.Status.PENDING).update(
-            next_attempt_at=timezone.now()
-        )
-        delivery.deliver_due()
-        return list(Delivery.objects.prefetch_related("attempt_log").order_by("id"))
-
-
-@pytest.fixture
-def site(live_server: Any, settings: Any) -> Iterator[Site]:
-    """Everything pointed at the live server, as SITE_URL's defaults do in development."""
-    settings.SITE_URL = live_server.url
-    settings.STRIPE_API_BASE = f"{live_server.url}/sandbox/stripe"
-    settings.CALENDLY_API_BASE = f"{live_server.url}/sandbox/calendly/api"
-    settings.SANDBOX_STRIPE_WEBHOOK_URL = (
-        f"{live_server.url}/webhooks/stripe/{settings.STRIPE_WEBHOOK_PATH_TOKEN}/"
-    )
-    yield Site(live_server.url, settings)
-    # No kept-alive connection (and its server thread's database connection) outlives
-    # the test.
-    stripe_gateway.close_clients()
-    gc.collect()
 
 
 @pytest.fixture

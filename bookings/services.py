@@ -1,0 +1,440 @@
+"""Bookings from Calendly, and every way they move on.
+
+One door per fact, each safe to go through twice and in any order:
+
+- :func:`record_invitee`: the redirect back and ``invitee.created`` both end here,
+  keyed by the invitee URI, with the invitee as Calendly reports it now.
+- :func:`invitee_canceled`: a cancellation on Calendly (or the cancel half of a
+  reschedule, which moves the payment to the new booking instead of refunding).
+- :func:`cancel_by_client`: the client's cancel button: Calendly first (the slot is
+  freed), then the booking, then the refund the policy gives.
+- :func:`release_unpaid`: an unpaid booking past its hold, or whose payment failed
+  or expired: the Checkout Session and the Calendly event are cancelled.
+
+Calls to Calendly and Stripe happen before our writes; refunds made here carry a
+reference derived from the decision, so a second run finds the first refund.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from bookings import calendly, notify
+from bookings.models import Booking, EventType, PolicyConsent
+from bookings.policy import RefundPolicy
+from payments import checkout, stripe_gateway
+from payments.models import Payment
+from payments.services import NotReady, RefundRefused, reference_for, refund_request
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "bookings"
+INTENT_SALT = "slotpay.bookings.intent"
+# A booking intent's clock may be this far ahead of Calendly's.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The invitee's time zone, UTC if Calendly sent none we know."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def can_book(user: Any) -> bool:
+    """The one rule for "may this account book". Sign-up with email verification will
+    add its condition here."""
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+# --- Consent and the booking intent ----------------------------------------------------
+
+
+def _truncated_ip(ip: str | None) -> str | None:
+    """The network, not the person: /24 for IPv4, /48 for IPv6."""
+    if not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def give_consent(user: Any, event_type: EventType, *, ip: str | None) -> PolicyConsent:
+    """Record the client's agreement to the policy as shown (its version and tiers)."""
+    with transaction.atomic():
+        consent = PolicyConsent.objects.create(
+            user=user,
+            event_type=event_type,
+            policy_version=event_type.refund_policy_version,
+            policy=event_type.refund_policy,
+            ip=_truncated_ip(ip),
+        )
+        audit.record(
+            "bookings.consent.given",
+            category=audit.Category.TRANSACTION,
+            actor=user,
+            target=consent,
+            data={"event_type": event_type.pk, "policy_version": consent.policy_version},
+        )
+    return consent
+
+
+@dataclass(frozen=True)
+class Intent:
+    user_id: int
+    event_type_id: int
+    consent_id: int
+    issued_at: datetime
+
+
+def issue_intent(consent: PolicyConsent) -> str:
+    """A signed, expiring token for ``utm_content``: who books what, under which consent.
+    It names database ids only; no personal data goes to Calendly this way."""
+    return signing.dumps(
+        [consent.user_id, consent.event_type_id, consent.pk, int(consent.consented_at.timestamp())],
+        salt=INTENT_SALT,
+        compress=True,
+    )
+
+
+def read_intent(value: str | None, *, at: datetime) -> Intent | None:
+    """The intent in ``value`` if it is ours, untampered and was fresh at ``at`` (when
+    the invitee booked, by Calendly's clock: a webhook processed late still links)."""
+    if not value:
+        return None
+    try:
+        user_id, event_type_id, consent_id, issued = signing.loads(value, salt=INTENT_SALT)
+        issued_at = datetime.fromtimestamp(int(issued), tz=UTC)
+    except (signing.BadSignature, ValueError, TypeError, OverflowError):
+        return None
+    max_age = timedelta(minutes=settings.BOOKING_INTENT_MAX_AGE_MINUTES)
+    if not issued_at - CLOCK_SKEW <= at <= issued_at + max_age:
+        return None
+    return Intent(int(user_id), int(event_type_id), int(consent_id), issued_at)
+
+
+def _linked_consent(intent: Intent | None, event_type: EventType) -> PolicyConsent | None:
+    if intent is None or intent.event_type_id != event_type.pk:
+        return None
+    consent = (
+        PolicyConsent.objects.select_related("user")
+        .filter(pk=intent.consent_id, user_id=intent.user_id, event_type=event_type)
+        .first()
+    )
+    if consent is None or not can_book(consent.user):
+        return None
+    if consent.booking_id is not None:
+        return None  # one consent, one booking: a reused link is for staff to look at
+    return consent
+
+
+# --- Recording ---------------------------------------------------------------------------
+
+
+def fetch_invitee(invitee_uri: str) -> tuple[calendly.Invitee, calendly.ScheduledEvent]:
+    with calendly.CalendlyClient() as client:
+        invitee = client.get_invitee_by_uri(invitee_uri)
+        event = client.get_scheduled_event(invitee.event_uri or invitee.uri)
+    return invitee, event
+
+
+def event_type_for(event: calendly.ScheduledEvent) -> EventType | None:
+    uuid = (
+        calendly.uuid_from_uri(event.event_type_uri, "event_types") if event.event_type_uri else ""
+    )
+    if not uuid:
+        return None
+    return EventType.objects.filter(calendly_event_type_uri__endswith=f"/{uuid}").first()
+
+
+def event_type_known(invitee: calendly.Invitee) -> bool:
+    """Whether an invitee's event is one of our event types (asks Calendly)."""
+    with calendly.CalendlyClient() as client:
+        event = client.get_scheduled_event(invitee.event_uri or invitee.uri)
+    return event_type_for(event) is not None
+
+
+def record_invitee(
+    invitee: calendly.Invitee, event: calendly.ScheduledEvent, *, source: str
+) -> Booking | None:
+    """The booking for this invitee, created the first time (None: not our event type).
+
+    Linked to its client through the booking intent in ``utm_content``; without a
+    valid one it is kept and flagged for staff. A reschedule (``old_invitee``) takes
+    over the earlier booking's client and payment. Raises NotReady when the earlier
+    booking is not recorded yet.
+    """
+    event_type = event_type_for(event)
+    if event_type is None:
+        logger.info("bookings.invitee.not_ours", extra={"source": source})
+        return None
+    predecessor = None
+    if invitee.old_invitee:
+        predecessor = Booking.objects.filter(calendly_invitee_uri=invitee.old_invitee).first()
+        if predecessor is None:
+            raise NotReady("the booking this one reschedules is not recorded yet")
+    booking = Booking.objects.filter(calendly_invitee_uri=invitee.uri).first()
+    if booking is None:
+        booking = _create(invitee, event, event_type, predecessor, source=source)
+    if predecessor is not None:
+        _take_over(predecessor, booking)
+    if invitee.status == "canceled" and not invitee.rescheduled:
+        _apply_cancellation(booking, invitee)
+    return Booking.objects.get(pk=booking.pk)
+
+
+def _create(
+    invitee: calendly.Invitee,
+    event: calendly.ScheduledEvent,
+    event_type: EventType,
+    predecessor: Booking | None,
+    *,
+    source: str,
+) -> Booking:
+    consent = None
+    if predecessor is not None:
+        client, review = predecessor.client, predecessor.needs_review
+        reason = predecessor.review_reason
+    else:
+        consent = _linked_consent(
+            read_intent(invitee.tracking.utm_content, at=invitee.created_at or timezone.now()),
+            event_type,
+        )
+        client = consent.user if consent else None
+        review = consent is None
+        reason = "" if consent else "no valid booking intent: link it to a client"
+    answers = [
+        {"question": qa.question, "answer": qa.answer} for qa in invitee.questions_and_answers
+    ]
+    with transaction.atomic():
+        booking, created = Booking.objects.get_or_create(
+            calendly_invitee_uri=invitee.uri,
+            defaults={
+                "client": client,
+                "builder": event_type.builder,
+                "event_type": event_type,
+                "calendly_event_uri": event.uri,
+                "start_at": event.start_time,
+                "end_at": event.end_time,
+                "invitee_time_zone": invitee.timezone or "UTC",
+                "invitee_name": invitee.name,
+                "invitee_email": invitee.email,
+                "answers": json.dumps(answers),
+                "price_amount": event_type.price_amount,
+                "currency": event_type.currency,
+                "needs_review": review,
+                "review_reason": reason,
+            },
+        )
+        if created:
+            if consent is not None:
+                PolicyConsent.objects.filter(pk=consent.pk).update(booking=booking)
+            audit.record(
+                "bookings.booking.recorded",
+                category=audit.Category.TRANSACTION,
+                actor=ACTOR,
+                target=booking,
+                data={
+                    "source": source,
+                    "event_type": event_type.pk,
+                    "linked": client is not None,
+                    "rescheduled_from": predecessor.pk if predecessor else None,
+                    "price": booking.price_amount,
+                    "currency": booking.currency,
+                },
+            )
+            if review:
+                notify.staff_alert(
+                    f"Booking {booking.pk} needs a client",
+                    [f"Booking {booking.pk} for {event_type.title}: {reason}."],
+                    group="Support",
+                )
+    return booking
+
+
+def _take_over(old: Booking, new: Booking) -> None:
+    """A reschedule: the new booking takes the old one's payments (never a second
+    charge). A paid booking becomes ``rescheduled``; an unpaid one ``expired``."""
+    with transaction.atomic():
+        old = Booking.objects.select_for_update().get(pk=old.pk)
+        new = Booking.objects.select_for_update().get(pk=new.pk)
+        if old.status == Booking.Status.RESCHEDULED:
+            return
+        moved = list(old.payments.values_list("pk", flat=True))
+        if moved:
+            Payment.objects.filter(pk__in=moved).update(booking=new)
+            audit.record(
+                "payments.payment.moved",
+                category=audit.Category.TRANSACTION,
+                actor=ACTOR,
+                target=new,
+                data={"payments": moved, "from": old.pk, "to": new.pk},
+            )
+        PolicyConsent.objects.filter(booking=old).update(booking=new)
+        if old.status == Booking.Status.CONFIRMED:
+            new.confirm(actor=ACTOR)
+            old.reschedule(new, actor=ACTOR)
+        elif old.status == Booking.Status.PENDING_PAYMENT:
+            old.expire(actor=ACTOR, reason=f"rescheduled to booking {new.pk} before payment")
+        else:
+            Booking.objects.filter(pk=new.pk).update(
+                needs_review=True, review_reason=f"rescheduled from a {old.status} booking"
+            )
+
+
+# --- Cancellations -------------------------------------------------------------------------
+
+
+def invitee_canceled(invitee: calendly.Invitee) -> Booking | None:
+    """``invitee.canceled``, with the invitee as Calendly reports it now."""
+    booking = Booking.objects.filter(calendly_invitee_uri=invitee.uri).first()
+    if booking is None:
+        raise NotReady("the canceled booking is not recorded yet")
+    if invitee.rescheduled:
+        if not invitee.new_invitee:
+            raise NotReady("Calendly does not name the rescheduled booking yet")
+        new_invitee, event = fetch_invitee(invitee.new_invitee)
+        record_invitee(new_invitee, event, source="reschedule")
+        return Booking.objects.get(pk=booking.pk)
+    if invitee.status != "canceled":
+        return booking  # the payload said canceled; Calendly no longer does
+    _apply_cancellation(booking, invitee)
+    return Booking.objects.get(pk=booking.pk)
+
+
+def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
+    at = (invitee.cancellation.created_at if invitee.cancellation else None) or timezone.now()
+    if booking.status == Booking.Status.PENDING_PAYMENT:
+        release_unpaid(booking, reason="canceled on Calendly before payment", cancel_event=False)
+    elif booking.status == Booking.Status.CONFIRMED:
+        refund_cancellation(booking, at=at, actor=ACTOR, reason="canceled on Calendly")
+
+
+def agreed_policy(booking: Booking) -> RefundPolicy:
+    """The policy the client consented to (the event type's may have changed since)."""
+    consent = booking.consents.order_by("-consented_at").first()
+    return booking.event_type.policy if consent is None else RefundPolicy.from_json(consent.policy)
+
+
+def policy_refund(booking: Booking, at: datetime) -> tuple[int, Payment | None]:
+    """What cancelling at ``at`` gives back, under the policy the client agreed to."""
+    payment = (
+        booking.payments.filter(status__in=Payment.REFUNDABLE).order_by("paid_at", "pk").first()
+    )
+    if payment is None:
+        return 0, None
+    consent = booking.consents.order_by("-consented_at").first()
+    policy = (
+        booking.event_type.policy if consent is None else RefundPolicy.from_json(consent.policy)
+    )
+    amount = min(policy.refund_amount(payment.amount, booking.start_at, at), payment.refundable())
+    return amount, payment
+
+
+def refund_cancellation(booking: Booking, *, at: datetime, actor: Any, reason: str) -> int:
+    """Confirmed → canceled, and the policy's refund (once). Returns the amount."""
+    amount, payment = policy_refund(booking, at)
+    changed = booking.cancel(actor=actor, reason=reason)
+    if amount > 0 and payment is not None:
+        try:
+            refund_request(
+                booking,
+                amount=amount,
+                reason=f"Cancellation: {reason}",
+                actor=actor,
+                payment=payment,
+                reference=reference_for(f"cancel:{booking.reference}"),
+            )
+        except RefundRefused:
+            logger.warning("bookings.cancel.refund_refused", extra={"booking": booking.pk})
+    if changed:
+        notify.canceled(booking, amount, payment.currency if payment else booking.currency)
+    return amount
+
+
+class CancelRefused(Exception):  # noqa: N818 (the outcome the page shows)
+    pass
+
+
+def cancel_by_client(booking: Booking, *, actor: Any) -> int:
+    """The client's cancel button. Returns the amount refunded (minor units)."""
+    if booking.status not in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT):
+        raise CancelRefused(f"This booking is {booking.get_status_display().lower()}.")
+    if booking.end_at <= timezone.now():
+        raise CancelRefused("This session is over and can no longer be canceled.")
+    _cancel_calendly_event(booking, reason="Canceled by the client on Slotpay")
+    if booking.status == Booking.Status.PENDING_PAYMENT:
+        release_unpaid(booking, reason="canceled by the client before payment", cancel_event=False)
+        return 0
+    return refund_cancellation(booking, at=timezone.now(), actor=actor, reason="canceled by client")
+
+
+def _cancel_calendly_event(booking: Booking, *, reason: str) -> None:
+    try:
+        with calendly.CalendlyClient() as client:
+            client.cancel_event(booking.calendly_event_uri, reason=reason)
+    except calendly.Forbidden:
+        pass  # already canceled (or past): Calendly refuses a second cancel
+
+
+# --- Unpaid bookings ------------------------------------------------------------------------
+
+
+def release_unpaid(
+    booking: Booking, *, reason: str, cancel_event: bool = True, wait_for_async: bool = False
+) -> bool:
+    """An unpaid booking lets its slot go: open Checkout Sessions expire at Stripe,
+    the Calendly event is cancelled, the booking is ``expired``.
+
+    Stripe is asked first: a session paid after all is settled instead (its webhook
+    was lost), and with ``wait_for_async`` a bank debit still on its way keeps the
+    booking. A debit that succeeds after the release is refunded by ``settle``."""
+    for payment in booking.payments.filter(status=Payment.Status.OPEN):
+        session = stripe_gateway.retrieve_checkout_session(payment.checkout_session_id)
+        if session.payment_status in ("paid", "no_payment_required"):
+            checkout.settle(payment, session)
+            return False
+        if session.status == "complete" and wait_for_async:
+            return False
+        if session.status == "open":
+            session = stripe_gateway.expire_checkout_session(session.id)
+        checkout.settle(payment, session)
+    if cancel_event:
+        _cancel_calendly_event(booking, reason="Not paid in time")
+    return booking.expire(actor=ACTOR, reason=reason)
+
+
+def overdue_unpaid(now: datetime | None = None) -> list[Booking]:
+    cutoff = (now or timezone.now()) - timedelta(minutes=settings.BOOKING_PAYMENT_HOLD_MINUTES)
+    return list(
+        Booking.objects.filter(status=Booking.Status.PENDING_PAYMENT, created_at__lte=cutoff)
+        .exclude(payments__session_status="complete", payments__status=Payment.Status.OPEN)
+        .order_by("created_at")[:100]
+    )
+
+
+def expire_overdue(now: datetime | None = None) -> int:
+    """Beat: release every unpaid booking past its hold. Returns how many expired."""
+    count = 0
+    for booking in overdue_unpaid(now):
+        try:
+            count += release_unpaid(booking, reason="not paid within the hold", wait_for_async=True)
+        except (stripe_gateway.PaymentProviderError, calendly.CalendlyError):
+            logger.warning("bookings.expiry.deferred", extra={"booking": booking.pk})
+    return count

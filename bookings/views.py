@@ -1,0 +1,350 @@
+"""The client's and the builder's pages: server-rendered, no inline script or style.
+
+A booking is only ever looked up together with who may see it (:func:`visible_to`):
+someone else's booking is the same 404 as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from accounts.models import Builder
+from bookings import calendly, services
+from bookings.models import Booking, EventType
+from bookings.money import format_money
+from config.http import client_ip
+from payments import checkout, stripe_gateway
+from payments.models import Payment
+from payments.services import NotReady
+
+logger = logging.getLogger(__name__)
+
+
+# --- Who sees what ----------------------------------------------------------------------
+
+
+def visible_to(user: Any) -> QuerySet[Booking]:
+    """The bookings ``user`` may see: their own as a client, and those of the builders
+    they belong to. Staff use the back-office, not these pages."""
+    return Booking.objects.filter(Q(client=user) | Q(builder__memberships__user=user)).distinct()
+
+
+def _own_booking(request: HttpRequest, reference: UUID) -> Booking:
+    return get_object_or_404(
+        Booking.objects.filter(client=request.user).select_related("event_type", "builder"),
+        reference=reference,
+    )
+
+
+def _payments() -> Prefetch:
+    return Prefetch("payments", queryset=Payment.objects.order_by("-created_at"))
+
+
+def _row(booking: Booking) -> dict[str, Any]:
+    """What a list shows of a booking, with money formatted for the reader."""
+    payment = next((p for p in booking.payments.all() if p.status != Payment.Status.EXPIRED), None)
+    refunded = sum(
+        r.amount for p in booking.payments.all() for r in p.refunds.all() if r.status == "succeeded"
+    )
+    zone = services.zone(booking.invitee_time_zone)
+    return {
+        "booking": booking,
+        "start": booking.start_at.astimezone(zone),
+        "price": format_money(booking.price_amount, booking.currency),
+        "payment": payment,
+        "paid": format_money(payment.amount, payment.currency) if payment else "",
+        "refunded": format_money(refunded, booking.currency) if refunded else "",
+        "can_cancel": booking.status in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT)
+        and booking.end_at > timezone.now(),
+    }
+
+
+# --- Builders and event types -----------------------------------------------------------
+
+
+@require_safe
+def builders(request: HttpRequest) -> HttpResponse:
+    listed = Builder.objects.filter(is_active=True, event_types__active=True).distinct()
+    return render(request, "bookings/builders.html", {"builders": listed})
+
+
+@require_safe
+def builder(request: HttpRequest, slug: str) -> HttpResponse:
+    shown = get_object_or_404(Builder, slug=slug, is_active=True)
+    types = [
+        {"event_type": t, "price": format_money(t.price_amount, t.currency)}
+        for t in shown.event_types.filter(active=True)
+    ]
+    return render(request, "bookings/builder.html", {"builder": shown, "event_types": types})
+
+
+def _tiers(event_type: EventType) -> list[str]:
+    lines = []
+    for tier in event_type.policy.tiers:
+        if tier.min_notice_hours:
+            lines.append(
+                f"Cancel {tier.min_notice_hours} hours or more before the start: "
+                f"{tier.percent}% refunded"
+            )
+        else:
+            lines.append(f"Cancel later than that: {tier.percent}% refunded")
+    return lines
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def event_type(request: HttpRequest, pk: int) -> HttpResponse:
+    """Price and policy; with the consent box ticked, on to Calendly to pick a slot."""
+    shown = get_object_or_404(
+        EventType.objects.select_related("builder"), pk=pk, active=True, builder__is_active=True
+    )
+    context: dict[str, Any] = {
+        "event_type": shown,
+        "price": format_money(shown.price_amount, shown.currency),
+        "tiers": _tiers(shown),
+        "may_book": services.can_book(request.user),
+    }
+    if request.method != "POST":
+        return render(request, "bookings/event_type.html", context)
+    if not request.user.is_authenticated:
+        return redirect(f"{reverse('accounts:login')}?{urlencode({'next': request.path})}")
+    if not services.can_book(request.user):
+        context["error"] = "This account cannot book sessions."
+        return render(request, "bookings/event_type.html", context, status=403)
+    if request.POST.get("consent") != "yes":
+        context["error"] = "Please tick the box to agree to the refund policy before booking."
+        return render(request, "bookings/event_type.html", context, status=400)
+    version = request.POST.get("policy_version", "")
+    if version != str(shown.refund_policy_version):
+        context["error"] = (
+            "The refund policy changed while you were reading it: please read it again."
+        )
+        return render(request, "bookings/event_type.html", context, status=409)
+    consent = services.give_consent(request.user, shown, ip=client_ip(request))
+    prefill = {
+        "name": request.user.get_full_name(),
+        "email": request.user.email,
+        "utm_source": "slotpay",
+        "utm_content": services.issue_intent(consent),
+    }
+    parts = urlsplit(shown.scheduling_url)
+    query = "&".join(filter(None, [parts.query, urlencode(prefill)]))
+    return HttpResponseRedirect(urlunsplit(parts._replace(query=query)))
+
+
+# --- Back from Calendly, to Checkout, back from Checkout ---------------------------------
+
+
+def _message(request: HttpRequest, title: str, text: str, status: int) -> HttpResponse:
+    return render(request, "bookings/message.html", {"title": title, "text": text}, status=status)
+
+
+@login_required
+@require_safe
+def scheduled(request: HttpRequest) -> HttpResponse:
+    """Calendly's redirect after a slot is picked: verify, record, send to Checkout."""
+    invitee_uuid = request.GET.get("invitee_uuid", "")
+    email = request.GET.get("invitee_email", "")
+    try:
+        start = datetime.fromisoformat(request.GET.get("event_start_time", ""))
+        calendly.uuid_from_uri(invitee_uuid, "invitees")
+    except ValueError:
+        return _message(
+            request,
+            "This link is incomplete",
+            "We could not read which booking you made. Your booking is safe: it appears under "
+            "My bookings within a minute, with a link to pay.",
+            400,
+        )
+    try:
+        with calendly.CalendlyClient() as client:
+            invitee = client.find_invitee(invitee_uuid, email=email, start_time=start)
+            scheduled_event = (
+                client.get_scheduled_event(invitee.event_uri) if invitee is not None else None
+            )
+    except calendly.CalendlyError:
+        logger.warning("bookings.scheduled.calendly_unavailable")
+        return _message(
+            request,
+            "We could not reach Calendly",
+            "Your slot is booked. We will confirm it as soon as Calendly answers: it appears "
+            "under My bookings with a link to pay, and we email you the link too.",
+            503,
+        )
+    if invitee is None or scheduled_event is None:
+        raise Http404("no such booking")
+    try:
+        booking = services.record_invitee(invitee, scheduled_event, source="redirect")
+    except NotReady:
+        booking = None
+    if booking is not None and booking.client_id is None and booking.invitee_email == email:
+        return _message(
+            request,
+            "We are checking this booking",
+            "Your slot is booked, but the link from our site had expired, so we could not "
+            "tie it to your account. Our staff have been told and will email you a link to pay.",
+            202,
+        )
+    if booking is None or booking.client_id != request.user.pk:
+        # Not ours or someone else's: nothing to show this account.
+        raise Http404("no such booking")
+    return _to_checkout(request, booking)
+
+
+def _to_checkout(request: HttpRequest, booking: Booking) -> HttpResponse:
+    if booking.status != Booking.Status.PENDING_PAYMENT:
+        return redirect("bookings:detail", reference=booking.reference)
+    try:
+        payment = checkout.start_checkout(booking)
+    except checkout.CheckoutRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("bookings:detail", reference=booking.reference)
+    except stripe_gateway.PaymentProviderError:
+        logger.warning("bookings.checkout.unavailable", extra={"booking": booking.pk})
+        messages.error(
+            request,
+            "The payment page could not be opened just now. Your slot is held: try "
+            "“Pay now” again in a minute.",
+        )
+        return redirect("bookings:detail", reference=booking.reference)
+    return HttpResponseRedirect(payment.checkout_url, status=303)
+
+
+@login_required
+@require_POST
+def pay(request: HttpRequest, reference: UUID) -> HttpResponse:
+    return _to_checkout(request, _own_booking(request, reference))
+
+
+@login_required
+@require_safe
+def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
+    """Back from Checkout. Stripe is asked directly, so the page never says "awaiting
+    payment" about a payment Stripe has taken; otherwise it refreshes until the
+    webhook lands."""
+    booking = _own_booking(request, reference)
+    session_id = request.GET.get("session_id", "")
+    payment = booking.payments.filter(checkout_session_id=session_id).first()
+    if payment is not None and payment.status == Payment.Status.OPEN:
+        try:
+            checkout.settle(payment, stripe_gateway.retrieve_checkout_session(session_id))
+        except stripe_gateway.PaymentProviderError:
+            logger.warning("bookings.paid.stripe_unavailable", extra={"booking": booking.pk})
+        booking.refresh_from_db()
+    waiting = booking.status == Booking.Status.PENDING_PAYMENT
+    return render(
+        request,
+        "bookings/paid.html",
+        {"row": _row(_with_payments(booking)), "waiting": waiting},
+    )
+
+
+def _with_payments(booking: Booking) -> Booking:
+    return (
+        Booking.objects.select_related("event_type", "builder")
+        .prefetch_related(_payments(), "payments__refunds")
+        .get(pk=booking.pk)
+    )
+
+
+# --- My bookings ---------------------------------------------------------------------------
+
+
+@login_required
+@require_safe
+def mine(request: HttpRequest) -> HttpResponse:
+    rows = [
+        _row(b)
+        for b in Booking.objects.filter(client=request.user)
+        .select_related("event_type", "builder")
+        .prefetch_related(_payments(), "payments__refunds")
+    ]
+    return render(request, "bookings/mine.html", {"rows": rows})
+
+
+@login_required
+@require_safe
+def detail(request: HttpRequest, reference: UUID) -> HttpResponse:
+    booking = _with_payments(_own_booking(request, reference))
+    row = _row(booking)
+    context: dict[str, Any] = {"row": row}
+    if row["can_cancel"]:
+        amount, payment = services.policy_refund(booking, timezone.now())
+        context["refund"] = format_money(amount, payment.currency if payment else booking.currency)
+        context["paid"] = payment is not None
+    context["deadlines"] = _deadline_lines(booking)
+    return render(request, "bookings/detail.html", context)
+
+
+def _deadline_lines(booking: Booking) -> list[str]:
+    """The agreed policy as dates in the client's time zone."""
+    policy = services.agreed_policy(booking)
+    lines = []
+    for tier, deadline in zip(
+        policy.tiers, policy.deadlines(booking.start_at, booking.invitee_time_zone), strict=True
+    ):
+        if tier.min_notice_hours:
+            lines.append(f"Cancel by {deadline.until:%-d %B %Y, %H:%M}: {tier.percent}% back")
+        else:
+            lines.append(f"Cancel after that, before the start: {tier.percent}% back")
+    return lines
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, reference: UUID) -> HttpResponse:
+    booking = _own_booking(request, reference)
+    try:
+        amount = services.cancel_by_client(booking, actor=request.user)
+    except services.CancelRefused as exc:
+        messages.error(request, str(exc))
+    except (calendly.CalendlyError, stripe_gateway.PaymentProviderError):
+        logger.warning("bookings.cancel.provider_unavailable", extra={"booking": booking.pk})
+        messages.error(
+            request,
+            "We could not cancel just now (a provider did not answer). Nothing has changed: "
+            "please try again in a minute.",
+        )
+    else:
+        booking.refresh_from_db()
+        if amount:
+            messages.success(
+                request,
+                f"Canceled. {format_money(amount, booking.currency)} is being refunded "
+                "to your card.",
+            )
+        else:
+            messages.success(request, "Canceled. No refund is due under the policy.")
+    return redirect("bookings:detail", reference=reference)
+
+
+# --- Builders' own pages ---------------------------------------------------------------------
+
+
+@login_required
+@require_safe
+def builder_bookings(request: HttpRequest) -> HttpResponse:
+    memberships = Builder.objects.filter(memberships__user=request.user)
+    if not memberships.exists():
+        raise Http404("not a builder")
+    rows = [
+        _row(b)
+        for b in Booking.objects.filter(builder__in=memberships)
+        .select_related("event_type", "builder")
+        .prefetch_related(_payments(), "payments__refunds")
+    ]
+    return render(
+        request, "bookings/builder_bookings.html", {"rows": rows, "builders": memberships}
+    )

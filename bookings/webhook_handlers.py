@@ -1,0 +1,66 @@
+"""Calendly's events: each re-reads the invitee from Calendly before acting."""
+
+from __future__ import annotations
+
+import contextlib
+
+from bookings import calendly, services
+from bookings.models import Booking, IllegalTransition
+from payments import checkout
+from payments.services import NotReady
+from webhooks.registry import IGNORED, Event, RetryLater, handles
+
+
+def _invitee_uri(event: Event) -> str:
+    payload = event.data["payload"]
+    if event.event_type.startswith("invitee_no_show"):
+        return payload["invitee"]
+    return payload["uri"]
+
+
+@handles("calendly", "invitee.created")
+def invitee_created(event: Event) -> str | None:
+    invitee, scheduled = services.fetch_invitee(_invitee_uri(event))
+    try:
+        booking = services.record_invitee(invitee, scheduled, source="webhook")
+    except NotReady as exc:
+        raise RetryLater(str(exc)) from None
+    if booking is None:
+        return IGNORED
+    if booking.status == Booking.Status.PENDING_PAYMENT and booking.client_id is not None:
+        # The client may have left before Checkout: the payment link goes by email.
+        with contextlib.suppress(checkout.CheckoutRefused):
+            checkout.start_checkout(booking)
+    return None
+
+
+@handles("calendly", "invitee.canceled")
+def invitee_canceled(event: Event) -> str | None:
+    invitee, _ = services.fetch_invitee(_invitee_uri(event))
+    try:
+        booking = services.invitee_canceled(invitee)
+    except NotReady as exc:
+        if not services.event_type_known(invitee):
+            return IGNORED
+        raise RetryLater(str(exc)) from None
+    return None if booking is not None else IGNORED
+
+
+@handles("calendly", "invitee_no_show.created")
+def invitee_no_show(event: Event) -> str | None:
+    with calendly.CalendlyClient() as client:
+        invitee = client.get_invitee_by_uri(_invitee_uri(event))
+    booking = Booking.objects.filter(calendly_invitee_uri=invitee.uri).first()
+    if booking is None:
+        if not services.event_type_known(invitee):
+            return IGNORED
+        raise RetryLater("the booking is not recorded yet")
+    if invitee.no_show is None:
+        return IGNORED  # marked and unmarked since: nothing to do
+    try:
+        booking.mark_no_show(actor=services.ACTOR)
+    except IllegalTransition:
+        if booking.status == Booking.Status.PENDING_PAYMENT:
+            raise RetryLater("the booking is not confirmed yet") from None
+        return IGNORED
+    return None
