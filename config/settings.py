@@ -182,6 +182,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "axes",
     "csp",
     "config",
@@ -396,6 +397,22 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "bookings.api.handle_exception",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Slotpay API",
+    "VERSION": "1",
+    "DESCRIPTION": (
+        "Bookings for clients and builders. Sign in with the site's session cookie; "
+        "unsafe methods need the CSRF token. Someone else's booking is a 404. Errors are "
+        '`{"error": {"code", "message"}}` with code one of: not_authenticated, '
+        "authentication_failed, permission_denied, not_found, method_not_allowed, "
+        "cancel_refused, provider_unavailable, throttled, invalid."
+    ),
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # --- Observability -------------------------------------------------------------------

@@ -172,3 +172,26 @@ def test_a_payment_whose_webhook_was_lost_is_found_before_expiring(world: World,
 
     assert tasks.expire_unpaid() == 0
     assert world.state(slot) == {"booking": "confirmed", "payments": ["paid"], "refunds": []}
+
+
+def test_the_api_cancels_with_the_policy_refund_and_refuses_a_second_time(world: World) -> None:
+    slot = world.book()
+    world.pay(slot)
+    world.deliver()
+    world.retry_waiting()
+    api = world.browser(world.client_user)
+
+    listed = api.get("/api/v1/bookings/").json()["results"]
+    assert [(b["id"], b["status"], b["price"]) for b in listed] == [
+        (str(slot.booking.reference), "confirmed", "€80.00")
+    ]
+    done = api.post(f"/api/v1/bookings/{slot.booking.reference}/cancel/")
+    again = api.post(f"/api/v1/bookings/{slot.booking.reference}/cancel/")
+    world.settle_everything()
+
+    assert done.status_code == 200, done.content
+    assert done.json()["refund_amount"] == PRICE
+    assert done.json()["booking"]["status"] == "canceled"
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "cancel_refused"
+    assert world.state(slot)["refunds"] == [(PRICE, "succeeded", False)]

@@ -1,0 +1,201 @@
+"""The bookings API (``/api/v1/``): clients see their own bookings, builders theirs.
+
+Someone else's booking is a 404, the same as one that does not exist. Errors have one
+shape, ``{"error": {"code": ..., "message": ...}}``; the codes are listed in
+``ERROR_CODES`` and in the OpenAPI schema (``/api/schema/``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, permissions, serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from bookings import calendly, services
+from bookings.models import Booking, EventType
+from bookings.money import format_money
+from bookings.views import visible_to
+from payments import stripe_gateway
+from payments.models import Payment
+
+ERROR_CODES = {
+    "not_authenticated": "401: sign in first (session cookie).",
+    "authentication_failed": "401: the credentials were refused.",
+    "permission_denied": "403: this account may not do this.",
+    "not_found": "404: no such object, or not yours.",
+    "method_not_allowed": "405: this method is not supported here.",
+    "cancel_refused": "409: the booking cannot be canceled (its status or its time).",
+    "provider_unavailable": "503: Calendly or Stripe did not answer; nothing changed, retry.",
+    "throttled": "429: too many requests; retry after the time given.",
+    "invalid": "400: the request is malformed.",
+}
+
+
+class CancelRefused(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "cancel_refused"
+
+
+class ProviderUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "provider_unavailable"
+    default_detail = "A provider did not answer. Nothing changed: try again in a minute."
+
+
+def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, with every error in one documented shape."""
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "invalid"
+    else:  # Django's Http404 and PermissionDenied, which DRF answers as its own
+        code = {404: "not_found", 403: "permission_denied"}.get(response.status_code, "invalid")
+    detail = response.data.get("detail") if isinstance(response.data, dict) else None
+    response.data = {"error": {"code": code, "message": str(detail or exc)}}
+    return response
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    display_amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Payment
+        fields = [
+            "status",
+            "amount",
+            "currency",
+            "display_amount",
+            "tax_amount",
+            "card_brand",
+            "card_last4",
+            "receipt_url",
+            "paid_at",
+        ]
+
+    def get_display_amount(self, payment: Payment) -> str:
+        return format_money(payment.amount, payment.currency)
+
+
+class BookingSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="reference", read_only=True)
+    event_type = serializers.IntegerField(source="event_type_id", read_only=True)
+    event_type_title = serializers.CharField(source="event_type.title", read_only=True)
+    builder = serializers.CharField(source="builder.name", read_only=True)
+    price = serializers.SerializerMethodField()
+    payments = PaymentSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Booking
+        fields = [
+            "id",
+            "status",
+            "event_type",
+            "event_type_title",
+            "builder",
+            "start_at",
+            "end_at",
+            "invitee_time_zone",
+            "price_amount",
+            "currency",
+            "price",
+            "payments",
+            "created_at",
+        ]
+
+    def get_price(self, booking: Booking) -> str:
+        return format_money(booking.price_amount, booking.currency)
+
+
+class EventTypeSerializer(serializers.ModelSerializer):
+    builder = serializers.CharField(source="builder.name", read_only=True)
+    price = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EventType
+        fields = [
+            "id",
+            "builder",
+            "title",
+            "duration_minutes",
+            "price_amount",
+            "currency",
+            "price",
+            "refund_policy",
+            "refund_policy_version",
+            "automatic_tax",
+            "scheduling_url",
+        ]
+
+    def get_price(self, event_type: EventType) -> str:
+        return format_money(event_type.price_amount, event_type.currency)
+
+
+class BookingList(generics.ListAPIView):
+    """Your bookings: as a client, the ones you made; as a builder, your builder's."""
+
+    serializer_class = BookingSerializer
+
+    def get_queryset(self) -> Any:
+        return (
+            visible_to(self.request.user)
+            .select_related("event_type", "builder")
+            .prefetch_related("payments")
+            .order_by("-start_at")
+        )
+
+
+class BookingDetail(generics.RetrieveAPIView):
+    serializer_class = BookingSerializer
+    lookup_field = "reference"
+    lookup_url_kwarg = "id"
+
+    def get_queryset(self) -> Any:
+        return BookingList.get_queryset(self)  # type: ignore[arg-type]
+
+
+class BookingCancel(APIView):
+    """Cancel your booking: Calendly frees the slot and the policy's refund is made."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "CancelResult",
+                {"booking": BookingSerializer(), "refund_amount": serializers.IntegerField()},
+            ),
+            404: OpenApiResponse(description="not_found"),
+            409: OpenApiResponse(description="cancel_refused"),
+            503: OpenApiResponse(description="provider_unavailable"),
+        },
+    )
+    def post(self, request: Request, id: str) -> Response:
+        booking = generics.get_object_or_404(
+            Booking.objects.filter(client=request.user), reference=id
+        )
+        try:
+            amount = services.cancel_by_client(booking, actor=request.user)
+        except services.CancelRefused as exc:
+            raise CancelRefused(str(exc)) from None
+        except (calendly.CalendlyError, stripe_gateway.PaymentProviderError):
+            raise ProviderUnavailable() from None
+        booking.refresh_from_db()
+        return Response({"booking": BookingSerializer(booking).data, "refund_amount": amount})
+
+
+class EventTypeList(generics.ListAPIView):
+    """Sessions on offer, with price and refund policy."""
+
+    serializer_class = EventTypeSerializer
+    permission_classes = [permissions.AllowAny]
+
+    def get_queryset(self) -> Any:
+        return EventType.objects.filter(active=True, builder__is_active=True).select_related(
+            "builder"
+        )
