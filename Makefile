@@ -17,7 +17,7 @@ install: $(STAMP)
 ## Serve the application on http://127.0.0.1:8000 (development profile, SQLite).
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py demo_setup
+	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 ## Run the whole test suite (PostgreSQL/Redis tests run when DATABASE_URL/REDIS_URL point at them).
