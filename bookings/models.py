@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.utils import timezone
@@ -18,6 +19,7 @@ from django.utils import timezone
 import audit
 from accounts.encryption import EncryptedCharField, EncryptedEmailField, EncryptedTextField
 from accounts.models import Builder
+from bookings.money import validate_amount
 from bookings.policy import DEFAULT_TIERS, RefundPolicy, validate_policy
 
 
@@ -50,6 +52,14 @@ class EventType(models.Model):
 
     def __str__(self) -> str:
         return f"{self.builder}: {self.title}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.price_amount and self.currency:
+            try:
+                validate_amount(self.price_amount, self.currency)
+            except ValidationError as exc:
+                raise ValidationError({"price_amount": exc.messages}) from None
 
     @property
     def policy(self) -> RefundPolicy:

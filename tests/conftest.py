@@ -1,8 +1,9 @@
 """Shared fixtures: the cast of users, service markers, encryption keys.
 
 Tests marked ``postgres`` or ``redis`` need the real server (DATABASE_URL pointing
-at PostgreSQL, REDIS_URL at Redis). Without one they are skipped, except when
-SLOTPAY_REQUIRE_SERVICES=1 (CI), where a missing service fails them instead.
+at PostgreSQL, REDIS_URL at Redis), and ``browser`` ones Debian's Chromium. Without
+one they are skipped, except when SLOTPAY_REQUIRE_SERVICES=1 (CI), where a missing
+service fails them instead.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def _missing_service(item: pytest.Item) -> str | None:
             redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1).ping()
         except redis.RedisError as exc:
             return f"needs Redis, which is unreachable at REDIS_URL ({exc})"
+    if item.get_closest_marker("browser"):
+        chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+        if not os.access(chromium, os.X_OK):
+            return f"needs Chromium at {chromium} (apt-get install -y chromium)"
     return None
 
 

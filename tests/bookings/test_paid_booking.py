@@ -11,7 +11,7 @@ from django.core import mail
 
 from audit.models import AuditEntry
 from bookings import tasks
-from bookings.models import Booking, PolicyConsent
+from bookings.models import Booking, EventType, PolicyConsent
 from payments import stripe_gateway
 from payments.models import Payment, Refund
 from tests.bookings.world import PRICE, World, world
@@ -195,3 +195,21 @@ def test_the_api_cancels_with_the_policy_refund_and_refuses_a_second_time(world:
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "cancel_refused"
     assert world.state(slot)["refunds"] == [(PRICE, "succeeded", False)]
+
+
+def test_yen_with_stripe_tax_records_the_tax_and_confirms(world: World) -> None:
+    EventType.objects.filter(pk=world.event_type.pk).update(
+        currency="jpy", price_amount=5000, automatic_tax=True
+    )
+    slot = world.book()
+    world.pay(slot)
+    world.deliver()
+    world.retry_waiting()
+
+    payment = slot.payment
+    assert slot.booking.status == "confirmed"
+    assert (payment.currency, payment.tax_amount > 0) == ("jpy", True)
+    assert payment.amount == 5000 + payment.tax_amount
+    assert not payment.needs_review
+    page = world.browser(world.client_user).get("/bookings/")
+    assert "¥5,000" in page.content.decode()
