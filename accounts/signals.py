@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db import router
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -52,5 +53,7 @@ def audit_logged_out(sender: Any, request: Any, user: User | None, **kwargs: Any
 
 
 def ensure_encryption_canary(using: str = "default", **kwargs: Any) -> None:
+    if not router.allow_migrate_model(using, EncryptionCanary):
+        return  # another database (the development sandbox's) has no accounts tables
     if not EncryptionCanary.objects.using(using).exists():
         EncryptionCanary.objects.using(using).create(value=EncryptionCanary.PLAINTEXT)

@@ -22,9 +22,9 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
+from sandbox import db
 from sandbox.models import Delivery, DeliveryAttempt
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def enqueue(
         signing_secret=secret,
         next_attempt_at=timezone.now() + delay,
     )
-    transaction.on_commit(wake)
+    db.on_commit(wake)
     return delivery
 
 
@@ -186,7 +186,7 @@ class _Dispatcher(threading.Thread):
                 logger.exception("sandbox.webhook.dispatcher-failed")
             finally:
                 # Idle most of the time: hold no connection between passes.
-                connection.close()
+                db.close()
 
 
 _dispatcher: _Dispatcher | None = None

@@ -1,5 +1,6 @@
 from django.apps import apps
-from django.db import transaction
+
+from sandbox import db
 
 SANDBOX_APPS = ("sandbox", "sandbox_stripe", "sandbox_calendly")
 
@@ -7,7 +8,7 @@ SANDBOX_APPS = ("sandbox", "sandbox_stripe", "sandbox_calendly")
 def reset_sandbox() -> dict[str, int]:
     """Delete every row the sandbox holds (Stripe and Calendly state, deliveries)."""
     counts = {}
-    with transaction.atomic():
+    with db.atomic():
         for label in SANDBOX_APPS:
             for model in apps.get_app_config(label).get_models():
                 deleted, _ = model._default_manager.all().delete()

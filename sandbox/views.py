@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
-from sandbox import delivery
+from sandbox import db, delivery
 from sandbox.models import Delivery
 from sandbox.reset import reset_sandbox
 
@@ -43,12 +42,12 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def redeliver(request: HttpRequest, pk: int) -> HttpResponse:
     """Send a delivery again now, as the providers' dashboards allow."""
-    with transaction.atomic():
+    with db.atomic():
         item = get_object_or_404(Delivery.objects.select_for_update(), pk=pk)
         item.status = Delivery.Status.PENDING
         item.next_attempt_at = timezone.now()
         item.save(update_fields=["status", "next_attempt_at"])
-        transaction.on_commit(delivery.wake)
+        db.on_commit(delivery.wake)
     messages.info(request, "Queued for redelivery.")
     return redirect("sandbox:delivery", pk=pk)
 

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
-from sandbox import delivery
+from sandbox import db, delivery
 from sandbox.calendly_sandbox.models import (
     EventType,
     Fault,
@@ -133,7 +133,7 @@ def host_with_event_type_create(
     question: str = "",
 ) -> EventType:
     """A host (reused when the slug exists) with a new event type."""
-    with transaction.atomic():
+    with db.atomic():
         host = Host.objects.filter(slug=host_slug).first()
         if host is None:
             organization = Organization.objects.first() or Organization.objects.create(
@@ -196,7 +196,7 @@ def invitee_book(
     """
     tracking = tracking or {}
     try:
-        with transaction.atomic():
+        with db.atomic():
             # One booking per host at a time (PostgreSQL); SQLite serialises writers.
             host = Host.objects.select_for_update().get(pk=event_type.host_id)
             if rescheduling is not None:
@@ -300,7 +300,7 @@ def _cancel_event_row(
 
 def invitee_cancel(*, invitee: Invitee, reason: str, urls: Urls) -> bool:
     """The invitee cancels from their cancel link; False when already canceled."""
-    with transaction.atomic():
+    with db.atomic():
         invitee = Invitee.objects.select_for_update().get(pk=invitee.pk)
         if invitee.status != Invitee.Status.ACTIVE:
             return False
@@ -312,7 +312,7 @@ def invitee_cancel(*, invitee: Invitee, reason: str, urls: Urls) -> bool:
 
 def event_cancel(*, event: ScheduledEvent, reason: str, urls: Urls) -> bool:
     """The host (or the API) cancels the event: every active invitee is canceled."""
-    with transaction.atomic():
+    with db.atomic():
         event = ScheduledEvent.objects.select_for_update().select_related("host").get(pk=event.pk)
         if event.status != ScheduledEvent.Status.ACTIVE:
             return False
@@ -330,7 +330,7 @@ def event_cancel(*, event: ScheduledEvent, reason: str, urls: Urls) -> bool:
 
 def invitee_mark_no_show(*, invitee: Invitee, urls: Urls) -> bool:
     """The host marks a no-show; False when already marked."""
-    with transaction.atomic():
+    with db.atomic():
         invitee = Invitee.objects.select_for_update().get(pk=invitee.pk)
         if invitee.no_show_uuid:
             return False
@@ -345,7 +345,7 @@ def invitees_erase(*, emails: Iterable[str]) -> int:
     """Data-compliance deletion: the invitees' personal data is blanked."""
     wanted = {e.strip().lower() for e in emails if e}
     erased = 0
-    with transaction.atomic():
+    with db.atomic():
         for invitee in Invitee.objects.select_for_update():
             if invitee.email.lower() in wanted:
                 invitee.name = "Deleted invitee"

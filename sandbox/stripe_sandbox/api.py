@@ -19,10 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from sandbox import db
 from sandbox.stripe_sandbox import services
 from sandbox.stripe_sandbox.models import IdempotencyRecord, RestrictedKey
 from sandbox.stripe_sandbox.params import ParamError, decode
@@ -151,7 +152,7 @@ def _write(
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     key = ctx.idempotency_key
     if key is None:
-        with transaction.atomic():
+        with db.atomic():
             return 200, view(request, ctx, params, **kwargs), {}
     if len(key) > 255:
         raise ApiError(400, "Idempotency keys can be up to 255 characters long.")
@@ -160,7 +161,7 @@ def _write(
     if replay is not None:
         return replay
     try:
-        with transaction.atomic():
+        with db.atomic():
             body = view(request, ctx, params, **kwargs)
             # Only results of requests that ran are kept: a refused request may be retried
             # with the same key (as at Stripe).

@@ -15,11 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from sandbox import delivery
+from sandbox import db, delivery
 from sandbox.stripe_sandbox import shapes
 from sandbox.stripe_sandbox.models import StripeObject
 
@@ -396,7 +395,7 @@ def _expire(session: StripeObject, *, ctx: RequestContext | None) -> None:
 
 
 def session_retrieve(session_id: str) -> StripeObject:
-    with transaction.atomic():
+    with db.atomic():
         session = get(session_id, "checkout.session", for_update=True)
         expire_if_due(session)
     return session
@@ -603,7 +602,7 @@ def _create_payment(
     return intent, charge
 
 
-@transaction.atomic
+@db.atomic()
 def pay_with_card(
     session_id: str, *, number: str, expiry: str, cvc: str, name: str, email: str
 ) -> dict[str, Any]:
@@ -635,7 +634,7 @@ def pay_with_card(
     return session.data
 
 
-@transaction.atomic
+@db.atomic()
 def pay_with_sepa(session_id: str, *, iban: str, name: str, email: str) -> dict[str, Any]:
     """A delayed method: completed now (unpaid), succeeds or fails a few seconds later."""
     session = _open_session_for_payment(session_id)
@@ -734,7 +733,7 @@ def run_due(*, limit: int = 50) -> int:
     )
     done = 0
     for seq, due_at in due:
-        with transaction.atomic():
+        with db.atomic():
             # Claim it: of several dispatchers, only one update matches.
             if not StripeObject.objects.filter(seq=seq, due_at=due_at).update(due_at=None):
                 continue

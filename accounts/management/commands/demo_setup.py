@@ -86,6 +86,7 @@ class Command(BaseCommand):
         """
         if not apps.is_installed("sandbox.calendly_sandbox"):
             return
+        from sandbox import db
         from sandbox.calendly_sandbox.models import Host, WebhookSubscription
 
         prefix = f"{settings.SITE_URL}/webhooks/calendly/"
@@ -103,7 +104,7 @@ class Command(BaseCommand):
             "signing_key": keys[0],
             "state": WebhookSubscription.State.ACTIVE,
         }
-        with transaction.atomic():
+        with db.atomic():
             organization = Host.objects.get(slug="demo-studio").organization
             existing = list(
                 WebhookSubscription.objects.select_for_update()
