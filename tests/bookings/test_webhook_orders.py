@@ -8,6 +8,8 @@ the booking; ``World.retry_waiting`` stands in for the pipeline's backoff.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 import stripe
 from django.conf import settings
@@ -307,3 +309,36 @@ def test_an_amount_that_does_not_match_is_flagged_not_confirmed(world: World) ->
         True,
     )
     assert "booking expects" in payment.review_reason
+
+
+def test_an_elevated_radar_risk_is_flagged_for_staff_and_still_confirmed(world: World) -> None:
+    slot = left_after_booking(world)
+    world.pay(slot, "4000 0000 0000 9235")
+
+    world.deliver()
+    finish(world)
+
+    payment = slot.payment
+    assert (slot.booking.status, payment.status, payment.risk_level) == (
+        "confirmed",
+        "paid",
+        "elevated",
+    )
+    assert payment.needs_review and payment.review_reason == "Radar risk level elevated"
+
+
+def test_the_success_page_says_processing_until_a_debit_settles(world: World) -> None:
+    slot = left_after_booking(world)
+    back = world.pay_by_debit(slot, "AT611904300234573201")
+    page = f"{urlsplit(back['Location']).path}?{urlsplit(back['Location']).query}"
+    browser = world.browser(world.client_user)
+
+    waiting = browser.get(page)
+    assert b"Payment processing" in waiting.content
+    assert b'http-equiv="refresh"' in waiting.content  # reloads itself, no script
+    world.time_passes()
+    world.deliver()
+    finish(world)
+    done = browser.get(page)
+    assert b"Booking confirmed" in done.content
+    assert b'http-equiv="refresh"' not in done.content
