@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
+
+from django.db import transaction
 
 from bookings import calendly, services
 from bookings.models import Booking, IllegalTransition
-from payments import checkout
 from payments.services import NotReady
 from webhooks.registry import IGNORED, Event, RetryLater, handles
+
+logger = logging.getLogger(__name__)
 
 
 def _invitee_uri(event: Event) -> str:
@@ -26,10 +29,20 @@ def invitee_created(event: Event) -> str | None:
     if booking is None:
         return IGNORED
     if booking.status == Booking.Status.PENDING_PAYMENT and booking.client_id is not None:
-        # The client may have left before Checkout: the payment link goes by email.
-        with contextlib.suppress(checkout.CheckoutRefused):
-            checkout.start_checkout(booking)
+        # The client may have left before Checkout: Checkout is opened and the link
+        # emailed by a task after this commits, so no lock is held while Stripe answers.
+        pk = booking.pk
+        transaction.on_commit(lambda: _open_checkout(pk))
     return None
+
+
+def _open_checkout(booking_pk: int) -> None:
+    from payments import tasks
+
+    try:
+        tasks.start_checkout.apply_async((booking_pk,), retry=False)
+    except Exception:
+        logger.warning("bookings.checkout.enqueue_failed", extra={"booking": booking_pk})
 
 
 @handles("calendly", "invitee.canceled")

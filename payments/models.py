@@ -123,6 +123,8 @@ class Refund(models.Model):
     reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     amount = models.PositiveBigIntegerField()
     reason = models.CharField(max_length=200)
+    # The reason Stripe is given (duplicate, fraudulent, requested_by_customer), if any.
+    stripe_reason = models.CharField(max_length=30, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

@@ -76,7 +76,7 @@ def refund_request(
     if reference is not None:
         existing = Refund.objects.filter(reference=reference).first()
         if existing is not None:
-            return submit_refund(existing, actor=actor, stripe_reason=stripe_reason)
+            return _submit_now_or_after_commit(existing, actor=actor)
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise RefundRefused("The refund amount must be a positive number of minor units.")
     if stripe_reason is not None and stripe_reason not in STRIPE_REASONS:
@@ -100,6 +100,7 @@ def refund_request(
             amount=amount,
             reason=reason[:200],
             requested_by=_actor_user(actor),
+            stripe_reason=stripe_reason or "",
             **({"reference": reference} if reference is not None else {}),
         )
         audit.record(
@@ -116,12 +117,32 @@ def refund_request(
                 "remaining_before": remaining,
             },
         )
-    return submit_refund(refund, actor=actor, stripe_reason=stripe_reason)
+    return _submit_now_or_after_commit(refund, actor=actor)
 
 
-def submit_refund(
-    refund: Refund, *, actor: Any, stripe_reason: str | None = "requested_by_customer"
-) -> Refund:
+def _submit_now_or_after_commit(refund: Refund, *, actor: Any) -> Refund:
+    """Call Stripe now, unless a caller's transaction is open (a webhook handler): then
+    after it commits, from a task, so no lock is held while Stripe answers. The row is
+    committed either way; beat sends any refund that never reached Stripe."""
+    if not transaction.get_connection().in_atomic_block:
+        return submit_refund(refund, actor=actor)
+    user = _actor_user(actor)
+    pk, user_pk = refund.pk, user.pk if user is not None else None
+    label = actor if isinstance(actor, str) else "payments"
+    transaction.on_commit(lambda: _enqueue_submission(pk, user_pk, label))
+    return refund
+
+
+def _enqueue_submission(refund_pk: int, user_pk: int | None, label: str) -> None:
+    from payments import tasks  # the tasks module imports this one
+
+    try:
+        tasks.submit_refund.apply_async((refund_pk, user_pk, label), retry=False)
+    except Exception:
+        logger.warning("payments.refund.enqueue_failed", extra={"refund": refund_pk})
+
+
+def submit_refund(refund: Refund, *, actor: Any) -> Refund:
     """Send a pending refund to Stripe (again): the same idempotency key every time."""
     if refund.status != Refund.Status.PENDING or refund.stripe_refund_id:
         return refund
@@ -137,7 +158,7 @@ def submit_refund(
         result = stripe_gateway.create_refund(
             refund_ref=refund.idempotency_ref,
             amount=refund.amount,
-            reason=stripe_reason,
+            reason=refund.stripe_reason or None,
             **target,
         )
     except stripe_gateway.ProviderUnavailable as exc:

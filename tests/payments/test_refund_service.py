@@ -120,3 +120,32 @@ def test_the_periodic_retry_sends_refunds_an_outage_left_pending(payment: Paymen
     assert charge_of(payment).amount_refunded == 1500
     entry = AuditEntry.objects.filter(action="payments.refund.succeeded").get()
     assert entry.actor_id == "payments.tasks"
+
+
+def test_inside_a_transaction_stripe_is_called_after_the_commit(payment: Payment, staff) -> None:
+    from django.db import transaction
+
+    from payments.services import reference_for
+
+    decision = reference_for(f"test:{payment.pk}")
+    with transaction.atomic():
+        refund = refund_request(
+            payment.booking,
+            amount=2000,
+            reason="handler",
+            actor=staff,
+            stripe_reason="duplicate",
+            reference=decision,
+        )
+        # No Stripe call while the transaction (and its locks) is open.
+        assert (refund.status, refund.stripe_refund_id) == (Refund.Status.PENDING, None)
+        assert charge_of(payment).amount_refunded == 0
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED
+    [remote] = charge_of(payment).refunds
+    assert (remote.id, remote.reason) == (refund.stripe_refund_id, "duplicate")
+    # The same decision again finds the same refund: nothing more at Stripe.
+    again = refund_request(
+        payment.booking, amount=2000, reason="handler", actor=staff, reference=decision
+    )
+    assert again.pk == refund.pk and len(charge_of(payment).refunds) == 1
