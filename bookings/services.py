@@ -17,7 +17,6 @@ reference derived from the decision, so a second run finds the first refund.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import audit
 from bookings import calendly, notify
 from bookings.models import Booking, EventType, PolicyConsent
 from bookings.policy import RefundPolicy
+from config.http import truncate_ip
 from payments import checkout, stripe_gateway
 from payments.models import Payment
 from payments.services import NotReady, RefundRefused, reference_for, refund_request
@@ -63,18 +63,6 @@ def can_book(user: Any) -> bool:
 # --- Consent and the booking intent ----------------------------------------------------
 
 
-def _truncated_ip(ip: str | None) -> str | None:
-    """The network, not the person: /24 for IPv4, /48 for IPv6."""
-    if not ip:
-        return None
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
-
-
 def give_consent(user: Any, event_type: EventType, *, ip: str | None) -> PolicyConsent:
     """Record the client's agreement to the policy as shown (its version and tiers)."""
     with transaction.atomic():
@@ -83,7 +71,7 @@ def give_consent(user: Any, event_type: EventType, *, ip: str | None) -> PolicyC
             event_type=event_type,
             policy_version=event_type.refund_policy_version,
             policy=event_type.refund_policy,
-            ip=_truncated_ip(ip),
+            ip=truncate_ip(ip),
         )
         audit.record(
             "bookings.consent.given",

@@ -149,6 +149,16 @@ def _organization(uri: str) -> Organization:
     return organization
 
 
+def _by_owner(request: HttpRequest, queryset: QuerySet, host_field: str = "host") -> QuerySet:
+    """Calendly's required ``user`` or ``organization`` filter of a list."""
+    if request.GET.get("user"):
+        return queryset.filter(**{host_field: _host(request.GET["user"])})
+    if request.GET.get("organization"):
+        organization = _organization(request.GET["organization"])
+        return queryset.filter(**{f"{host_field}__organization": organization})
+    raise invalid("user", "user or organization is required")
+
+
 def _paginate(
     request: HttpRequest, queryset: QuerySet, render: Callable[[Any], dict[str, Any]]
 ) -> tuple[int, dict[str, Any]]:
@@ -211,13 +221,9 @@ def user_detail(request: HttpRequest, urls: Urls, uuid: str) -> tuple[int, dict[
 
 @api("GET")
 def event_types(request: HttpRequest, urls: Urls) -> tuple[int, dict[str, Any]]:
-    queryset = EventType.objects.select_related("host").order_by("created_at", "id")
-    if request.GET.get("user"):
-        queryset = queryset.filter(host=_host(request.GET["user"]))
-    elif request.GET.get("organization"):
-        queryset = queryset.filter(host__organization=_organization(request.GET["organization"]))
-    else:
-        raise invalid("user", "user or organization is required")
+    queryset = _by_owner(
+        request, EventType.objects.select_related("host").order_by("created_at", "id")
+    )
     if request.GET.get("active") in ("true", "false"):
         queryset = queryset.filter(active=request.GET["active"] == "true")
     return _paginate(request, queryset, lambda row: event_type_resource(row, urls))
@@ -257,13 +263,7 @@ def _time(request: HttpRequest, name: str) -> Any:
 @api("GET")
 def events_list(request: HttpRequest, urls: Urls) -> tuple[int, dict[str, Any]]:
     """``GET /scheduled_events``: by user or organization, with Calendly's filters."""
-    queryset = ScheduledEvent.objects.select_related("host", "event_type")
-    if request.GET.get("user"):
-        queryset = queryset.filter(host=_host(request.GET["user"]))
-    elif request.GET.get("organization"):
-        queryset = queryset.filter(host__organization=_organization(request.GET["organization"]))
-    else:
-        raise invalid("user", "user or organization is required")
+    queryset = _by_owner(request, ScheduledEvent.objects.select_related("host", "event_type"))
     if request.GET.get("invitee_email"):
         queryset = queryset.filter(invitees__email__iexact=request.GET["invitee_email"])
     if request.GET.get("status") in ("active", "canceled"):

@@ -100,3 +100,19 @@ def test_canceling_twice_is_refused(calendly, event_type, live_server):
 
     assert caught.value.status == 403
     assert caught.value.title == "Permission Denied"
+
+
+def test_a_redirect_s_invitee_is_found_by_email_and_start(calendly, event_type, live_server):
+    invitee = book(live_server, event_type)
+    other = book(live_server, event_type, slot=1)
+    start = invitee.scheduled_event.start_time
+
+    found = calendly.find_invitee(invitee.uuid, email=INVITEE_EMAIL, start_time=start)
+
+    assert found is not None and found.uuid == invitee.uuid
+    assert found.tracking.utm_content == "intent-token-123"
+    # Another invitee's id, another email, another time: not found.
+    assert calendly.find_invitee(other.uuid, email=INVITEE_EMAIL, start_time=start) is None
+    assert calendly.find_invitee(invitee.uuid, email="x@example.org", start_time=start) is None
+    later = start + timedelta(minutes=5)
+    assert calendly.find_invitee(invitee.uuid, email=INVITEE_EMAIL, start_time=later) is None
