@@ -119,7 +119,9 @@ class Booking(models.Model):
                 Status.DISPUTED,
             }
         ),
-        Status.COMPLETED: frozenset({Status.DISPUTED}),
+        # Completion is assumed some time after the end (beat); a no-show the builder
+        # marks later still counts.
+        Status.COMPLETED: frozenset({Status.NO_SHOW, Status.DISPUTED}),
         Status.NO_SHOW: frozenset({Status.DISPUTED}),
         Status.CANCELED: frozenset({Status.DISPUTED}),
         Status.RESCHEDULED: frozenset(),

@@ -426,3 +426,15 @@ def expire_overdue(now: datetime | None = None) -> int:
         except (stripe_gateway.PaymentProviderError, calendly.CalendlyError):
             logger.warning("bookings.expiry.deferred", extra={"booking": booking.pk})
     return count
+
+
+def complete_past(now: datetime | None = None) -> int:
+    """Beat: confirmed bookings that ended BOOKING_COMPLETE_AFTER_HOURS ago are
+    ``completed`` (a no-show marked later still wins). Returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.BOOKING_COMPLETE_AFTER_HOURS)
+    done = 0
+    for booking in Booking.objects.filter(status=Booking.Status.CONFIRMED, end_at__lte=cutoff)[
+        :500
+    ]:
+        done += booking.complete(actor=ACTOR)
+    return done

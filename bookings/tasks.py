@@ -9,3 +9,9 @@ from bookings import services
 def expire_unpaid() -> int:
     """Beat: unpaid bookings past BOOKING_PAYMENT_HOLD_MINUTES let their slot go."""
     return services.expire_overdue()
+
+
+@shared_task(name="bookings.tasks.complete_past", ignore_result=True)
+def complete_past() -> int:
+    """Beat: confirmed bookings long over are completed."""
+    return services.complete_past()

@@ -134,6 +134,8 @@ SANDBOX_WEBHOOK_BACKOFF_CAP = 60  # seconds: eight attempts span about two minut
 # An unpaid booking holds its Calendly slot this long, then expires and frees it.
 # Stripe's Checkout sessions last at least 30 minutes, so a shorter hold is raised to that.
 BOOKING_PAYMENT_HOLD_MINUTES = max(30, env.int("BOOKING_PAYMENT_HOLD_MINUTES", default=60))
+# A confirmed booking counts as completed this long after its end (time to mark a no-show).
+BOOKING_COMPLETE_AFTER_HOURS = env.int("BOOKING_COMPLETE_AFTER_HOURS", default=48)
 # How long a "Book" click stays valid: the time a client may take on Calendly's page.
 BOOKING_INTENT_MAX_AGE_MINUTES = env.int("BOOKING_INTENT_MAX_AGE_MINUTES", default=120)
 # Where the client's browser may be sent after a form (CSP form-action follows redirects).
@@ -346,6 +348,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "webhooks-purge": {"task": "webhooks.tasks.purge", "schedule": 3600.0},
     "bookings-expire-unpaid": {"task": "bookings.tasks.expire_unpaid", "schedule": 60.0},
+    "bookings-complete-past": {"task": "bookings.tasks.complete_past", "schedule": 3600.0},
     "payments-retry-refunds": {
         "task": "payments.tasks.retry_unfinished_refunds",
         "schedule": 300.0,

@@ -188,3 +188,29 @@ def test_end_must_follow_start(event_type, stranger) -> None:
             start_at=start,
             end_at=start,
         )
+
+
+def test_bookings_long_over_are_completed_and_a_late_no_show_still_counts(owner, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bookings import services
+    from tests.bookings.factories import make_booking, make_event_type
+
+    event_type = make_event_type(owner.builders.get())
+    now = timezone.now()
+    over = make_booking(event_type, None, 11, start_at=now - timedelta(hours=60))
+    recent = make_booking(event_type, None, 12, start_at=now - timedelta(hours=3))
+    unpaid = make_booking(event_type, None, 13, start_at=now - timedelta(hours=60))
+    for booking in (over, recent):
+        booking.confirm(actor="test")
+
+    assert services.complete_past() == 1
+    assert [
+        b.status
+        for b in Booking.objects.filter(pk__in=[over.pk, recent.pk, unpaid.pk]).order_by("pk")
+    ] == [Status.COMPLETED, Status.CONFIRMED, Status.PENDING_PAYMENT]
+    over.refresh_from_db()
+    assert over.mark_no_show(actor="calendly") is True
+    assert services.complete_past() == 0
