@@ -366,14 +366,14 @@ def cancel_by_client(booking: Booking, *, actor: Any) -> int:
         raise CancelRefused(f"This booking is {booking.get_status_display().lower()}.")
     if booking.end_at <= timezone.now():
         raise CancelRefused("This session is over and can no longer be canceled.")
-    _cancel_calendly_event(booking, reason="Canceled by the client on Slotpay")
+    cancel_calendly_event(booking, reason="Canceled by the client on Slotpay")
     if booking.status == Booking.Status.PENDING_PAYMENT:
         release_unpaid(booking, reason="canceled by the client before payment", cancel_event=False)
         return 0
     return refund_cancellation(booking, at=timezone.now(), actor=actor, reason="canceled by client")
 
 
-def _cancel_calendly_event(booking: Booking, *, reason: str) -> None:
+def cancel_calendly_event(booking: Booking, *, reason: str) -> None:
     try:
         with calendly.CalendlyClient() as client:
             client.cancel_event(booking.calendly_event_uri, reason=reason)
@@ -393,6 +393,8 @@ def release_unpaid(
     Stripe is asked first: a session paid after all is settled instead (its webhook
     was lost), and with ``wait_for_async`` a bank debit still on its way keeps the
     booking. A debit that succeeds after the release is refunded by ``settle``."""
+    # Every call to Stripe and Calendly first, then our writes.
+    unpaid = []
     for payment in booking.payments.filter(status=Payment.Status.OPEN):
         session = stripe_gateway.retrieve_checkout_session(payment.checkout_session_id)
         if session.payment_status in ("paid", "no_payment_required"):
@@ -402,9 +404,11 @@ def release_unpaid(
             return False
         if session.status == "open":
             session = stripe_gateway.expire_checkout_session(session.id)
-        checkout.settle(payment, session)
+        unpaid.append((payment, session))
     if cancel_event:
-        _cancel_calendly_event(booking, reason="Not paid in time")
+        cancel_calendly_event(booking, reason="Not paid in time")
+    for payment, session in unpaid:
+        checkout.settle(payment, session)
     return booking.expire(actor=ACTOR, reason=reason)
 
 

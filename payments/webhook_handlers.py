@@ -24,17 +24,25 @@ def checkout_session(event: Event) -> str | None:
     payment = checkout.payment_for_session(session)
     if payment is None:
         return IGNORED
-    outcome = checkout.settle(payment, session)
-    payment.refresh_from_db()
     booking = Booking.objects.get(pk=payment.booking_id)
-    unpaid_end = event.event_type.endswith("async_payment_failed") or outcome == "expired"
-    if unpaid_end and booking.status == Booking.Status.PENDING_PAYMENT:
-        if event.event_type.endswith("async_payment_failed"):
-            intent = stripe_gateway.retrieve_payment_intent(session.payment_intent_id or "")
-            if intent.status in ("requires_payment_method", "canceled"):
-                checkout.mark_failed(payment)
-        if not booking.payments.filter(status=Payment.Status.OPEN).exists():
-            bookings.release_unpaid(booking, reason=f"payment {payment.status}")
+    failed = False
+    if event.event_type.endswith("async_payment_failed") and session.payment_intent_id:
+        intent = stripe_gateway.retrieve_payment_intent(session.payment_intent_id)
+        failed = intent.status in ("requires_payment_method", "canceled")
+    others_open = booking.payments.filter(status=Payment.Status.OPEN).exclude(pk=payment.pk)
+    ends = (
+        (failed or session.status == "expired")
+        and booking.status == Booking.Status.PENDING_PAYMENT
+        and not others_open.exists()
+    )
+    if ends:
+        bookings.cancel_calendly_event(booking, reason="Not paid")  # the provider first
+    checkout.settle(payment, session)
+    if failed:
+        checkout.mark_failed(payment)
+    if ends:
+        reason = "payment failed" if failed else "payment expired"
+        bookings.release_unpaid(booking, reason=reason, cancel_event=False)
     return None
 
 
