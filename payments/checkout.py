@@ -130,7 +130,7 @@ def _is_uuid(value: str) -> bool:
 
 def settle(payment: Payment, session: stripe_gateway.CheckoutSession) -> str:
     """Apply a session as Stripe reports it now. Returns what happened, for the log:
-    ``paid``, ``flagged``, ``duplicate_refunded``, ``awaiting`` or ``expired``."""
+    ``paid``, ``flagged_or_refunded``, ``awaiting`` or ``expired``."""
     if session.payment_status in ("paid", "no_payment_required"):
         return _settle_paid(payment, session)
     with transaction.atomic():
@@ -166,40 +166,52 @@ def _settle_paid(payment: Payment, session: stripe_gateway.CheckoutSession) -> s
             Payment.Status.EXPIRED,
         )
         _copy_facts(payment, session, charge)
+        # A repeat (a replay, or the other of completed and async_payment_succeeded)
+        # only refreshes the facts: the decisions were taken when it was first paid, and
+        # taking them again after a cancellation would refund what the policy kept.
         if first:
             payment.paid_at = timezone.now()
             payment.save(update_fields=["paid_at"])
             payment.set_status(Payment.Status.PAID, actor=ACTOR, reason="Checkout paid")
-        expected = booking.price_amount
-        paid_net = (session.amount_total or 0) - session.amount_tax
-        if (session.currency or "").lower() != booking.currency or paid_net != expected:
-            reason = (
-                f"paid {format_money(paid_net, session.currency or booking.currency)} before tax, "
-                f"booking expects {format_money(expected, booking.currency)}"
-            )
-            _flag(payment, reason)
-            return "flagged"
-        if charge is not None and charge.risk_level in ELEVATED_RISK:
-            _flag(payment, f"Radar risk level {charge.risk_level}")
-        other_paid = (
-            booking.payments.exclude(pk=payment.pk)
-            .filter(
-                status__in=(*Payment.REFUNDABLE, Payment.Status.REFUNDED, Payment.Status.DISPUTED)
-            )
-            .exists()
-        )
-        waiting = booking.status == Booking.Status.PENDING_PAYMENT
-        if other_paid or not (waiting or booking.status == Booking.Status.CONFIRMED):
-            why = (
-                "paid twice" if other_paid else f"paid while {booking.get_status_display().lower()}"
-            )
-            _refund_duplicate(payment, booking, why)
-            return "duplicate_refunded"
-        if waiting and booking.confirm(actor=ACTOR):
-            notify.confirmed(booking, payment.receipt_url)
+            if not _decide(payment, booking, session, charge):
+                return "flagged_or_refunded"
     if charge is not None and (charge.amount_refunded or charge.refunds):
         sync_refunds(payment, charge=charge, actor=ACTOR)
     return "paid"
+
+
+def _decide(
+    payment: Payment,
+    booking: Booking,
+    session: stripe_gateway.CheckoutSession,
+    charge: stripe_gateway.Charge | None,
+) -> bool:
+    """For a payment just become paid: confirm its booking (True), or flag a wrong
+    amount, or refund a payment the booking cannot use (False)."""
+    expected = booking.price_amount
+    paid_net = (session.amount_total or 0) - session.amount_tax
+    if (session.currency or "").lower() != booking.currency or paid_net != expected:
+        reason = (
+            f"paid {format_money(paid_net, session.currency or booking.currency)} before tax, "
+            f"booking expects {format_money(expected, booking.currency)}"
+        )
+        _flag(payment, reason)
+        return False
+    if charge is not None and charge.risk_level in ELEVATED_RISK:
+        _flag(payment, f"Radar risk level {charge.risk_level}")
+    other_paid = (
+        booking.payments.exclude(pk=payment.pk)
+        .filter(status__in=(*Payment.REFUNDABLE, Payment.Status.REFUNDED, Payment.Status.DISPUTED))
+        .exists()
+    )
+    waiting = booking.status == Booking.Status.PENDING_PAYMENT
+    if other_paid or not (waiting or booking.status == Booking.Status.CONFIRMED):
+        why = "paid twice" if other_paid else f"paid while {booking.get_status_display().lower()}"
+        _refund_duplicate(payment, booking, why)
+        return False
+    if waiting and booking.confirm(actor=ACTOR):
+        notify.confirmed(booking, payment.receipt_url)
+    return True
 
 
 def _copy_facts(

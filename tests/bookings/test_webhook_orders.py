@@ -21,6 +21,8 @@ from payments.models import Payment, Refund
 from sandbox.calendly_sandbox import services as calendly_sandbox
 from tests.bookings.world import PRICE, Slot, World, world
 from tests.sandbox.stripe.helpers import pay
+from webhooks.models import WebhookEvent
+from webhooks.services import replay
 
 __all__ = ["world"]
 
@@ -342,3 +344,21 @@ def test_the_success_page_says_processing_until_a_debit_settles(world: World) ->
     done = browser.get(page)
     assert b"Booking confirmed" in done.content
     assert b'http-equiv="refresh"' not in done.content
+
+
+def test_replaying_the_payment_after_a_partial_refund_refunds_nothing_more(world, staff):
+    world.event_type.set_refund_policy(
+        [{"min_notice_hours": FAR, "percent": 100}, {"min_notice_hours": 0, "percent": 50}],
+        actor=staff,
+    )
+    slot = paid(world, left_after_booking(world))
+    world.browser(world.client_user).post(f"/bookings/{slot.booking.reference}/cancel/")
+    world.deliver()
+    finish(world)
+    kept = world.state(slot)
+    assert kept["refunds"] == [(PRICE // 2, "succeeded", False)]
+
+    # Staff replay every Stripe event (say, after an incident): nothing changes.
+    replay(WebhookEvent.objects.filter(provider="stripe"), actor=staff, reason="test", inline=True)
+    world.retry_waiting()
+    assert world.state(slot) == kept
