@@ -416,6 +416,8 @@ def overdue_unpaid(now: datetime | None = None) -> list[Booking]:
     cutoff = (now or timezone.now()) - timedelta(minutes=settings.BOOKING_PAYMENT_HOLD_MINUTES)
     return list(
         Booking.objects.filter(status=Booking.Status.PENDING_PAYMENT, created_at__lte=cutoff)
+        # Kept for staff until linked to a client: its hold starts when Checkout opens.
+        .exclude(client__isnull=True)
         .exclude(payments__session_status="complete", payments__status=Payment.Status.OPEN)
         .order_by("created_at")[:100]
     )

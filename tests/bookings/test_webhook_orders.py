@@ -8,6 +8,7 @@ the booking; ``World.retry_waiting`` stands in for the pipeline's backoff.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.core import mail
 
 from bookings.models import Booking
+from bookings.services import expire_overdue
 from payments import stripe_gateway
 from payments.models import Payment, Refund
 from sandbox.calendly_sandbox import services as calendly_sandbox
@@ -294,6 +296,13 @@ def test_a_booking_without_a_valid_intent_is_kept_for_staff(world: World) -> Non
         "pending_payment",
     )
     assert not Payment.objects.exists()  # nobody to pay: staff link it first
+    # The hold does not drop it: it waits for staff, slot kept.
+    Booking.objects.filter(pk=booking.pk).update(created_at=booking.created_at - timedelta(days=1))
+    assert expire_overdue() == 0
+    assert Booking.objects.get(pk=booking.pk).status == "pending_payment"
+    assert invitee.scheduled_event.__class__.objects.get(pk=invitee.scheduled_event_id).status == (
+        "active"
+    )
 
 
 def test_an_amount_that_does_not_match_is_flagged_not_confirmed(world: World) -> None:
