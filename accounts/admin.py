@@ -7,9 +7,9 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.encryption import blind_index
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
+from core.encryption import blind_index
 
 admin.site.login_form = EmailAuthenticationForm
 

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
-from accounts.encryption import blind_index
+from core.encryption import blind_index
 
 
 class EmailBackend(ModelBackend):

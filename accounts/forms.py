@@ -10,8 +10,8 @@ from django.contrib.auth.forms import (
     UserChangeForm,
 )
 
-from accounts.encryption import blind_index
 from accounts.models import User
+from core.encryption import blind_index
 
 
 class _EmailLoginMixin:

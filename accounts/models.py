@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from accounts.encryption import EncryptedCharField, EncryptedEmailField, blind_index
+from core.encryption import EncryptedCharField, EncryptedEmailField, blind_index
 
 
 def validate_time_zone(value: str) -> None:
@@ -64,6 +64,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     name = EncryptedCharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can sign in to the back-office.")
+    # The zone every time is shown in to this person; empty: the booking's own zone for a
+    # client, the builder's for a builder's member, UTC in the back-office.
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone], help_text="IANA time zone."
+    )
     date_joined = models.DateTimeField(default=timezone.now)
 
     objects = UserManager()

@@ -9,9 +9,9 @@ from django.db import router
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from accounts.encryption import blind_index
 from accounts.models import EncryptionCanary, User
 from audit import Category, record
+from core.encryption import blind_index
 
 
 @receiver(post_save, sender=User, dispatch_uid="audit_user_created")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from accounts.encryption import EncryptedTextField
 from audit.categories import ActorType, Category
+from core.encryption import EncryptedTextField
 
 GENESIS_HASH = "0" * 64
 

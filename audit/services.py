@@ -12,12 +12,12 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
-from accounts.encryption import UndecryptableValueError
 from audit import chain
 from audit.categories import ActorType, Category
-from audit.masking import scrub
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
-from config.http import current_client_ip, current_request_id, truncate_ip
+from core.encryption import UndecryptableValueError
+from core.http import current_client_ip, current_request_id, truncate_ip
+from core.masking import scrub
 
 logger = logging.getLogger(__name__)
 

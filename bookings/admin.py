@@ -14,7 +14,7 @@ from django.http import HttpRequest
 
 from bookings.models import Booking, EventType
 from bookings.money import format_money
-from webhooks.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(EventType)

@@ -17,10 +17,10 @@ from django.db import models, transaction
 from django.utils import timezone
 
 import audit
-from accounts.encryption import EncryptedCharField, EncryptedEmailField, EncryptedTextField
 from accounts.models import Builder
 from bookings.money import validate_amount
 from bookings.policy import DEFAULT_TIERS, RefundPolicy, validate_policy
+from core.encryption import EncryptedCharField, EncryptedEmailField, EncryptedTextField
 
 
 def _default_tiers() -> list[dict[str, int]]:

@@ -33,7 +33,7 @@ import audit
 from bookings import calendly, notify
 from bookings.models import Booking, EventType, PolicyConsent
 from bookings.policy import RefundPolicy
-from config.http import truncate_ip
+from core.http import truncate_ip
 from payments import checkout, stripe_gateway
 from payments.models import Payment
 from payments.services import NotReady, RefundRefused, reference_for, refund_request

@@ -25,7 +25,7 @@ from accounts.models import Builder
 from bookings import calendly, services
 from bookings.models import Booking, EventType
 from bookings.money import format_money
-from config.http import client_ip
+from core.http import client_ip
 from payments import checkout, stripe_gateway
 from payments.models import Payment
 from payments.services import NotReady

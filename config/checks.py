@@ -98,7 +98,7 @@ def _migrated_encrypted_tables(connection: Any) -> set[str]:
     migration that adds an encrypted column is verified on the next run, not queried
     for a column it lacks (an error on PostgreSQL, a string literal on SQLite).
     """
-    from accounts.encryption import encrypted_fields
+    from core.encryption import encrypted_fields
 
     existing = set(connection.introspection.table_names())
     ready = set()
@@ -176,7 +176,7 @@ def check_field_encryption_key_decrypts(app_configs: Any = None, **kwargs: Any) 
     The library would silently show ciphertext for a wrong key; this makes
     ``manage.py check`` (and so runserver, migrate and every deploy) fail instead.
     """
-    from accounts.encryption import undecryptable_samples
+    from core.encryption import undecryptable_samples
 
     connection = connections["default"]
     try:

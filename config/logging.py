@@ -1,6 +1,6 @@
 import logging
 
-from config.http import current_request_id
+from core.http import current_request_id
 
 
 class RequestContextFilter(logging.Filter):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_cache_control
 
-from config.http import client_ip, current_client_ip, current_request_id, request_id_from
+from core.http import client_ip, current_client_ip, current_request_id, request_id_from
 
 
 class RequestContextMiddleware:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from accounts.encryption import key_fingerprint
+from core.encryption import key_fingerprint
 
 logger = logging.getLogger("slotpay.outgoing")
 

@@ -8,7 +8,7 @@ import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 
-from audit.masking import scrub
+from core.masking import scrub
 
 _DROPPED_HEADERS = {"authorization", "cookie", "stripe-signature", "calendly-webhook-signature"}
 

@@ -188,6 +188,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "config",
+    "core",
     "audit",
     "payments",
     "bookings",
@@ -283,7 +284,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["username", "email", "ip_address"]
 AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
-AXES_CLIENT_IP_CALLABLE = "config.http.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.http.client_ip"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
@@ -435,7 +436,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_context": {"()": "config.logging.RequestContextFilter"},
-        "mask_personal_data": {"()": "audit.masking.MaskingFilter"},
+        "mask_personal_data": {"()": "core.masking.MaskingFilter"},
     },
     "formatters": {
         "json": {

@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.contrib import admin
 
 from bookings.money import format_money
+from core.admin import ReadOnlyAdmin
 from payments.models import Payment, Refund
-from webhooks.admin import ReadOnlyAdmin
 
 
 @admin.register(Payment)

@@ -18,9 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
-from audit.masking import scrub_text
 from bookings import notify
 from bookings.models import Booking, IllegalTransition
+from core.masking import scrub_text
 from payments import stripe_gateway
 from payments.models import Payment, Refund
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import stripe
 from django.conf import settings
 
-from audit.masking import scrub_text
 from config.outgoing import Call, key_label, provider_call
+from core.masking import scrub_text
 
 # Pinned so that a library upgrade never changes the shapes we parse; move it on purpose
 # (and re-run the sandbox contract tests) together with the stripe package.

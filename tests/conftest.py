@@ -22,8 +22,8 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from accounts import encryption
 from accounts.models import Builder, BuilderMembership, User
+from core import encryption
 from payments import stripe_gateway
 from sandbox import delivery
 from sandbox.calendly_sandbox.resources import Urls

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from accounts.encryption import EncryptedTextField
+from core.encryption import EncryptedTextField
 
 
 class Provider(models.TextChoices):

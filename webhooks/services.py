@@ -31,7 +31,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 import audit
-from audit.masking import scrub_text
+from core.masking import scrub_text
 from webhooks.models import WebhookEvent, WebhookRejection
 from webhooks.registry import IGNORED, Event, RetryLater, registry
 from webhooks.verification import SIGNATURE_HEADERS, Delivery

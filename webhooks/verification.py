@@ -1,7 +1,7 @@
 """Is this delivery genuine? Checked in a fixed order, before anything is parsed.
 
 1. source address against the provider's optional CIDR allowlist (the client
-   address as ``config.http.client_ip`` reads it: X-Forwarded-For only behind
+   address as ``core.http.client_ip`` reads it: X-Forwarded-For only behind
    TRUSTED_PROXY_COUNT proxies);
 2. body size (WEBHOOK_MAX_BODY_BYTES, refused before the body is read when the
    request declares its length);
@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from config.http import client_ip
+from core.http import client_ip
 from payments import stripe_gateway
 from webhooks import schemas
 from webhooks.models import Provider

@@ -5,8 +5,8 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import accounts.encryption
 import accounts.models
+import core.encryption
 
 
 class Migration(migrations.Migration):
@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
-                ("value", accounts.encryption.EncryptedCharField()),
+                ("value", core.encryption.EncryptedCharField()),
             ],
         ),
         migrations.CreateModel(
@@ -77,14 +77,14 @@ class Migration(migrations.Migration):
                         verbose_name="superuser status",
                     ),
                 ),
-                ("email", accounts.encryption.EncryptedEmailField(verbose_name="email address")),
+                ("email", core.encryption.EncryptedEmailField(verbose_name="email address")),
                 (
                     "email_index",
                     models.CharField(
                         editable=False, max_length=64, unique=True, verbose_name="email address"
                     ),
                 ),
-                ("name", accounts.encryption.EncryptedCharField(blank=True)),
+                ("name", core.encryption.EncryptedCharField(blank=True)),
                 ("is_active", models.BooleanField(default=True)),
                 (
                     "is_staff",

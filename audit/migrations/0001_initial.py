@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-import accounts.encryption
+import core.encryption
 
 
 class Migration(migrations.Migration):
@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
                 ("data", models.JSONField(blank=True, default=dict)),
                 ("request_id", models.CharField(blank=True, max_length=64)),
                 ("ip", models.GenericIPAddressField(blank=True, null=True)),
-                ("personal_data", accounts.encryption.EncryptedTextField(blank=True, null=True)),
+                ("personal_data", core.encryption.EncryptedTextField(blank=True, null=True)),
                 ("personal_data_digest", models.CharField(blank=True, max_length=64)),
                 ("personal_data_redacted_at", models.DateTimeField(blank=True, null=True)),
                 ("previous_hash", models.CharField(max_length=64)),

@@ -6,9 +6,9 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import accounts.encryption
 import bookings.models
 import bookings.policy
+import core.encryption
 
 
 class Migration(migrations.Migration):
@@ -93,9 +93,9 @@ class Migration(migrations.Migration):
                 ("start_at", models.DateTimeField()),
                 ("end_at", models.DateTimeField()),
                 ("invitee_time_zone", models.CharField(default="UTC", max_length=64)),
-                ("invitee_name", accounts.encryption.EncryptedCharField(blank=True, null=True)),
-                ("invitee_email", accounts.encryption.EncryptedEmailField(blank=True, null=True)),
-                ("answers", accounts.encryption.EncryptedTextField(blank=True, null=True)),
+                ("invitee_name", core.encryption.EncryptedCharField(blank=True, null=True)),
+                ("invitee_email", core.encryption.EncryptedEmailField(blank=True, null=True)),
+                ("answers", core.encryption.EncryptedTextField(blank=True, null=True)),
                 (
                     "status",
                     models.CharField(

@@ -8,10 +8,10 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection
 
-from accounts.encryption import UndecryptableValueError, key_fingerprint
 from accounts.models import FieldKeyRotation, User
 from audit.models import AuditEntry
 from audit.services import verify_chain
+from core.encryption import UndecryptableValueError, key_fingerprint
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@
 import pytest
 from axes.models import AccessAttempt
 
-from accounts.encryption import blind_index
+from core.encryption import blind_index
 from tests.conftest import PASSWORD
 
 

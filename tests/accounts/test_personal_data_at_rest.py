@@ -3,8 +3,8 @@
 import pytest
 from django.db import IntegrityError, connection
 
-from accounts.encryption import blind_index
 from accounts.models import User
+from core.encryption import blind_index
 from tests.conftest import PASSWORD
 
 

@@ -1,6 +1,6 @@
 """What audit data, logs and Sentry events lose before they are written."""
 
-from audit.masking import scrub
+from core.masking import scrub
 
 
 def test_emails_are_masked_in_keys_as_well_as_values():
@@ -33,7 +33,7 @@ def test_sensitive_keys_lose_their_value_whatever_it_is():
 
 
 def test_webhook_path_tokens_are_masked():
-    from audit.masking import scrub_text
+    from core.masking import scrub_text
 
     line = "Not Found: /webhooks/stripe/s3cr3t-T0ken_value/ and /webhooks/calendly/abc?x=1"
     assert scrub_text(line) == (

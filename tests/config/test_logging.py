@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from config.http import current_request_id
+from core.http import current_request_id
 
 EMAIL = "jane.doe@example.com"
 CARD = "4242 4242 4242 4242"

@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-import accounts.encryption
+import core.encryption
 
 
 class Migration(migrations.Migration):
@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
                 ("claimed_at", models.DateTimeField(blank=True, null=True)),
                 ("processed_at", models.DateTimeField(blank=True, null=True)),
                 ("last_error", models.TextField(blank=True)),
-                ("payload", accounts.encryption.EncryptedTextField(blank=True, null=True)),
+                ("payload", core.encryption.EncryptedTextField(blank=True, null=True)),
                 ("payload_purged_at", models.DateTimeField(blank=True, null=True)),
                 ("headers", models.JSONField(blank=True, default=dict)),
                 ("request_id", models.CharField(blank=True, max_length=64)),

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.contrib.auth.management.commands import changepassword
 
-from accounts.encryption import blind_index
+from core.encryption import blind_index
 
 
 class Command(changepassword.Command):

@@ -14,9 +14,9 @@ from django.db import models, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from accounts.encryption import encrypted_fields, encrypting_key_fingerprint
 from accounts.models import FieldKeyRotation
 from audit import Category, record
+from core.encryption import encrypted_fields, encrypting_key_fingerprint
 
 
 class Command(BaseCommand):

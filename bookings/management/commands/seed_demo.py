@@ -163,6 +163,6 @@ class Command(BaseCommand):
 
 
 def _index(email: str) -> str:
-    from accounts.encryption import blind_index
+    from core.encryption import blind_index
 
     return blind_index(email)
