@@ -3,10 +3,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts import rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
 from core.encryption import blind_index
@@ -36,6 +40,10 @@ class ExactEmailSearchMixin:
 
 @admin.register(User)
 class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
+    """People, for staff who may view or correct them. Rights are a superuser's alone
+    (``accounts.rights``): nobody else sees those fields, and a request that sets them
+    anyway is refused and audited before anything is saved."""
+
     form = UserEditForm
     add_form = UserCreationForm
     list_display = ("id", "email", "name", "is_staff", "is_active", "date_joined")
@@ -45,7 +53,7 @@ class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
     readonly_fields = ("date_joined", "last_login")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Personal data", {"fields": ("name",)}),
+        ("Personal data", {"fields": ("name", "time_zone")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
@@ -61,6 +69,67 @@ class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
             },
         ),
     )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        hidden = set(rights.protected_fields(request.user, obj)) - {"email", "name"}
+        if not hidden:
+            return fieldsets
+        shown = []
+        for title, options in fieldsets:
+            fields = [name for name in options["fields"] if name not in hidden]
+            if fields:
+                shown.append((title, {**options, "fields": tuple(fields)}))
+        return tuple(shown)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # A staff account's email and name are shown, not editable, to non-superusers.
+            readonly += [
+                name
+                for name in rights.protected_fields(request.user, obj)
+                if name in ("email", "name")
+            ]
+        return readonly
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        # Checked before Django's atomic block, which a refusal would roll back together
+        # with its audit entry.
+        if request.method == "POST":
+            target = self.get_object(request, object_id) if object_id else None
+            attempted = [
+                name
+                for name in rights.protected_fields(request.user, target)
+                if name in request.POST or f"{name}_0" in request.POST
+            ]
+            if attempted:
+                rights.refuse(
+                    actor=request.user,
+                    target=target,
+                    attempted=attempted,
+                    via="admin.change" if target else "admin.add",
+                )
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        target = self.get_object(request, unquote(id))
+        if target is not None and not rights.may_set_password(request.user, target):
+            rights.refuse(
+                actor=request.user, target=target, attempted=["password"], via="admin.password"
+            )
+        return super().user_change_password(request, id, form_url)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and rights.is_staff_account(obj) and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 class MembershipInline(admin.TabularInline):
@@ -86,3 +155,21 @@ class BuilderAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
         if term and "@" not in term and not term.isdigit():
             return queryset.filter(slug=term), False
         return super().get_search_results(request, queryset, search_term)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    """A group's permissions are rights: a superuser's to change, whatever the
+    permissions say."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser

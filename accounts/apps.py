@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import signals
+        from accounts import rights, signals
 
+        rights.connect_signals(self.get_model("User"))
         post_migrate.connect(signals.ensure_encryption_canary, sender=self)

@@ -63,6 +63,7 @@ class UserEditForm(_UniqueEmailMixin, UserChangeForm):
         fields = (
             "email",
             "name",
+            "time_zone",
             "password",
             "is_active",
             "is_staff",

@@ -99,17 +99,34 @@ class User(AbstractBaseUser, PermissionsMixin):
         if update_fields is not None and "email" in update_fields:
             kwargs["update_fields"] = {*update_fields, "email_index"}
         password_changed = self._password is not None and not self._state.adding
+        from accounts import rights
+
         with transaction.atomic():
+            changed = rights.check_user_save(self, self._stored_rights(update_fields))
             super().save(*args, **kwargs)
+            if changed:
+                rights.audit_rights_changed(self, changed)
             if password_changed:
                 from audit import Category, record
 
                 record(
                     "accounts.user.password_changed",
                     category=Category.SECURITY,
-                    actor=self,
+                    # Whoever set it: an admin in the back-office, else the person.
+                    actor=rights.acting_user() or self,
                     target=self,
                 )
+
+    def _stored_rights(self, update_fields: Any) -> dict[str, Any] | None:
+        """The rights fields as stored (None for a new user); skipped, with nothing to
+        compare, when a save names fields that are not rights (``last_login``)."""
+        if self._state.adding or self.pk is None:
+            return None
+        watched = ("is_staff", "is_superuser", "is_active")
+        if update_fields is not None and not set(update_fields) & set(watched):
+            return {name: getattr(self, name) for name in watched}
+        stored = type(self).objects.filter(pk=self.pk).values(*watched).first()
+        return stored
 
 
 class Builder(models.Model):

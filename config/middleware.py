@@ -6,7 +6,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_cache_control
 
-from core.http import client_ip, current_client_ip, current_request_id, request_id_from
+from core.http import (
+    client_ip,
+    current_client_ip,
+    current_request_id,
+    current_user,
+    request_id_from,
+)
 
 
 class RequestContextMiddleware:
@@ -27,6 +33,22 @@ class RequestContextMiddleware:
             current_client_ip.reset(ip_token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class ActorContextMiddleware:
+    """Make the signed-in user known to code that has no request (model saves and
+    their audit entries), for the length of the request. After authentication."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        # request.user stays lazy: the session is read only if someone asks.
+        token = current_user.set(getattr(request, "user", None))
+        try:
+            return self.get_response(request)
+        finally:
+            current_user.reset(token)
 
 
 class SecurityHeadersMiddleware:

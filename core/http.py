@@ -6,6 +6,7 @@ import ipaddress
 import re
 import uuid
 from contextvars import ContextVar
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -14,6 +15,10 @@ from django.http import HttpRequest
 # and by audit.record() so that neither needs the request passed down to it.
 current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 current_client_ip: ContextVar[str | None] = ContextVar("client_ip", default=None)
+# The signed-in user behind the request (set after authentication by
+# config.middleware.ActorContextMiddleware): who really acted, for checks and audit
+# entries written far from the view, such as a model's save().
+current_user: ContextVar[Any] = ContextVar("current_user", default=None)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
