@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,8 @@ Status = WebhookEvent.Status
 # A queued retry may run this much before its time (clock skew between hosts).
 EARLY_SLACK = timedelta(seconds=5)
 KEPT_HEADERS = ("User-Agent", "Content-Type", "Content-Length", "X-Request-ID")
+MAX_HEADER_CHARS = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _actor(provider: str) -> str:
@@ -93,13 +96,23 @@ def record_rejection(provider: str, reason: str, detail: str = "") -> int:
 # --- Accepting --------------------------------------------------------------------------
 
 
+def _printable(value: str) -> str:
+    """``value`` as printable ASCII, escaped (``\\x00``, ``\\xe9``, ``\\ud800``) and cut
+    to MAX_HEADER_CHARS: PostgreSQL's jsonb refuses U+0000, UTF-8 refuses lone
+    surrogates, and a header is anyone's to fill."""
+    escaped = value.encode("ascii", "backslashreplace").decode("ascii")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)[:MAX_HEADER_CHARS]
+
+
 def redacted_headers(provider: str, headers: Mapping[str, str]) -> dict[str, str]:
-    """A few headers for the record; the signature keeps its timestamp only."""
-    kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    """A few headers for the record, escaped to printable ASCII; the signature keeps
+    its timestamp only."""
+    kept = {name: _printable(headers[name]) for name in KEPT_HEADERS if headers.get(name)}
     signature = headers.get(SIGNATURE_HEADERS[provider], "")
     stamp = next((part for part in signature.split(",") if part.startswith("t=")), "")
     if signature:
-        kept[SIGNATURE_HEADERS[provider]] = f"{stamp},v1=[redacted]" if stamp else "[redacted]"
+        redacted = f"{stamp},v1=[redacted]" if stamp else "[redacted]"
+        kept[SIGNATURE_HEADERS[provider]] = _printable(redacted)
     return kept
 
 

@@ -8,12 +8,14 @@
 3. content type (JSON);
 4. signature, with every configured secret (rotation): Stripe's through stripe-python
    (``stripe.WebhookSignature.verify_header``, the check ``construct_event`` makes
-   before parsing), Calendly's as HMAC-SHA256 of ``"<t>." + body``;
+   before parsing), Calendly's as HMAC-SHA256 of ``"<t>." + body``; the header is
+   parsed strictly first (see :func:`signature_parts`);
 5. timestamp: at most WEBHOOK_TOLERANCE_SECONDS old, 60 s in the future;
-6. JSON, then the envelope's schema (``webhooks.schemas``).
+6. JSON (at most MAX_JSON_DEPTH deep), then the envelope's schema (``webhooks.schemas``).
 
 Each failure raises :class:`Rejected` with a short reason for logs and counters;
-the requester only ever sees a generic 400.
+the requester only ever sees a generic 400. Nothing else may escape :func:`verify`:
+whatever a requester sends, the answer is that 400, never a 500.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ SIGNATURE_HEADERS = {
     Provider.STRIPE: "Stripe-Signature",
     Provider.CALENDLY: "Calendly-Webhook-Signature",
 }
+# A signature header is ``t=`` and one ``v1=`` per signing secret (two while one rolls):
+# well under this. Ten digits of Unix time last until 2286; twelve is ample.
+MAX_SIGNATURE_HEADER = 2048
+MAX_TIMESTAMP_DIGITS = 12
+# Provider events nest about ten levels; json.loads itself gives up near a thousand,
+# and what parses must still survive the schema, json.dumps and the worker.
+MAX_JSON_DEPTH = 64
 
 
 class Rejected(Exception):  # noqa: N818 (the outcome, as the view reports it)
@@ -104,17 +113,32 @@ def check_content_type(request: HttpRequest) -> None:
 
 
 def signature_parts(header: str | None) -> tuple[int, list[str]]:
-    """``t=<unix>,v1=<hex>[,v1=<hex>...]`` → (t, [v1, ...]); anything else is refused."""
-    timestamp, signatures = None, []
-    for item in (header or "").split(","):
+    """``t=<unix>,v1=<hex>[,v1=<hex>...]`` → (t, [v1, ...]); anything else is refused.
+
+    Strict, because what passes goes on to code that is not: ``int()`` refuses more
+    than 4,300 digits and reads Arabic-Indic or full-width digits (``isdigit()`` also
+    admits superscripts, which it cannot read), and ``hmac.compare_digest`` raises on
+    non-ASCII strings. So: printable ASCII only, bounded, exactly one ``t`` of ASCII
+    digits (stripe-python would read the first of two, this function the last).
+    Raises nothing but :class:`Rejected`.
+    """
+    header = header or ""
+    if len(header) > MAX_SIGNATURE_HEADER or not (header.isascii() and header.isprintable()):
+        raise Rejected("signature_malformed")
+    timestamps, signatures = [], []
+    for item in header.split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit():
-            timestamp = int(value)
+        if key == "t":
+            timestamps.append(value)
         elif key == "v1" and value:
             signatures.append(value)
-    if timestamp is None or not signatures:
+    if len(timestamps) != 1 or not signatures:
         raise Rejected("signature_malformed")
-    return timestamp, signatures
+    (value,) = timestamps
+    # isdigit() on ASCII text is exactly 0-9 (the header is ASCII by now).
+    if not (value.isdigit() and len(value) <= MAX_TIMESTAMP_DIGITS):
+        raise Rejected("signature_malformed")
+    return int(value), signatures
 
 
 def check_timestamp(timestamp: int, *, now: float) -> None:
@@ -148,6 +172,22 @@ def verify_calendly_signature(body: bytes, header: str | None, keys: Sequence[st
     check_timestamp(timestamp, now=time.time())
 
 
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` deep (without recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        children = []
+        for item in level:
+            if isinstance(item, dict):
+                children.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                children.extend(v for v in item if isinstance(v, dict | list))
+        if not children:
+            return False
+        level = children
+    return True
+
+
 def verify(provider: str, request: HttpRequest) -> Delivery:
     """Run every check on ``request``; return the verified delivery or raise Rejected."""
     check_source(provider, request)
@@ -163,6 +203,10 @@ def verify(provider: str, request: HttpRequest) -> Delivery:
         data = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Rejected("malformed_json") from exc
+    except RecursionError as exc:
+        raise Rejected("json_too_deep") from exc
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise Rejected("json_too_deep")
     try:
         if provider == Provider.STRIPE:
             envelope = schemas.stripe_envelope(data)

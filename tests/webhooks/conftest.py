@@ -109,8 +109,8 @@ class Sender:
     ) -> Any:
         if body is None:
             body = json.dumps(data if data is not None else default_event(self.provider))
-        text = body.decode() if isinstance(body, bytes) else body
         if header is None:
+            text = body.decode() if isinstance(body, bytes) else body
             header = sign(secret or current_secret(self.provider), text, timestamp)
         headers = {f"HTTP_{SIGNATURE_HEADERS[self.provider].upper().replace('-', '_')}": header}
         with self.capture(execute=True):
