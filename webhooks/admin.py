@@ -35,6 +35,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         "attempts",
         "received_at",
         "next_attempt_at",
+        "enqueued_at",
         "claimed_at",
         "processed_at",
         "last_error",

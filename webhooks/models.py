@@ -42,6 +42,10 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField()
     # When processing may next be tried (received: now; failed/waiting: after the backoff).
     next_attempt_at = models.DateTimeField()
+    # When the processing task was last published (noted just before publishing, cleared
+    # when the publish fails): a task published after the last claim is on its way, and
+    # the sweeper leaves the row to it for a while (services.stalled).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -5,13 +5,17 @@ processing after the commit, so the 200 means "stored". ``process`` runs in a
 Celery task and applies the event through the handler registry in two steps:
 
 1. claim: lock the row (``skip_locked``: another worker holding it means it is
-   being handled), mark it ``processing`` and count the attempt; commit.
+   being handled), mark it ``processing`` and count the attempt; commit. A claim
+   that would start an attempt beyond WEBHOOK_MAX_ATTEMPTS dead-letters the row
+   instead: the limit is enforced here, not only after a handler returns, because a
+   handler that kills its worker never returns.
 2. handle: lock it again, run the handler in a savepoint and record the outcome,
    in one transaction: the handler's writes and ``processed`` commit together.
 
 A worker that dies in step 2 rolls its writes back and leaves the row
 ``processing``; the sweeper re-enqueues it after WEBHOOK_PROCESSING_TIMEOUT_SECONDS.
 A row stored while Redis was down stays ``received`` until the sweeper enqueues it.
+``enqueued_at`` tells the sweeper which rows already have a task on its way.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -137,6 +141,8 @@ def accept(delivery: Delivery, *, headers: Mapping[str, str], request_id: str = 
         "event_type": event_type,
         "received_at": now,
         "next_attempt_at": now,
+        # Noted in the INSERT (one round trip); enqueue clears it if the publish fails.
+        "enqueued_at": now,
         "payload": delivery.body,
         "headers": redacted_headers(provider, headers),
         "request_id": request_id[:64],
@@ -160,7 +166,7 @@ def accept(delivery: Delivery, *, headers: Mapping[str, str], request_id: str = 
     else:
         created = True
         pk = event.pk
-        transaction.on_commit(lambda: enqueue(pk))
+        transaction.on_commit(lambda: enqueue(pk, noted=True))
     logger.info(
         "webhooks.accepted",
         extra={
@@ -177,10 +183,18 @@ def _eager() -> bool:
     return bool(current_app.conf.task_always_eager)
 
 
-def enqueue(pk: int, *, countdown: float | None = None) -> bool:
-    """Queue the processing task; with the broker down, leave it to the sweeper."""
+def enqueue(pk: int, *, countdown: float | None = None, noted: bool = False) -> bool:
+    """Queue the processing task; with the broker down, leave it to the sweeper.
+
+    ``enqueued_at`` is noted before publishing (so no claim can come before the note)
+    and cleared when the publish fails, so that the sweeper knows which rows have a
+    task on its way. ``noted``: the caller set it already (accept's INSERT).
+    """
     from webhooks.tasks import process_event
 
+    rows = WebhookEvent.objects.filter(pk=pk)
+    if not noted:
+        rows.update(enqueued_at=timezone.now())
     try:
         process_event.apply_async((pk,), countdown=countdown, retry=False)
     except (BrokerError, RedisError, OSError) as exc:
@@ -188,6 +202,11 @@ def enqueue(pk: int, *, countdown: float | None = None) -> bool:
             "webhooks.enqueue_failed",
             extra={"webhook_event": pk, "error": type(exc).__name__},
         )
+        try:
+            rows.update(enqueued_at=None)
+        except DatabaseError:
+            # Left noted, the row is presumed lost after the processing timeout instead.
+            logger.warning("webhooks.enqueue_not_cleared", extra={"webhook_event": pk})
         return False
     return True
 
@@ -229,7 +248,9 @@ def _audit(
     )
 
 
-def _claim(pk: int, *, force: bool) -> datetime | None:
+def _claim(pk: int, *, force: bool) -> datetime | str | None:
+    """Claim the row for one attempt. Returns the claim's time; or ``dead`` when no
+    attempt is left (the row is dead-lettered instead); or None: not ours now."""
     now = timezone.now()
     with transaction.atomic():
         row = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
@@ -242,6 +263,17 @@ def _claim(pk: int, *, force: bool) -> datetime | None:
                 {"received_at": row.received_at.isoformat()},
                 request_id=row.request_id,
             )
+        limit = settings.WEBHOOK_MAX_ATTEMPTS
+        if row.attempts >= limit and row.status not in WebhookEvent.FINAL:
+            if row.status == Status.PROCESSING:
+                error = (
+                    f"attempt {row.attempts} never finished (its worker died or timed out); "
+                    f"no attempt left of {limit}"
+                )
+            else:
+                error = f"no attempt left of {limit}"
+            _finish(row, Status.DEAD, error, None)
+            return Status.DEAD
         row.status = Status.PROCESSING
         row.claimed_at = now
         row.attempts += 1
@@ -268,8 +300,8 @@ def _error_text(exc: BaseException) -> str:
 def process(pk: int, *, force: bool = False) -> str | None:
     """Process one stored event if it is due; returns its new status (None: not ours now)."""
     claimed_at = _claim(pk, force=force)
-    if claimed_at is None:
-        return None
+    if not isinstance(claimed_at, datetime):
+        return claimed_at
     retry_in: timedelta | None = None
     with transaction.atomic():
         row = (
@@ -339,14 +371,32 @@ def _finish(row: WebhookEvent, outcome: str, error: str, retry_in: timedelta | N
 
 
 def stalled(now: datetime | None = None) -> QuerySet[WebhookEvent]:
-    """Rows that should have been processed by now but were not picked up."""
+    """Rows that should have been processed by now and have no task on its way.
+
+    A row needs a task when it is pending and has been due for
+    WEBHOOK_REQUEUE_AFTER_SECONDS, or ``processing`` with a claim older than
+    WEBHOOK_PROCESSING_TIMEOUT_SECONDS (its worker died). It has a task on its way
+    when one was published (``enqueued_at``) after its last claim, and has waited
+    less than WEBHOOK_PROCESSING_TIMEOUT_SECONDS since it was published or came due,
+    whichever is later: such a row is only queued behind a backlog, and a copy per
+    sweep would make that backlog longer. Past that time its task is presumed lost
+    (Redis restarted empty, a worker died holding it and Redis keeps it until its
+    visibility timeout, a process died between commit and publish) and it is queued
+    again: at most one extra task per timeout, which finds the row claimed or done.
+    A failed publish clears ``enqueued_at``, so that row is queued at once.
+    """
     now = now or timezone.now()
     requeue = now - timedelta(seconds=settings.WEBHOOK_REQUEUE_AFTER_SECONDS)
     timeout = now - timedelta(seconds=settings.WEBHOOK_PROCESSING_TIMEOUT_SECONDS)
-    return WebhookEvent.objects.filter(
-        Q(status__in=WebhookEvent.PENDING, next_attempt_at__lte=requeue)
-        | Q(status=Status.PROCESSING, claimed_at__lte=timeout)
+    needs_task = Q(status__in=WebhookEvent.PENDING, next_attempt_at__lte=requeue) | Q(
+        status=Status.PROCESSING, claimed_at__lte=timeout
     )
+    none_on_its_way = (
+        Q(enqueued_at__isnull=True)
+        | Q(enqueued_at__lte=F("claimed_at"))
+        | Q(enqueued_at__lte=timeout, next_attempt_at__lte=timeout)
+    )
+    return WebhookEvent.objects.filter(needs_task & none_on_its_way)
 
 
 def sweep(*, limit: int = 500) -> int:
