@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 
 from bookings.models import Booking
 from bookings.money import format_money
+from core.timezones import viewer_zone
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +42,17 @@ def _send(kind: str, template: str, recipients: Iterable[str], context: dict[str
 
 
 def _booking_context(booking: Booking) -> dict[str, Any]:
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(booking.invitee_time_zone or "UTC")
+    """What the client's emails say of a booking. The start is shown in the client's
+    zone (``|timezone:zone``, named by ``time_zone``): their own setting, else the one
+    they picked on Calendly; never the zone of whatever sends the email."""
+    zone = viewer_zone(booking.client, booking=booking)
     return {
         "booking": booking,
         "title": booking.event_type.title,
         "builder": booking.builder.name,
-        "start": booking.start_at.astimezone(zone),
-        "time_zone": booking.invitee_time_zone,
+        "start": booking.start_at,
+        "zone": zone,
+        "time_zone": zone.key,
         "price": format_money(booking.price_amount, booking.currency),
     }
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -26,6 +27,7 @@ from bookings import calendly, services
 from bookings.models import Booking, EventType
 from bookings.money import format_money
 from core.http import client_ip
+from core.timezones import viewer_zone
 from payments import checkout, stripe_gateway
 from payments.models import Payment
 from payments.services import NotReady
@@ -53,16 +55,19 @@ def _payments() -> Prefetch:
     return Prefetch("payments", queryset=Payment.objects.order_by("-created_at"))
 
 
-def _row(booking: Booking) -> dict[str, Any]:
-    """What a list shows of a booking, with money formatted for the reader."""
+def _row(booking: Booking, *, zone: ZoneInfo) -> dict[str, Any]:
+    """What a page shows of a booking: money formatted for the reader, the start to be
+    shown in ``zone`` (templates format it with ``|timezone:row.zone`` and name the
+    zone)."""
     payment = next((p for p in booking.payments.all() if p.status != Payment.Status.EXPIRED), None)
     refunded = sum(
         r.amount for p in booking.payments.all() for r in p.refunds.all() if r.status == "succeeded"
     )
-    zone = services.zone(booking.invitee_time_zone)
     return {
         "booking": booking,
-        "start": booking.start_at.astimezone(zone),
+        "start": booking.start_at,
+        "zone": zone,
+        "zone_name": zone.key,
         "price": format_money(booking.price_amount, booking.currency),
         "payment": payment,
         "paid": format_money(payment.amount, payment.currency) if payment else "",
@@ -247,8 +252,12 @@ def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
     return render(
         request,
         "bookings/paid.html",
-        {"row": _row(_with_payments(booking)), "waiting": waiting},
+        {"row": _client_row(request, _with_payments(booking)), "waiting": waiting},
     )
+
+
+def _client_row(request: HttpRequest, booking: Booking) -> dict[str, Any]:
+    return _row(booking, zone=viewer_zone(request.user, booking=booking))
 
 
 def _with_payments(booking: Booking) -> Booking:
@@ -266,7 +275,7 @@ def _with_payments(booking: Booking) -> Booking:
 @require_safe
 def mine(request: HttpRequest) -> HttpResponse:
     rows = [
-        _row(b)
+        _client_row(request, b)
         for b in Booking.objects.filter(client=request.user)
         .select_related("event_type", "builder")
         .prefetch_related(_payments(), "payments__refunds")
@@ -278,25 +287,28 @@ def mine(request: HttpRequest) -> HttpResponse:
 @require_safe
 def detail(request: HttpRequest, reference: UUID) -> HttpResponse:
     booking = _with_payments(_own_booking(request, reference))
-    row = _row(booking)
+    row = _client_row(request, booking)
     context: dict[str, Any] = {"row": row}
     if row["can_cancel"]:
         amount, payment = services.policy_refund(booking, timezone.now())
         context["refund"] = format_money(amount, payment.currency if payment else booking.currency)
         context["paid"] = payment is not None
-    context["deadlines"] = _deadline_lines(booking)
+    context["deadlines"] = _deadline_lines(booking, row["zone"])
     return render(request, "bookings/detail.html", context)
 
 
-def _deadline_lines(booking: Booking) -> list[str]:
-    """The agreed policy as dates in the client's time zone."""
+def _deadline_lines(booking: Booking, zone: ZoneInfo) -> list[str]:
+    """The agreed policy as dates in the reader's zone, named. Notice counts hours
+    back from the start, so across a DST change a deadline's clock time moves."""
     policy = services.agreed_policy(booking)
     lines = []
     for tier, deadline in zip(
-        policy.tiers, policy.deadlines(booking.start_at, booking.invitee_time_zone), strict=True
+        policy.tiers, policy.deadlines(booking.start_at, zone.key), strict=True
     ):
         if tier.min_notice_hours:
-            lines.append(f"Cancel by {deadline.until:%-d %B %Y, %H:%M}: {tier.percent}% back")
+            lines.append(
+                f"Cancel by {deadline.until:%-d %B %Y, %H:%M} ({zone.key}): {tier.percent}% back"
+            )
         else:
             lines.append(f"Cancel after that, before the start: {tier.percent}% back")
     return lines
@@ -340,7 +352,7 @@ def builder_bookings(request: HttpRequest) -> HttpResponse:
     if not memberships.exists():
         raise Http404("not a builder")
     rows = [
-        _row(b)
+        _row(b, zone=viewer_zone(request.user, builder=b.builder))
         for b in Booking.objects.filter(builder__in=memberships)
         .select_related("event_type", "builder")
         .prefetch_related(_payments(), "payments__refunds")
