@@ -35,7 +35,7 @@ from bookings.models import Booking, EventType, PolicyConsent
 from bookings.policy import RefundPolicy
 from core.http import truncate_ip
 from payments import checkout, stripe_gateway
-from payments.models import Payment
+from payments.models import Payment, Refund
 from payments.services import NotReady, RefundRefused, reference_for, refund_request
 
 logger = logging.getLogger(__name__)
@@ -336,21 +336,29 @@ def policy_refund(booking: Booking, at: datetime) -> tuple[int, Payment | None]:
 
 
 def refund_cancellation(booking: Booking, *, at: datetime, actor: Any, reason: str) -> int:
-    """Confirmed → canceled, and the policy's refund (once). Returns the amount."""
+    """Confirmed → canceled, and the policy's refund (once). Returns the amount, the
+    same for a repeat or a concurrent second cancel as for the first."""
+    reference = reference_for(f"cancel:{booking.reference}")
     amount, payment = policy_refund(booking, at)
     changed = booking.cancel(actor=actor, reason=reason)
     if amount > 0 and payment is not None:
         try:
-            refund_request(
+            refund = refund_request(
                 booking,
                 amount=amount,
                 reason=f"Cancellation: {reason}",
                 actor=actor,
                 payment=payment,
-                reference=reference_for(f"cancel:{booking.reference}"),
+                reference=reference,
             )
         except RefundRefused:
             logger.warning("bookings.cancel.refund_refused", extra={"booking": booking.pk})
+        else:
+            amount = refund.amount
+    else:
+        # Refunded already by a cancel that went first: its amount is the answer.
+        earlier = Refund.objects.filter(reference=reference).first()
+        amount = earlier.amount if earlier is not None else amount
     if changed:
         notify.canceled(booking, amount, payment.currency if payment else booking.currency)
     return amount

@@ -137,6 +137,9 @@ class Refund(models.Model):
     stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # Set while one process sends the refund to Stripe: a second sender (a concurrent
+    # cancel, the retry task) leaves it alone until the lease runs out.
+    submitting_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 import audit
@@ -82,42 +83,72 @@ def refund_request(
     if stripe_reason is not None and stripe_reason not in STRIPE_REASONS:
         raise ValueError(f"Stripe knows no refund reason {stripe_reason!r}")
     with transaction.atomic():
-        candidates = Payment.objects.select_for_update().filter(
-            booking=booking, status__in=Payment.REFUNDABLE
-        )
-        if payment is not None:
-            candidates = candidates.filter(pk=payment.pk)
-        paid = candidates.order_by("paid_at", "pk").first()
-        if paid is None:
-            raise RefundRefused("This booking has no payment that can be refunded.")
-        remaining = paid.refundable()
-        if amount > remaining:
-            raise RefundRefused(
-                f"Only {remaining} {paid.currency.upper()} (minor units) remain to refund."
-            )
-        refund = Refund.objects.create(
-            payment=paid,
+        # Every payment of the booking is locked, whatever its status, before anything
+        # is read: requests for one decision (a double click, eight parallel cancels)
+        # queue here, and each after the first finds the first's refund.
+        locked = list(Payment.objects.select_for_update().filter(booking=booking).order_by("pk"))
+        existing = Refund.objects.filter(reference=reference).first() if reference else None
+        refund = existing or _create_refund(
+            booking,
+            locked,
             amount=amount,
-            reason=reason[:200],
-            requested_by=_actor_user(actor),
-            stripe_reason=stripe_reason or "",
-            **({"reference": reference} if reference is not None else {}),
-        )
-        audit.record(
-            "payments.refund.requested",
-            category=audit.Category.TRANSACTION,
+            reason=reason,
             actor=actor,
-            target=refund,
-            data={
-                "payment": paid.pk,
-                "booking": booking.pk,
-                "amount": amount,
-                "currency": paid.currency,
-                "reason": reason,
-                "remaining_before": remaining,
-            },
+            payment=payment,
+            stripe_reason=stripe_reason,
+            reference=reference,
         )
     return _submit_now_or_after_commit(refund, actor=actor)
+
+
+def _create_refund(
+    booking: Booking,
+    locked: list[Payment],
+    *,
+    amount: int,
+    reason: str,
+    actor: Any,
+    payment: Payment | None,
+    stripe_reason: str | None,
+    reference: uuid.UUID | None,
+) -> Refund:
+    """The refund row and its audit entry, with the booking's payments locked."""
+    candidates = [
+        p
+        for p in locked
+        if p.status in Payment.REFUNDABLE and (payment is None or p.pk == payment.pk)
+    ]
+    if not candidates:
+        raise RefundRefused("This booking has no payment that can be refunded.")
+    paid = min(candidates, key=lambda p: (p.paid_at is None, p.paid_at, p.pk))
+    remaining = paid.refundable()
+    if amount > remaining:
+        raise RefundRefused(
+            f"Only {remaining} {paid.currency.upper()} (minor units) remain to refund."
+        )
+    refund = Refund.objects.create(
+        payment=paid,
+        amount=amount,
+        reason=reason[:200],
+        requested_by=_actor_user(actor),
+        stripe_reason=stripe_reason or "",
+        **({"reference": reference} if reference is not None else {}),
+    )
+    audit.record(
+        "payments.refund.requested",
+        category=audit.Category.TRANSACTION,
+        actor=actor,
+        target=refund,
+        data={
+            "payment": paid.pk,
+            "booking": booking.pk,
+            "amount": amount,
+            "currency": paid.currency,
+            "reason": reason,
+            "remaining_before": remaining,
+        },
+    )
+    return refund
 
 
 def _submit_now_or_after_commit(refund: Refund, *, actor: Any) -> Refund:
@@ -142,13 +173,30 @@ def _enqueue_submission(refund_pk: int, user_pk: int | None, label: str) -> None
         logger.warning("payments.refund.enqueue_failed", extra={"refund": refund_pk})
 
 
+# Longer than a Stripe call can last (30 s read timeout, two retries): a sender still
+# holding the lease after this long has died, and the refund may be sent again.
+SUBMIT_LEASE = timedelta(minutes=3)
+
+
 def submit_refund(refund: Refund, *, actor: Any) -> Refund:
-    """Send a pending refund to Stripe (again): the same idempotency key every time."""
-    if refund.status != Refund.Status.PENDING or refund.stripe_refund_id:
+    """Send a pending refund to Stripe (again): the same idempotency key every time.
+
+    One sender at a time: the caller first takes the refund's lease, and a refund
+    being sent by someone else, or sent already, is returned as it is. (Two
+    concurrent requests with one key make Stripe refuse the second with a 409.)
+    """
+    now = timezone.now()
+    claimed = (
+        Refund.objects.filter(
+            pk=refund.pk, status=Refund.Status.PENDING, stripe_refund_id__isnull=True
+        )
+        .filter(Q(submitting_at__isnull=True) | Q(submitting_at__lte=now - SUBMIT_LEASE))
+        .update(submitting_at=now, attempts=F("attempts") + 1)
+    )
+    refund.refresh_from_db()
+    if not claimed:
         return refund
     payment = refund.payment
-    Refund.objects.filter(pk=refund.pk).update(attempts=refund.attempts + 1)
-    refund.attempts += 1
     target = (
         {"payment_intent": payment.payment_intent_id}
         if payment.payment_intent_id
@@ -161,43 +209,74 @@ def submit_refund(refund: Refund, *, actor: Any) -> Refund:
             reason=refund.stripe_reason or None,
             **target,
         )
-    except stripe_gateway.ProviderUnavailable as exc:
-        _record_outcome(refund, actor=actor, status=Refund.Status.PENDING, error=exc)
-        return refund
     except stripe_gateway.PaymentProviderError as exc:
-        _record_outcome(refund, actor=actor, status=Refund.Status.FAILED, error=exc)
-        return refund
-    refund.stripe_refund_id = result.id
-    _record_outcome(refund, actor=actor, status=result.status or Refund.Status.PENDING)
-    return refund
+        # An outage, or the same key in flight elsewhere (409): retried by beat.
+        transient = isinstance(exc, stripe_gateway.ProviderUnavailable) or (
+            isinstance(exc, stripe_gateway.IdempotencyConflict) and exc.http_status == 409
+        )
+        status = Refund.Status.PENDING if transient else Refund.Status.FAILED
+        return _record_outcome(refund, actor=actor, status=status, error=exc)
+    return _record_outcome(
+        refund,
+        actor=actor,
+        status=result.status or Refund.Status.PENDING,
+        stripe_refund_id=result.id,
+    )
 
 
 def _record_outcome(
-    refund: Refund, *, actor: Any, status: str, error: BaseException | None = None
-) -> None:
+    refund: Refund,
+    *,
+    actor: Any,
+    status: str,
+    error: BaseException | None = None,
+    stripe_refund_id: str | None = None,
+) -> Refund:
+    """What Stripe answered, applied to a refund it has not finished with: a refund
+    already final here (synced from a webhook meanwhile) keeps what it says."""
     with transaction.atomic():
-        refund.status = status
-        refund.last_error = scrub_text(str(error))[:1000] if error else ""
-        refund.save(update_fields=["status", "last_error", "stripe_refund_id", "updated_at"])
+        row = Refund.objects.select_for_update().get(pk=refund.pk)
+        if row.status not in (Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION):
+            logger.info(
+                "payments.refund.outcome_ignored",
+                extra={"refund": str(row.reference), "status": row.status, "answer": status},
+            )
+            refund.refresh_from_db()
+            return refund
+        row.status = status
+        row.stripe_refund_id = stripe_refund_id or row.stripe_refund_id
+        row.last_error = scrub_text(str(error))[:1000] if error else ""
+        row.submitting_at = None
+        row.save(
+            update_fields=[
+                "status",
+                "last_error",
+                "stripe_refund_id",
+                "submitting_at",
+                "updated_at",
+            ]
+        )
         audit.record(
             f"payments.refund.{'retry_scheduled' if error and status == 'pending' else status}",
             category=audit.Category.TRANSACTION,
             actor=actor,
-            target=refund,
+            target=row,
             data={
-                "stripe_refund_id": refund.stripe_refund_id or "",
-                "amount": refund.amount,
-                "attempt": refund.attempts,
-                "error": refund.last_error,
+                "stripe_refund_id": row.stripe_refund_id or "",
+                "amount": row.amount,
+                "attempt": row.attempts,
+                "error": row.last_error,
             },
         )
-        payment = Payment.objects.get(pk=refund.payment_id)
+        payment = Payment.objects.get(pk=row.payment_id)
         payment.reconcile_refunds(actor=actor)
     if error:
         logger.warning(
             "payments.refund.error",
-            extra={"refund": str(refund.reference), "status": status, "error": refund.last_error},
+            extra={"refund": str(row.reference), "status": status, "error": row.last_error},
         )
+    refund.refresh_from_db()
+    return refund
 
 
 def refresh_refund(refund: Refund, *, actor: Any) -> Refund:
@@ -216,7 +295,7 @@ def refresh_refund(refund: Refund, *, actor: Any) -> Refund:
         )
         return refund
     if result.status and result.status != refund.status:
-        _record_outcome(refund, actor=actor, status=result.status)
+        return _record_outcome(refund, actor=actor, status=result.status)
     return refund
 
 

@@ -16,11 +16,13 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from sandbox import db
@@ -143,6 +145,11 @@ def _digest(request: HttpRequest, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# A request still holding its key after this long died on the way: the key is free again.
+IN_PROGRESS_TIMEOUT = timedelta(seconds=60)
+IN_PROGRESS = 0  # the status of a record whose request is still running
+
+
 def _write(
     request: HttpRequest,
     ctx: RequestContext,
@@ -157,29 +164,40 @@ def _write(
     if len(key) > 255:
         raise ApiError(400, "Idempotency keys can be up to 255 characters long.")
     digest = _digest(request, params)
-    replay = _replay(key, request, digest)
-    if replay is not None:
-        return replay
+    # The key is claimed (committed) before the request runs, as at Stripe: a second
+    # request with it meanwhile is refused with a 409, not run a second time.
     try:
         with db.atomic():
-            body = view(request, ctx, params, **kwargs)
-            # Only results of requests that ran are kept: a refused request may be retried
-            # with the same key (as at Stripe).
-            IdempotencyRecord.objects.create(
+            IdempotencyRecord.objects.filter(
+                key=key,
+                status_code=IN_PROGRESS,
+                created_at__lt=timezone.now() - IN_PROGRESS_TIMEOUT,
+            ).delete()
+            record = IdempotencyRecord.objects.create(
                 key=key,
                 method=request.method,
                 path=request.path,
                 params_digest=digest,
-                status_code=200,
-                body=body,
+                status_code=IN_PROGRESS,
+                body={},
                 request_id=ctx.request_id,
             )
     except IntegrityError:
-        # Another request with this key won the race: answer what it answered.
         replay = _replay(key, request, digest)
         if replay is None:
             raise
         return replay
+    try:
+        with db.atomic():
+            body = view(request, ctx, params, **kwargs)
+            record.status_code, record.body = 200, body
+            record.save(update_fields=["status_code", "body"])
+    except BaseException:
+        # Only results of requests that ran are kept: a refused request may be retried
+        # with the same key (as at Stripe).
+        with db.atomic():
+            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        raise
     return 200, body, {}
 
 
@@ -199,6 +217,14 @@ def _replay(
             "Keys for idempotent requests can only be used with the same parameters they were "
             f"first used with. Try using a key other than '{key}' if you meant to execute a "
             "different request.",
+            type="idempotency_error",
+        )
+    if record.status_code == IN_PROGRESS:
+        raise ApiError(
+            409,
+            "There is currently another in-progress request using this Idempotent Key "
+            "(that probably means you submitted twice, and the other request is still going "
+            f"through): {key}. Please try again later.",
             type="idempotency_error",
         )
     return (

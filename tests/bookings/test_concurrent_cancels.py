@@ -1,0 +1,143 @@
+"""Cancels and refunds racing each other on PostgreSQL: one refund, never a 500.
+
+Each request runs in its own thread with its own database connection, against the
+live server's sandbox for Calendly and Stripe, as a client's double clicks (or a
+retrying app) would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+
+from bookings.models import Booking
+from payments import stripe_gateway
+from payments.models import Payment, Refund
+from payments.services import RefundRefused, refund_request, submit_refund
+from tests.bookings.world import PRICE, World, world
+
+__all__ = ["world"]
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+
+def _together(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` in ``count`` threads released at the same moment."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except Exception as exc:  # reported, not swallowed: the test asserts on it
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def _paid(world: World) -> Booking:
+    slot = world.book()
+    world.pay(slot)
+    world.deliver()
+    world.retry_waiting()
+    assert slot.booking.status == Booking.Status.CONFIRMED
+    return slot.booking
+
+
+def test_eight_parallel_cancels_give_one_refund_and_no_error(world: World) -> None:
+    booking = _paid(world)
+
+    def cancel(i: int) -> Any:
+        browser = world.browser(world.client_user)
+        if i % 2:
+            return browser.post(f"/api/v1/bookings/{booking.reference}/cancel/")
+        return browser.post(f"/bookings/{booking.reference}/cancel/", follow=True)
+
+    responses = _together(8, cancel)
+
+    assert [r for r in responses if isinstance(r, Exception)] == []
+    assert sorted({r.status_code for r in responses}) in ([200], [200, 409])
+    api = [r.json() for r in responses[1::2] if r.status_code == 200]
+    assert {body["refund_amount"] for body in api} <= {PRICE}
+    pages = [r for r in responses[0::2]]
+    assert all(b"80.00" in page.content or b"is canceled" in page.content for page in pages)
+    world.settle_everything()
+    assert list(Refund.objects.values_list("amount", "status")) == [(PRICE, "succeeded")]
+    assert Booking.objects.get(pk=booking.pk).status == Booking.Status.CANCELED
+    assert world.dead_or_failed() == []
+
+
+def test_parallel_cancels_after_stripe_refused_the_first_refund(world: World) -> None:
+    """Refunded in full in the Stripe dashboard before its webhook came: the first
+    cancel's refund is refused by Stripe (``failed``), and no other cancel may then
+    insert the same decision again (that was an IntegrityError, a 500)."""
+    booking = _paid(world)
+    payment = Payment.objects.get(booking=booking)
+    stripe_gateway.create_refund(
+        refund_ref="dashboard", payment_intent=payment.payment_intent_id, amount=PRICE
+    )
+
+    def cancel(i: int) -> Any:
+        return world.browser(world.client_user).post(
+            f"/api/v1/bookings/{booking.reference}/cancel/"
+        )
+
+    responses = _together(8, cancel)
+
+    assert [r for r in responses if isinstance(r, Exception)] == []
+    assert {r.status_code for r in responses} <= {200, 409}
+    ours = Refund.objects.filter(external=False)
+    assert list(ours.values_list("amount", "status")) == [(PRICE, "failed")]
+    assert Booking.objects.get(pk=booking.pk).status == Booking.Status.CANCELED
+
+
+def test_two_partial_refunds_racing_for_more_than_remains_give_one_refused(
+    world: World,
+) -> None:
+    booking = _paid(world)
+
+    def refund(i: int) -> Any:
+        return refund_request(
+            Booking.objects.get(pk=booking.pk), amount=6000, reason=f"goodwill {i}", actor="test"
+        )
+
+    results = _together(2, refund)
+
+    refused = [r for r in results if isinstance(r, RefundRefused)]
+    made = [r for r in results if isinstance(r, Refund)]
+    assert (len(made), len(refused)) == (1, 1), results
+    assert "Only 2000 EUR" in str(refused[0])
+    assert Payment.objects.get(booking=booking).refundable() == PRICE - 6000
+
+
+def test_eight_parallel_submissions_of_one_refund_refund_once(world: World) -> None:
+    """Every cancel after the first finds the first's refund still pending and would
+    send it to Stripe too: only one may, or Stripe refuses the copies ("already
+    refunded") and the refund the client got is recorded as failed."""
+    booking = _paid(world)
+    with transaction.atomic():  # created, not sent: as between the commit and the call
+        refund = refund_request(booking, amount=PRICE, reason="canceled", actor="test")
+
+    def submit(i: int) -> Any:
+        return submit_refund(Refund.objects.get(pk=refund.pk), actor="test")
+
+    results = _together(8, submit)
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    refund.refresh_from_db()
+    assert (refund.status, refund.last_error) == ("succeeded", "")
+    payment = Payment.objects.get(booking=booking)
+    charge = stripe_gateway.retrieve_charge(payment.charge_id)
+    assert [r.amount for r in charge.refunds] == [PRICE]
