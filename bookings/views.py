@@ -63,13 +63,22 @@ def _row(booking: Booking, *, zone: ZoneInfo) -> dict[str, Any]:
     refunded = sum(
         r.amount for p in booking.payments.all() for r in p.refunds.all() if r.status == "succeeded"
     )
+    processing = (
+        booking.status == Booking.Status.PENDING_PAYMENT
+        and payment is not None
+        and payment.is_processing
+    )
     return {
         "booking": booking,
         "start": booking.start_at,
         "zone": zone,
         "zone_name": zone.key,
+        # A bank debit on its way: one status everywhere, never "not completed".
+        "status": payment.display_status if processing else booking.get_status_display(),
+        "processing": processing,
         "price": format_money(booking.price_amount, booking.currency),
         "payment": payment,
+        "payment_label": payment.display_status if payment else "",
         "paid": format_money(payment.amount, payment.currency) if payment else "",
         "refunded": format_money(refunded, booking.currency) if refunded else "",
         "can_cancel": booking.status in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT)

@@ -59,6 +59,17 @@ class Payment(models.Model):
     def __str__(self) -> str:
         return f"Payment {self.pk} {self.amount} {self.currency} ({self.status})"
 
+    @property
+    def is_processing(self) -> bool:
+        """A bank debit on its way: Checkout is complete, the money has not arrived."""
+        return self.status == self.Status.OPEN and self.session_status == "complete"
+
+    @property
+    def display_status(self) -> str:
+        """The status as people read it, the same on every page, email and list: an open
+        payment whose Checkout is complete is processing, not "Checkout not completed"."""
+        return "Payment processing" if self.is_processing else self.get_status_display()
+
     def committed_refunds(self) -> int:
         """Minor units refunded or on their way (a pending refund counts)."""
         return (
