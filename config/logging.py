@@ -1,6 +1,17 @@
+from __future__ import annotations
+
 import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from django.http import HttpRequest
 
 from core.http import current_request_id
+from core.masking import redact_queries, redact_query_string, request_repr
+
+_STANDARD_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# gunicorn's access-log atoms that hold a bare query string, with no "?" to find it by.
+_QUERY_ATOMS = {"q", "{query_string}e"}
 
 
 class RequestContextFilter(logging.Filter):
@@ -15,4 +26,58 @@ class RequestContextFilter(logging.Filter):
                 or getattr(getattr(record, "request", None), "request_id", None)
                 or "-"
             )
+        return True
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, HttpRequest):
+        return request_repr(value)
+    if isinstance(value, str):
+        return redact_queries(value)
+    if isinstance(value, dict):
+        return {key: _redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(item) for item in value]
+    if isinstance(value, int | float | bool | type(None)):
+        return value
+    return redact_queries(str(value))  # what a formatter would print
+
+
+class QueryStringFilter(logging.Filter):
+    """Query values out of every record: message, arguments, extras and traceback.
+
+    Calendly's redirect to /bookings/scheduled/ carries the invitee's name, email and
+    free-text answers as query values, and request logging prints whole paths: Django
+    attaches the request to django.request and django.security records (its repr is
+    the full path), runserver (django.server) and gunicorn (gunicorn.access) log the
+    request line, and gunicorn the referer and any header its format names. Paths and
+    parameter names stay, so a failing redirect can still be told apart.
+
+    Runs before MaskingFilter, after RequestContextFilter (which reads the request).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, MutableMapping):
+            # gunicorn's access log formats its atoms by name; missing ones print "-",
+            # so the mapping is changed in place rather than replaced.
+            for name in list(record.args):
+                value = record.args[name]
+                if name in _QUERY_ATOMS and isinstance(value, str):
+                    record.args[name] = redact_query_string(value)
+                elif isinstance(value, str):
+                    record.args[name] = redact_queries(value)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            message = str(record.msg)
+        record.msg = redact_queries(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_queries(record.exc_text)
+            record.exc_info = None  # or a formatter would format it again, unredacted
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_RECORD_ATTRS and name != "request_id":
+                setattr(record, name, _redact(value))
         return True

@@ -438,6 +438,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_context": {"()": "config.logging.RequestContextFilter"},
+        "redact_query_strings": {"()": "config.logging.QueryStringFilter"},
         "mask_personal_data": {"()": "core.masking.MaskingFilter"},
     },
     "formatters": {
@@ -454,13 +455,18 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["request_context", "mask_personal_data"],
+            "filters": ["request_context", "redact_query_strings", "mask_personal_data"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "axes": {"level": "WARNING"},
+        # runserver's request lines, and gunicorn's access log when it is turned on
+        # (--access-logfile), go through the same filters: they print query strings.
+        # Their own handlers (Django's default, gunicorn's file) are replaced.
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }
 

@@ -77,6 +77,43 @@ def scrub_text(text: str) -> str:
     return _CARD.sub(_mask_card, text)
 
 
+# A path or URL and its query string: "/bookings/scheduled/?invitee_full_name=...". The
+# query runs to whitespace, a double quote, an angle bracket or a fragment; a single
+# quote is taken in (it may be part of a value) at the cost of a closing quote.
+_URL_QUERY = re.compile(
+    r"(?P<path>(?:\b[a-z][a-z0-9+.-]*://[^\s/?#\"'<>]+|/)[^\s?#\"'<>]*)\?(?P<query>[^\s#\"<>]*)",
+    re.IGNORECASE,
+)
+# A parameter name worth keeping: it says what was sent. Anything else may be data.
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][\w.\-\[\]]{0,63}")
+
+
+def redact_query_string(query: str) -> str:
+    """``a=1&b=2`` -> ``a=[redacted]&b=[redacted]``: the names stay, the values go.
+
+    Calendly's redirect carries the invitee's name, email and answers as values. A
+    part without ``=``, or a name that does not look like one, is redacted whole.
+    """
+    parts = []
+    for part in filter(None, re.split(r"[&;]", query)):
+        name, equals, _ = part.partition("=")
+        parts.append(f"{name}={MASK}" if equals and _PARAMETER_NAME.fullmatch(name) else MASK)
+    return "&".join(parts)
+
+
+def redact_queries(text: str) -> str:
+    """Every path or URL in ``text`` keeps its path and loses its query's values."""
+    return _URL_QUERY.sub(lambda m: f"{m['path']}?{redact_query_string(m['query'])}", text)
+
+
+def request_repr(request: Any) -> str:
+    """What ``repr(request)`` prints, without the query's values."""
+    path, _, query = request.get_full_path().partition("?")
+    if query:
+        path = f"{path}?{redact_query_string(query)}"
+    return f"<{type(request).__name__}: {request.method} {path!r}>"
+
+
 def scrub(value: Any, *, key: str | None = None) -> Any:
     """Scrub a JSON-like structure: sensitive keys lose their value, text is masked."""
     if key is not None and _SENSITIVE_KEYS.search(key) and value not in (None, "", [], {}):
