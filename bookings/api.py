@@ -62,8 +62,22 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     return response
 
 
+# The client's own card and receipt: builders get null (docs/data-inventory.md).
+CLIENT_ONLY_PAYMENT_FIELDS = ("card_brand", "card_last4", "receipt_url")
+CLIENT_ONLY_HELP = "Only for the booking's client; null for the builder."
+
+
+def _client_only(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        read_only=True, allow_null=True, help_text=f"{help_text} {CLIENT_ONLY_HELP}"
+    )
+
+
 class PaymentSerializer(serializers.ModelSerializer):
     display_amount = serializers.SerializerMethodField()
+    card_brand = _client_only("The card's brand (visa, mastercard, ...).")
+    card_last4 = _client_only("The card number's last four digits.")
+    receipt_url = _client_only("Stripe's receipt.")
 
     class Meta:
         model = Payment
@@ -84,6 +98,9 @@ class PaymentSerializer(serializers.ModelSerializer):
 
 
 class BookingSerializer(serializers.ModelSerializer):
+    """A booking as its client or its builder sees it; needs the request in its context
+    (without one, the card fields are withheld)."""
+
     id = serializers.UUIDField(source="reference", read_only=True)
     event_type = serializers.IntegerField(source="event_type_id", read_only=True)
     event_type_title = serializers.CharField(source="event_type.title", read_only=True)
@@ -111,6 +128,21 @@ class BookingSerializer(serializers.ModelSerializer):
 
     def get_price(self, booking: Booking) -> str:
         return format_money(booking.price_amount, booking.currency)
+
+    def to_representation(self, booking: Booking) -> dict[str, Any]:
+        data = super().to_representation(booking)
+        if not self._is_client(booking):
+            for payment in data["payments"]:
+                payment.update(dict.fromkeys(CLIENT_ONLY_PAYMENT_FIELDS))
+        return data
+
+    def _viewer(self) -> Any:
+        request = self.context.get("request")
+        return getattr(request, "user", None)
+
+    def _is_client(self, booking: Booking) -> bool:
+        user = self._viewer()
+        return bool(user is not None and user.is_authenticated and booking.client_id == user.pk)
 
 
 class EventTypeSerializer(serializers.ModelSerializer):
@@ -186,7 +218,12 @@ class BookingCancel(APIView):
         except (calendly.CalendlyError, stripe_gateway.PaymentProviderError):
             raise ProviderUnavailable() from None
         booking.refresh_from_db()
-        return Response({"booking": BookingSerializer(booking).data, "refund_amount": amount})
+        return Response(
+            {
+                "booking": BookingSerializer(booking, context={"request": request}).data,
+                "refund_amount": amount,
+            }
+        )
 
 
 class EventTypeList(generics.ListAPIView):

@@ -55,10 +55,11 @@ def _payments() -> Prefetch:
     return Prefetch("payments", queryset=Payment.objects.order_by("-created_at"))
 
 
-def _row(booking: Booking, *, zone: ZoneInfo) -> dict[str, Any]:
+def _row(booking: Booking, *, zone: ZoneInfo, as_client: bool) -> dict[str, Any]:
     """What a page shows of a booking: money formatted for the reader, the start to be
     shown in ``zone`` (templates format it with ``|timezone:row.zone`` and name the
-    zone)."""
+    zone), and the card and receipt only for the booking's client: builders never see
+    them (docs/data-inventory.md), so their rows do not carry them."""
     payment = next((p for p in booking.payments.all() if p.status != Payment.Status.EXPIRED), None)
     refunded = sum(
         r.amount for p in booking.payments.all() for r in p.refunds.all() if r.status == "succeeded"
@@ -67,6 +68,11 @@ def _row(booking: Booking, *, zone: ZoneInfo) -> dict[str, Any]:
         booking.status == Booking.Status.PENDING_PAYMENT
         and payment is not None
         and payment.is_processing
+    )
+    card = (
+        f"{payment.card_brand.title()} •••• {payment.card_last4}"
+        if as_client and payment is not None and payment.card_last4
+        else ""
     )
     return {
         "booking": booking,
@@ -77,9 +83,11 @@ def _row(booking: Booking, *, zone: ZoneInfo) -> dict[str, Any]:
         "status": payment.display_status if processing else booking.get_status_display(),
         "processing": processing,
         "price": format_money(booking.price_amount, booking.currency),
-        "payment": payment,
+        "payment_status": payment.status if payment else "",
         "payment_label": payment.display_status if payment else "",
         "paid": format_money(payment.amount, payment.currency) if payment else "",
+        "card": card,
+        "receipt_url": payment.receipt_url if as_client and payment is not None else "",
         "refunded": format_money(refunded, booking.currency) if refunded else "",
         "can_cancel": booking.status in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT)
         and booking.end_at > timezone.now(),
@@ -266,7 +274,7 @@ def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
 
 
 def _client_row(request: HttpRequest, booking: Booking) -> dict[str, Any]:
-    return _row(booking, zone=viewer_zone(request.user, booking=booking))
+    return _row(booking, zone=viewer_zone(request.user, booking=booking), as_client=True)
 
 
 def _with_payments(booking: Booking) -> Booking:
@@ -361,7 +369,7 @@ def builder_bookings(request: HttpRequest) -> HttpResponse:
     if not memberships.exists():
         raise Http404("not a builder")
     rows = [
-        _row(b, zone=viewer_zone(request.user, builder=b.builder))
+        _row(b, zone=viewer_zone(request.user, builder=b.builder), as_client=False)
         for b in Booking.objects.filter(builder__in=memberships)
         .select_related("event_type", "builder")
         .prefetch_related(_payments(), "payments__refunds")
