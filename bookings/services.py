@@ -262,8 +262,8 @@ def _take_over(old: Booking, new: Booking) -> None:
     with transaction.atomic():
         old = Booking.objects.select_for_update().get(pk=old.pk)
         new = Booking.objects.select_for_update().get(pk=new.pk)
-        if old.status == Booking.Status.RESCHEDULED:
-            return
+        if old.rescheduled_to_id == new.pk:
+            return  # taken over already (Calendly sends a reschedule as two events)
         moved = list(old.payments.values_list("pk", flat=True))
         if moved:
             Payment.objects.filter(pk__in=moved).update(booking=new)
@@ -279,7 +279,13 @@ def _take_over(old: Booking, new: Booking) -> None:
             new.confirm(actor=ACTOR)
             old.reschedule(new, actor=ACTOR)
         elif old.status == Booking.Status.PENDING_PAYMENT:
-            old.expire(actor=ACTOR, reason=f"rescheduled to booking {new.pk} before payment")
+            old.transition(
+                Booking.Status.EXPIRED,
+                actor=ACTOR,
+                reason=f"rescheduled to booking {new.pk} before payment",
+                data={"successor": new.pk},
+                fields={"rescheduled_to": new},
+            )
         else:
             Booking.objects.filter(pk=new.pk).update(
                 needs_review=True, review_reason=f"rescheduled from a {old.status} booking"

@@ -163,6 +163,44 @@ def test_a_reschedule_moves_the_payment_whichever_event_comes_first(world, cance
     assert new.booking.start_at == later
 
 
+@pytest.mark.parametrize("cancel_first", [True, False])
+def test_a_reschedule_before_payment_ends_clean_whichever_event_comes_first(world, cancel_first):
+    """Both of Calendly's reschedule events, in either order and each delivered again:
+    the old booking lets its slot go, the new one waits for payment, nobody is
+    flagged and Support is not emailed."""
+    slot = left_after_booking(world)
+    old_booking = slot.booking
+    later = calendly_sandbox.open_slots(world.sandbox_type)[-1]
+    new_invitee = calendly_sandbox.invitee_book(
+        event_type=world.sandbox_type,
+        start=later,
+        name="Clara Client",
+        email="clara@client.example",
+        invitee_timezone="America/New_York",
+        urls=world.site.urls,
+        rescheduling=slot.invitee,
+    )
+    mail.outbox.clear()
+
+    world.deliver(*((CANCELED, CREATED) if cancel_first else (CREATED, CANCELED)))
+    world.retry_waiting()
+    finish(world)
+    replay(WebhookEvent.objects.all(), actor="test", reason="again", inline=True)
+
+    old_booking.refresh_from_db()
+    new = Slot(new_invitee, None).booking
+    assert (new.status, new.client, new.needs_review, new.review_reason) == (
+        "pending_payment",
+        world.client_user,
+        False,
+        "",
+    )
+    assert not [m for m in mail.outbox if "needs" in m.subject.lower()]
+    assert world.dead_or_failed() == []
+    assert old_booking.status == "expired"
+    assert old_booking.rescheduled_to == new
+
+
 @pytest.mark.parametrize("deliveries", [(COMPLETED,), ()])
 def test_a_second_payment_for_a_paid_booking_is_refunded(world: World, deliveries) -> None:
     slot = paid(world, left_after_booking(world))
