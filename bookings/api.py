@@ -75,6 +75,14 @@ def _client_only(help_text: str) -> serializers.CharField:
 
 class PaymentSerializer(serializers.ModelSerializer):
     display_amount = serializers.SerializerMethodField()
+    status_display = serializers.CharField(
+        source="display_status",
+        read_only=True,
+        help_text=(
+            "The status as Slotpay's pages show it: an `open` payment whose bank debit is on "
+            'its way is "Payment processing".'
+        ),
+    )
     card_brand = _client_only("The card's brand (visa, mastercard, ...).")
     card_last4 = _client_only("The card number's last four digits.")
     receipt_url = _client_only("Stripe's receipt.")
@@ -83,6 +91,7 @@ class PaymentSerializer(serializers.ModelSerializer):
         model = Payment
         fields = [
             "status",
+            "status_display",
             "amount",
             "currency",
             "display_amount",

@@ -58,6 +58,16 @@ def test_every_page_says_payment_processing_during_a_debit(world: World) -> None
     assert "Nothing has been charged" not in detail
 
 
+def test_the_api_says_processing_too(world: World) -> None:
+    booking, _ = debit_on_its_way(world)
+
+    for person in (world.client_user, world.builder_user):
+        [payment] = (
+            world.browser(person).get(f"/api/v1/bookings/{booking.reference}/").json()["payments"]
+        )
+        assert (payment["status"], payment["status_display"]) == ("open", PROCESSING)
+
+
 def test_once_the_debit_settles_the_booking_is_confirmed_and_paid(world: World) -> None:
     booking, _ = debit_on_its_way(world)
     world.settle_everything()
