@@ -8,9 +8,27 @@ import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 
-from core.masking import scrub
+from core.masking import redact_queries, scrub
 
 _DROPPED_HEADERS = {"authorization", "cookie", "stripe-signature", "calendly-webhook-signature"}
+# Where the SDK puts a bare query string: the request's, and an outgoing HTTP call's
+# (breadcrumbs and spans). Calendly's redirect carries the invitee's name, email and
+# answers there; our Calendly client asks for invitees by email.
+_QUERY_KEYS = {"query_string", "http.query"}
+
+
+def _without_query_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_queries(value)
+    if isinstance(value, dict):
+        return {
+            key: _without_query_values(item)
+            for key, item in value.items()
+            if key not in _QUERY_KEYS
+        }
+    if isinstance(value, list):
+        return [_without_query_values(item) for item in value]
+    return value
 
 
 def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
@@ -18,6 +36,8 @@ def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     if isinstance(request, dict):
         request.pop("cookies", None)
         request.pop("data", None)
+        if isinstance(request.get("url"), str):
+            request["url"] = request["url"].partition("?")[0]
         headers = request.get("headers")
         if isinstance(headers, dict):
             request["headers"] = {
@@ -26,7 +46,9 @@ def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
                 if name.lower() not in _DROPPED_HEADERS
             }
     event.pop("user", None)
-    return scrub(event)
+    # Then every URL anywhere (a Referer header, a log message, an exception's text)
+    # keeps its path and parameter names only.
+    return scrub(_without_query_values(event))
 
 
 def init_sentry(*, dsn: str, environment: str) -> None:

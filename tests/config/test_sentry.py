@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlencode
 
 import pytest
 import sentry_sdk
@@ -26,6 +27,15 @@ MASKED_EMAIL = "j***@e***.com"
 # Assembled at runtime so that no token-shaped literal sits in the source.
 BEARER = "FAKE" + "0123456789abcdef" * 2
 COOKIE = "sessionvalue" + "0123456789abcdef" * 2
+# A Calendly redirect's kind of query: the client's name and a free-text answer too.
+QUERY = urlencode(
+    {
+        "email": EMAIL,
+        "card": CARD.replace(" ", ""),
+        "name": "Clara Client",
+        "answer_1": "Pricing,\nand the roadmap",
+    }
+)
 
 
 class _Ingest(BaseHTTPRequestHandler):
@@ -84,6 +94,8 @@ def _assert_nothing_personal(received: list[tuple[str, str]]) -> str:
     everything = "\n".join(body for _, body in received)
     assert EMAIL not in everything
     assert "jane.doe" not in everything
+    assert "Clara" not in everything
+    assert "roadmap" not in everything
     assert CARD not in everything
     assert CARD.replace(" ", "") not in everything
     assert BEARER not in everything
@@ -128,10 +140,13 @@ def test_an_error_log_is_masked(sentry):
 @pytest.mark.urls("tests.config.urls_raising")
 def test_a_crashing_request_reaches_sentry_without_personal_data(sentry, live_server):
     """Over real HTTP, so that the SDK's WSGI middleware adds the URL and headers."""
-    query = f"email={EMAIL}&card={CARD.replace(' ', '')}"
     request = urllib.request.Request(  # noqa: S310 (http://localhost only)
-        f"{live_server.url}/test/crash?{query}",
-        headers={"Authorization": f"Bearer {BEARER}", "Cookie": f"slotpay_session={COOKIE}"},
+        f"{live_server.url}/test/crash?{QUERY}",
+        headers={
+            "Authorization": f"Bearer {BEARER}",
+            "Cookie": f"slotpay_session={COOKIE}",
+            "Referer": f"{live_server.url}/builders/?{QUERY}",
+        },
     )
     with pytest.raises(urllib.error.HTTPError) as failure:
         urllib.request.urlopen(request, timeout=10)  # noqa: S310
@@ -144,9 +159,37 @@ def test_a_crashing_request_reaches_sentry_without_personal_data(sentry, live_se
     assert event["exception"]["values"][-1]["type"] == "RuntimeError"
     request_data = event["request"]
     assert request_data["url"].endswith("/test/crash")
-    assert request_data["query_string"] == f"email={MASKED_EMAIL}&card=[card]"
+    # Calendly's redirect carries the invitee's name and answers in the query: no values.
+    assert "query_string" not in request_data
+    referer = next(v for k, v in request_data["headers"].items() if k.lower() == "referer")
+    assert referer.endswith(
+        "/builders/?email=[redacted]&card=[redacted]&name=[redacted]&answer_1=[redacted]"
+    )
     assert "cookies" not in request_data
     assert {"authorization", "cookie"}.isdisjoint(name.lower() for name in request_data["headers"])
     assert "user" not in event
-    everything = _assert_nothing_personal(sentry)
-    assert "[card]" in everything
+    _assert_nothing_personal(sentry)
+
+
+def test_an_outgoing_call_leaves_no_query_values_in_breadcrumbs(sentry, ingest):
+    """The SDK records each HTTP call we make, its query apart (``http.query``)."""
+    url = f"http://127.0.0.1:{ingest.server_port}/invitees?{QUERY}"
+    with pytest.raises(urllib.error.HTTPError) as failure:  # the ingest stub takes POSTs only
+        urllib.request.urlopen(url, timeout=10)
+    failure.value.close()
+    try:
+        raise RuntimeError(f"Calendly did not answer for {url}")
+    except RuntimeError:
+        sentry_sdk.capture_exception()
+
+    events = _events(sentry)
+
+    assert len(events) == 1
+    crumb = next(c for c in events[0]["breadcrumbs"]["values"] if c.get("category") == "httplib")
+    assert crumb["data"]["url"].endswith("/invitees")
+    assert "http.query" not in crumb["data"]
+    message = events[0]["exception"]["values"][-1]["value"]
+    assert message.endswith(
+        "/invitees?email=[redacted]&card=[redacted]&name=[redacted]&answer_1=[redacted]"
+    )
+    _assert_nothing_personal(sentry)
