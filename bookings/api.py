@@ -20,6 +20,7 @@ from bookings import calendly, services
 from bookings.models import Booking, EventType
 from bookings.money import format_money
 from bookings.views import visible_to
+from core.timezones import viewer_zone
 from payments import stripe_gateway
 from payments.models import Payment
 
@@ -62,9 +63,17 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     return response
 
 
+DATETIME_HELP = (
+    "ISO 8601 with the UTC offset of your account's time zone (UTC, written Z, if you "
+    "have not chosen one). To show it as Slotpay's pages do, convert it to `time_zone`."
+)
 # The client's own card and receipt: builders get null (docs/data-inventory.md).
 CLIENT_ONLY_PAYMENT_FIELDS = ("card_brand", "card_last4", "receipt_url")
 CLIENT_ONLY_HELP = "Only for the booking's client; null for the builder."
+
+
+def _datetime(**options: Any) -> serializers.DateTimeField:
+    return serializers.DateTimeField(read_only=True, help_text=DATETIME_HELP, **options)
 
 
 def _client_only(help_text: str) -> serializers.CharField:
@@ -86,6 +95,7 @@ class PaymentSerializer(serializers.ModelSerializer):
     card_brand = _client_only("The card's brand (visa, mastercard, ...).")
     card_last4 = _client_only("The card number's last four digits.")
     receipt_url = _client_only("Stripe's receipt.")
+    paid_at = _datetime(allow_null=True)
 
     class Meta:
         model = Payment
@@ -114,6 +124,19 @@ class BookingSerializer(serializers.ModelSerializer):
     event_type = serializers.IntegerField(source="event_type_id", read_only=True)
     event_type_title = serializers.CharField(source="event_type.title", read_only=True)
     builder = serializers.CharField(source="builder.name", read_only=True)
+    start_at = _datetime()
+    end_at = _datetime()
+    created_at = _datetime()
+    invitee_time_zone = serializers.CharField(
+        read_only=True, help_text="The IANA time zone the client picked on Calendly."
+    )
+    time_zone = serializers.SerializerMethodField(
+        help_text=(
+            "The IANA time zone Slotpay's pages show this booking's times in, to you: your "
+            "account's time zone if you chose one; else, as the client, `invitee_time_zone`; "
+            "as the builder, the builder's."
+        )
+    )
     price = serializers.SerializerMethodField()
     payments = PaymentSerializer(many=True, read_only=True)
 
@@ -128,6 +151,7 @@ class BookingSerializer(serializers.ModelSerializer):
             "start_at",
             "end_at",
             "invitee_time_zone",
+            "time_zone",
             "price_amount",
             "currency",
             "price",
@@ -137,6 +161,12 @@ class BookingSerializer(serializers.ModelSerializer):
 
     def get_price(self, booking: Booking) -> str:
         return format_money(booking.price_amount, booking.currency)
+
+    def get_time_zone(self, booking: Booking) -> str:
+        user = self._viewer()
+        if self._is_client(booking):
+            return viewer_zone(user, booking=booking).key
+        return viewer_zone(user, builder=booking.builder).key
 
     def to_representation(self, booking: Booking) -> dict[str, Any]:
         data = super().to_representation(booking)

@@ -187,3 +187,41 @@ def test_the_admin_is_in_utc_for_staff_without_a_zone_and_says_so(event_type) ->
     page = staff_browser("").get("/admin/bookings/booking/").content.decode()
     assert "Times in UTC" in page
     assert "Jan. 15, 2027, 8 a.m." in page
+
+
+def test_the_api_gives_offsets_and_names_the_zone_to_show_them_in(event_type, studio) -> None:
+    client = person("clara@client.example")
+    booking = booked(event_type, client, "Europe/Berlin", *WINTER_DAY, 9)
+    member = person("ada@builder.example")
+    BuilderMembership.objects.create(builder=studio, user=member)
+    path = f"/api/v1/bookings/{booking.reference}/"
+
+    as_client = signed_in(client).get(path).json()
+    assert (as_client["start_at"], as_client["time_zone"]) == (
+        "2027-01-15T08:00:00Z",
+        "Europe/Berlin",
+    )
+    assert as_client["invitee_time_zone"] == "Europe/Berlin"  # as before
+    as_builder = signed_in(member).get(path).json()
+    assert (as_builder["start_at"], as_builder["time_zone"]) == (
+        "2027-01-15T08:00:00Z",
+        "Asia/Tokyo",
+    )
+
+    client.time_zone = "America/New_York"
+    client.save(update_fields=["time_zone"])
+    own = signed_in(client).get(path).json()
+    assert (own["start_at"], own["time_zone"]) == ("2027-01-15T03:00:00-05:00", "America/New_York")
+
+
+def test_the_api_schema_says_which_zone_times_are_in() -> None:
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    booking = schema["components"]["schemas"]["Booking"]["properties"]
+
+    for name in ("start_at", "end_at", "created_at"):
+        assert "UTC offset of your account's time zone" in booking[name]["description"]
+    assert "IANA time zone" in booking["time_zone"]["description"]
+    assert (
+        "UTC offset"
+        in schema["components"]["schemas"]["Payment"]["properties"]["paid_at"]["description"]
+    )
