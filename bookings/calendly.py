@@ -26,6 +26,7 @@ import requests
 from django.conf import settings
 
 from config.outgoing import key_label, provider_call
+from core.providers import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,11 @@ COLLECTIONS = frozenset(
 # --- Errors ---------------------------------------------------------------------------
 
 
-class CalendlyError(Exception):
-    """A Calendly call failed. ``title`` and ``message`` are Calendly's own words."""
+class CalendlyError(ProviderError):
+    """A Calendly call failed. ``title`` and ``message`` are Calendly's own words.
+
+    Not ``permanent`` unless a subclass says so (an unknown kind of failure is retried).
+    """
 
     def __init__(
         self,
@@ -90,6 +94,8 @@ class CalendlyError(Exception):
 class InvalidRequest(CalendlyError):  # noqa: N818 (the names the issue specifies)
     """400, 409, 422: what we sent was refused; retrying will not help."""
 
+    permanent = True
+
 
 class Conflict(InvalidRequest):
     """409: the resource already exists (e.g. a webhook subscription for this URL)."""
@@ -105,6 +111,8 @@ class Forbidden(CalendlyError):  # noqa: N818 (the names the issue specifies)
 
 class NotFound(CalendlyError):  # noqa: N818 (the names the issue specifies)
     """404."""
+
+    permanent = True
 
 
 class RateLimited(CalendlyError):  # noqa: N818 (the names the issue specifies)

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from config.outgoing import Call, key_label, provider_call
 from core.masking import scrub_text
+from core.providers import ProviderError
 
 # Pinned so that a library upgrade never changes the shapes we parse; move it on purpose
 # (and re-run the sandbox contract tests) together with the stripe package.
@@ -36,8 +37,11 @@ T = TypeVar("T")
 # --- Errors -------------------------------------------------------------------------
 
 
-class PaymentProviderError(Exception):
-    """Stripe refused or failed a call. Carries Stripe's identifiers, no personal data."""
+class PaymentProviderError(ProviderError):
+    """Stripe refused or failed a call. Carries Stripe's identifiers, no personal data.
+
+    Not ``permanent`` unless a subclass says so (an unknown kind of failure is retried).
+    """
 
     def __init__(
         self,
@@ -68,9 +72,13 @@ class PaymentProviderError(Exception):
 class CardDeclined(PaymentProviderError):  # noqa: N818 (named for the outcome callers handle)
     """The card was refused (``card_error``)."""
 
+    permanent = True
+
 
 class InvalidRequest(PaymentProviderError):  # noqa: N818 (named for the outcome callers handle)
     """Stripe rejected the parameters: a bug on our side, or a state Stripe refuses."""
+
+    permanent = True
 
 
 class NotFound(InvalidRequest):
@@ -78,7 +86,11 @@ class NotFound(InvalidRequest):
 
 
 class IdempotencyConflict(PaymentProviderError):  # noqa: N818 (named for the outcome callers handle)
-    """The idempotency key was used before with different parameters."""
+    """The idempotency key was used before with different parameters.
+
+    Not permanent: our keys derive from our ids, so this is our bug, to surface as a
+    dead letter (an alert) and replay once fixed, not to drop.
+    """
 
 
 class AuthenticationFailed(PaymentProviderError):  # noqa: N818 (named for the outcome callers handle)

@@ -22,8 +22,11 @@ The contract:
   invitee) before acting: the payload says what happened, the provider says what is
   true now. Call the provider first, then write (the audit chain's lock is held from
   the first audit entry to the commit).
-- An event that came before its prerequisite raises :class:`RetryLater`; any other
-  exception is a failure, retried with backoff and finally a dead letter.
+- An event that came before its prerequisite raises :class:`RetryLater`. A
+  ``core.providers.ProviderError`` marked ``permanent`` (the provider does not know
+  the object, or calls the request invalid) ends the event ``ignored``, with the
+  reason recorded: asking again would get the same answer. Any other exception is
+  a failure, retried with backoff and finally a dead letter.
 - Return ``IGNORED`` when the event is about nothing of ours; anything else counts
   as processed.
 

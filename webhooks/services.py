@@ -24,6 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from redis.exceptions import RedisError
 
 import audit
 from core.masking import scrub_text
+from core.providers import ProviderError
 from webhooks.models import WebhookEvent, WebhookRejection
 from webhooks.registry import IGNORED, Event, RetryLater, registry
 from webhooks.verification import SIGNATURE_HEADERS, Delivery
@@ -302,7 +304,6 @@ def process(pk: int, *, force: bool = False) -> str | None:
     claimed_at = _claim(pk, force=force)
     if not isinstance(claimed_at, datetime):
         return claimed_at
-    retry_in: timedelta | None = None
     with transaction.atomic():
         row = (
             WebhookEvent.objects.select_for_update(skip_locked=True)
@@ -311,37 +312,62 @@ def process(pk: int, *, force: bool = False) -> str | None:
         )
         if row is None:  # taken over meanwhile (we were slower than the timeout)
             return None
-        handler = registry.handler(row.provider, row.event_type)
-        outcome, error = Status.PROCESSED, ""
-        if handler is None:
-            outcome = Status.IGNORED
-        elif row.payload is None:
-            outcome, error = Status.DEAD, "the payload was purged; nothing left to process"
-        else:
-            try:
-                with transaction.atomic():
-                    result = handler(_event(row))
-                outcome = Status.IGNORED if result == IGNORED else Status.PROCESSED
-            except RetryLater as exc:
-                outcome, error = Status.WAITING, scrub_text(f"waiting: {exc}")[:1000]
-                retry_in = exc.delay or backoff(row.attempts)
-            except Exception as exc:
-                logger.exception(
-                    "webhooks.handler_failed",
-                    extra={"webhook_event": row.pk, "event_type": row.event_type},
-                )
-                outcome, error = Status.FAILED, _error_text(exc)
-                retry_in = backoff(row.attempts)
-        if retry_in is not None and row.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
-            outcome, retry_in = Status.DEAD, None
-        _finish(row, outcome, error, retry_in)
-    if retry_in is not None and not _eager():
+        result = _handle(row)
+        if result.retry_in is not None and row.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            result = _Outcome(Status.DEAD, error=result.error)
+        _finish(row, result.status, result.error, result.retry_in, reason=result.reason)
+    if result.retry_in is not None and not _eager():
         # The sweeper is the backstop; the queued retry just makes it prompt.
-        enqueue(pk, countdown=retry_in.total_seconds())
-    return outcome
+        enqueue(pk, countdown=result.retry_in.total_seconds())
+    return result.status
 
 
-def _finish(row: WebhookEvent, outcome: str, error: str, retry_in: timedelta | None) -> None:
+@dataclass(frozen=True)
+class _Outcome:
+    status: str
+    error: str = ""  # last_error: why it failed, waits, or was refused
+    reason: str = ""  # why it was ignored (audited)
+    retry_in: timedelta | None = None
+
+
+def _handle(row: WebhookEvent) -> _Outcome:
+    """Run the event's handler in a savepoint (its writes roll back if it raises)."""
+    handler = registry.handler(row.provider, row.event_type)
+    if handler is None:
+        return _Outcome(Status.IGNORED, reason="no handler for this event type")
+    if row.payload is None:
+        return _Outcome(Status.DEAD, error="the payload was purged; nothing left to process")
+    try:
+        with transaction.atomic():
+            result = handler(_event(row))
+    except RetryLater as exc:
+        waiting = scrub_text(f"waiting: {exc}")[:1000]
+        return _Outcome(Status.WAITING, error=waiting, retry_in=exc.delay or backoff(row.attempts))
+    except Exception as exc:
+        return _failure(row, exc)
+    if result == IGNORED:
+        return _Outcome(Status.IGNORED, reason="the handler found nothing of ours in it")
+    return _Outcome(Status.PROCESSED)
+
+
+def _failure(row: WebhookEvent, exc: Exception) -> _Outcome:
+    """What a handler's exception means. A permanent provider answer (no such object,
+    an invalid request) ends the event ignored: asking again gets the same answer, so
+    there is nothing to act on (a warning, no traceback). Anything else is a failure,
+    retried after the backoff and logged with its traceback."""
+    error = _error_text(exc)
+    extra = {"webhook_event": row.pk, "event_type": row.event_type}
+    if isinstance(exc, ProviderError) and exc.permanent:
+        logger.warning("webhooks.provider_refused", extra={**extra, "error": error})
+        return _Outcome(Status.IGNORED, error=error, reason=error)
+    logger.error("webhooks.handler_failed", extra=extra, exc_info=exc)
+    return _Outcome(Status.FAILED, error=error, retry_in=backoff(row.attempts))
+
+
+def _finish(
+    row: WebhookEvent, outcome: str, error: str, retry_in: timedelta | None, *, reason: str = ""
+) -> None:
+    """Record an attempt's outcome; ``reason`` says why an event was ignored."""
     now = timezone.now()
     row.status = outcome
     row.last_error = error
@@ -353,7 +379,7 @@ def _finish(row: WebhookEvent, outcome: str, error: str, retry_in: timedelta | N
     _audit(
         row,
         "dead_lettered" if outcome == Status.DEAD else outcome,
-        {"attempt": row.attempts, "error": error},
+        {"attempt": row.attempts, "error": error, **({"reason": reason} if reason else {})},
     )
     log = logger.error if outcome == Status.DEAD else logger.info
     log(
