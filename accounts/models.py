@@ -197,3 +197,28 @@ class FieldKeyRotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_label} under {self.key_fingerprint}"
+
+
+class FieldKeyVerification(models.Model):
+    """One full scan by ``verify_field_encryption``. ``manage.py check`` only samples
+    each column's oldest and newest value, which a partial rotation fools; it reads
+    these to tell whether the data was verified under the current key since the last
+    rotation."""
+
+    key_fingerprint = models.CharField(max_length=32, help_text="The first key at the time.")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(default=timezone.now)
+    rows = models.BigIntegerField()
+    older_key_values = models.BigIntegerField(help_text="Decrypt with an older key only.")
+    undecryptable_values = models.BigIntegerField(help_text="Decrypt with no key.")
+
+    class Meta:
+        get_latest_by = "started_at"
+
+    def __str__(self) -> str:
+        return f"verification under {self.key_fingerprint} at {self.finished_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def complete(self) -> bool:
+        """Every value decrypts with the first key alone: the older keys can go."""
+        return not self.older_key_values and not self.undecryptable_values

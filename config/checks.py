@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.fernet import Fernet
+from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.db import DatabaseError, connections
+from django.db.models import Max
 
 MIN_SECRET_KEY_LENGTH = 50
 MIN_BLIND_INDEX_KEY_LENGTH = 32
@@ -171,17 +173,24 @@ def check_providers(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 @register(Tags.security, deploy=False)
 def check_field_encryption_key_decrypts(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Decrypt the oldest and newest stored value of every encrypted column.
+    """Decrypt the oldest and newest stored value of every encrypted column, and
+    say when that sample cannot be trusted.
 
     The library would silently show ciphertext for a wrong key; this makes
     ``manage.py check`` (and so runserver, migrate and every deploy) fail instead.
+    A rotation re-encrypts in pk order and new rows use the new key, so once one has
+    started, both samples pass while rows in between may not decrypt: only a full
+    ``verify_field_encryption`` under the current key since then vouches for them.
     """
     from core.encryption import undecryptable_samples
 
+    if not settings.FIELD_ENCRYPTION_KEY:
+        return []  # check_keys reports it
     connection = connections["default"]
     try:
         tables = _migrated_encrypted_tables(connection)
         failures = undecryptable_samples(tables)
+        unverified = _field_encryption_unverified(connection)
     except DatabaseError as exc:
         return [
             Warning(
@@ -190,13 +199,70 @@ def check_field_encryption_key_decrypts(app_configs: Any = None, **kwargs: Any) 
                 id="slotpay.W001",
             )
         ]
-    if not failures:
-        return []
+    messages: list[CheckMessage] = unverified
+    if failures:
+        messages.insert(
+            0,
+            Error(
+                "FIELD_ENCRYPTION_KEY cannot decrypt stored data: " + ", ".join(failures) + ".",
+                hint="Put the key the data was encrypted with back in FIELD_ENCRYPTION_KEY "
+                "(after the new one) and run manage.py rotate_field_encryption_key.",
+                id="slotpay.E007",
+            ),
+        )
+    return messages
+
+
+def _field_encryption_unverified(connection: Any) -> list[CheckMessage]:
+    """A message when a key rotation (or a verification) has happened and no full
+    verification since then found every value under the current key.
+
+    Never an error: it means "not known", not "broken" (an error would also stop
+    ``migrate`` and every command that diagnoses it). A warning when the current key
+    is the only one, since values a rotation did not reach then do not decrypt;
+    only information while older keys are still configured, which is the normal
+    state between deploying a new key and finishing its rotation.
+    """
+    from core.encryption import encrypting_key_fingerprint
+
+    rotation = apps.get_model("accounts", "FieldKeyRotation")
+    verification = apps.get_model("accounts", "FieldKeyVerification")
+    if verification._meta.db_table not in connection.introspection.table_names():
+        return []  # before migrate: nothing recorded yet
+    last_rotation = rotation.objects.aggregate(at=Max("updated_at"))["at"]
+    if last_rotation is None and not verification.objects.exists():
+        return []  # never rotated: the oldest value is under the oldest key, so sampled
+    fingerprint = encrypting_key_fingerprint()
+    latest = (
+        verification.objects.filter(key_fingerprint=fingerprint).order_by("-started_at").first()
+    )
+    if latest is not None and (last_rotation is None or latest.started_at >= last_rotation):
+        if latest.complete:
+            return []
+        found = (
+            f"the last full verification found {latest.undecryptable_values} values that "
+            f"do not decrypt and {latest.older_key_values} under older keys"
+        )
+    else:
+        found = "no full verification under it has run since the last key rotation"
+    if len(settings.FIELD_ENCRYPTION_KEY) > 1:
+        return [
+            Info(
+                f"Stored data is not verified under FIELD_ENCRYPTION_KEY {fingerprint}: "
+                f"{found}. Keep the older keys until it is.",
+                hint="Run manage.py rotate_field_encryption_key (it verifies when done), or "
+                "manage.py verify_field_encryption.",
+                id="slotpay.I001",
+            )
+        ]
     return [
-        Error(
-            "FIELD_ENCRYPTION_KEY cannot decrypt stored data: " + ", ".join(failures) + ".",
-            hint="Put the key the data was encrypted with back in FIELD_ENCRYPTION_KEY "
-            "(after the new one) and run manage.py rotate_field_encryption_key.",
-            id="slotpay.E007",
+        Warning(
+            f"Stored data is not verified under FIELD_ENCRYPTION_KEY {fingerprint}, its "
+            f"only key: {found}. Values a rotation did not reach would not decrypt, and "
+            "this check samples too few rows to see them.",
+            hint="Run manage.py verify_field_encryption; if it lists values that do not "
+            "decrypt, put the old key back after the new one and run "
+            "manage.py rotate_field_encryption_key.",
+            id="slotpay.W002",
         )
     ]

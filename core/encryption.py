@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.fernet import InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.apps import apps
 from django.conf import settings
 from django.db import models
@@ -128,3 +129,77 @@ def undecryptable_samples(tables: set[str], using: str = "default") -> list[str]
                     failures.append(f"{model._meta.label}.{name} (pk={row[0]})")
                     break
     return failures
+
+
+@dataclass
+class EncryptedModelScan:
+    """What a full scan of one model's encrypted columns found."""
+
+    rows: int = 0
+    # Values that decrypt, but only with a key after the first: not rotated yet.
+    older_key_values: int = 0
+    # (pk, attribute name) of each value that decrypts with no configured key.
+    undecryptable: list[tuple[Any, str]] = field(default_factory=list)
+
+
+def scan_encrypted_model(
+    model: type[models.Model],
+    names: list[str],
+    *,
+    batch_size: int,
+    on_batch: Callable[[int], object] = lambda rows: None,
+    using: str = "default",
+) -> EncryptedModelScan:
+    """Try to decrypt every stored value of ``names``, reading the table raw in
+    batches by primary key (the ORM would raise at the first bad value, and a
+    lenient field would hide it). ``on_batch`` gets each batch's row count.
+
+    Each value is tried with the first FIELD_ENCRYPTION_KEY alone, then with the
+    others, so the scan also tells whether the older keys can be removed.
+    """
+    from django.db import connections
+
+    keys = settings.FIELD_ENCRYPTION_KEY
+    current = Fernet(keys[0])
+    older = MultiFernet([Fernet(key) for key in keys[1:]]) if len(keys) > 1 else None
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    pk = quote(model._meta.pk.column)
+    columns = ", ".join(quote(model._meta.get_field(name).column) for name in names)
+    select = f"SELECT {pk}, {columns} FROM {table}"  # noqa: S608 (names quoted)
+    scan = EncryptedModelScan()
+    last_pk = None
+    while True:
+        with connection.cursor() as cursor:
+            if last_pk is None:
+                cursor.execute(f"{select} ORDER BY {pk} LIMIT %s", [batch_size])
+            else:
+                cursor.execute(
+                    f"{select} WHERE {pk} > %s ORDER BY {pk} LIMIT %s", [last_pk, batch_size]
+                )
+            rows = cursor.fetchall()
+        if not rows:
+            return scan
+        for row_pk, *values in rows:
+            for name, value in zip(names, values, strict=True):
+                if value is None:
+                    continue
+                token = value.encode() if isinstance(value, str) else bytes(value)
+                if _decrypts(current, token):
+                    continue
+                if older is not None and _decrypts(older, token):
+                    scan.older_key_values += 1
+                else:
+                    scan.undecryptable.append((row_pk, name))
+        last_pk = rows[-1][0]
+        scan.rows += len(rows)
+        on_batch(len(rows))
+
+
+def _decrypts(cipher: Fernet | MultiFernet, token: bytes) -> bool:
+    try:
+        cipher.decrypt(token)
+    except InvalidToken:
+        return False
+    return True

@@ -4,8 +4,9 @@ import io
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.checks import run_checks
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
+from django.core.management.base import CommandError, SystemCheckError
 from django.db import connection
 
 from accounts.models import FieldKeyRotation, User
@@ -108,3 +109,91 @@ def test_a_stopped_rotation_resumes_where_it_left_off(clients, old_key, field_ke
     assert sorted(user.email for user in User.objects.all()) == sorted(
         f"client{n}@example.com" for n in range(7)
     )
+
+
+def _slotpay_checks() -> dict[str, str]:
+    return {m.id: m.msg for m in run_checks() if m.id and m.id.startswith("slotpay.")}
+
+
+def _rotate(*args: str) -> str:
+    out = io.StringIO()
+    call_command("rotate_field_encryption_key", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def partly_rotated(clients, old_key, field_keys):
+    """Rotation stopped inside the audit log, its last table with rows, and rows
+    written since: the new key, then the old one."""
+    new_key = _new_key()
+    field_keys(new_key, old_key)
+    assert AuditEntry.objects.count() == 7  # one per client, under the old key
+    _rotate("--limit", "11")  # 7 users, the canary, then 3 of the 7 audit entries
+    for n in range(3):
+        User.objects.create_user(email=f"late{n}@example.com", password=PASSWORD)
+    return new_key
+
+
+def test_check_does_not_pass_a_partial_rotation_once_the_old_key_is_gone(
+    partly_rotated, field_keys
+):
+    """Rotation goes in pk order and new rows use the new key: the oldest and newest
+    samples of each column decrypt while the audit rows in between do not."""
+    field_keys(partly_rotated)
+    with pytest.raises(UndecryptableValueError, match=r"audit\.AuditEntry\.personal_data"):
+        [entry.personal_data for entry in AuditEntry.objects.all()]
+
+    messages = _slotpay_checks()
+
+    assert list(messages) == ["slotpay.W002"]  # samples alone saw nothing (no E007)
+    assert key_fingerprint(partly_rotated) in messages["slotpay.W002"]
+    with pytest.raises(SystemCheckError, match="verify_field_encryption"):
+        call_command("check", fail_level="WARNING", stderr=io.StringIO())
+
+
+def test_a_rotation_in_progress_with_the_old_key_kept_is_only_information(
+    partly_rotated, field_keys
+):
+    """Between deploying a new key and finishing its rotation nothing is unsafe, so
+    a deploy gate at --fail-level WARNING must still pass."""
+    assert list(_slotpay_checks()) == ["slotpay.I001"]
+
+    call_command("check", fail_level="WARNING", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_a_fresh_database_needs_no_verification(db):
+    assert _slotpay_checks() == {}
+
+
+def test_rotation_reports_complete_only_after_verifying_under_the_new_key(
+    partly_rotated, old_key, field_keys
+):
+    out = _rotate()
+
+    assert "Every row re-encrypted; verifying under key" in out
+    assert "accounts.User: 10 rows," in out  # the verification's own line
+    assert f"Rotation to key {key_fingerprint(partly_rotated)} complete" in out
+    assert "verified" in out
+    field_keys(partly_rotated)
+    assert _slotpay_checks() == {}
+    call_command("check", fail_level="WARNING", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_rotation_refuses_complete_when_a_process_still_wrote_with_the_old_key(
+    clients, old_key, field_keys
+):
+    new_key = _new_key()
+    field_keys(new_key, old_key)
+    assert "complete" in _rotate()
+    field_keys(old_key, new_key)  # a server not yet given the new key
+    User.objects.create_user(email="lagging@example.com", password=PASSWORD)
+    field_keys(new_key, old_key)
+
+    with pytest.raises(CommandError, match=r"is not complete: .* 0 values do not decrypt and 3"):
+        _rotate()  # the lagging user's email, name and audit entry
+
+    assert AuditEntry.objects.filter(
+        action="accounts.field_encryption_key.rotation_unverified"
+    ).exists()
+    assert list(_slotpay_checks()) == ["slotpay.I001"]
+    assert "complete" in _rotate("--restart")

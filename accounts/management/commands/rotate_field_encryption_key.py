@@ -2,19 +2,23 @@
 
 Put the new key first in FIELD_ENCRYPTION_KEY (keep the old ones after it), run
 this, then remove the old keys. A stopped run resumes where it left off: progress
-is checkpointed per model and key in accounts.FieldKeyRotation.
+is checkpointed per model and key in accounts.FieldKeyRotation. Once every model is
+done it runs verify_field_encryption, and reports the rotation complete only if
+every stored value then decrypts with the new key alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from accounts.models import FieldKeyRotation
+from accounts.models import FieldKeyRotation, FieldKeyVerification
 from audit import Category, record
 from core.encryption import encrypted_fields, encrypting_key_fingerprint
 
@@ -67,20 +71,53 @@ class Command(BaseCommand):
         finished = all(model._meta.label in finished_labels for model, _ in encrypted_fields())
         for label, count in counts.items():
             self.stdout.write(f"  {label}: {count} rows re-encrypted")
-        record(
-            "accounts.field_encryption_key.rotated"
-            if finished
-            else "accounts.field_encryption_key.rotation_paused",
-            category=Category.SECURITY,
-            actor="manage.py rotate_field_encryption_key",
-            data={"key_fingerprint": fingerprint, "rows": total, "models": counts},
+        summary = (
+            f"{total} rows re-encrypted in {len(counts)} models this run, {previously} rows "
+            "done by earlier runs"
         )
-        state = "complete" if finished else "paused (run again to resume)"
+        data = {"key_fingerprint": fingerprint, "rows": total, "models": counts}
+        if not finished:
+            self._audit("accounts.field_encryption_key.rotation_paused", data)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Rotation to key {fingerprint} paused (run again to resume): {summary}."
+                )
+            )
+            return
+
+        self.stdout.write(f"Every row re-encrypted; verifying under key {fingerprint}:")
+        # A failure lists the values and is recorded: the recorded verification decides.
+        with contextlib.suppress(CommandError):
+            call_command(
+                "verify_field_encryption",
+                batch_size=options["batch_size"],
+                stdout=self.stdout,
+                stderr=self.stderr,
+            )
+        verification = FieldKeyVerification.objects.filter(key_fingerprint=fingerprint).latest()
+        if not verification.complete:
+            self._audit("accounts.field_encryption_key.rotation_unverified", data)
+            raise CommandError(
+                f"Rotation to key {fingerprint} is not complete: after re-encrypting every "
+                f"row, {verification.undecryptable_values} values do not decrypt and "
+                f"{verification.older_key_values} are under older keys (written by a process "
+                "still configured with an older key first?). Keep the older keys, make every "
+                "process use the new key first, then run this again with --restart."
+            )
+        self._audit("accounts.field_encryption_key.rotated", data)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Rotation to key {fingerprint} {state}: {total} rows re-encrypted in "
-                f"{len(counts)} models this run, {previously} rows done by earlier runs."
+                f"Rotation to key {fingerprint} complete: {summary}; verified, every stored "
+                "value decrypts with it alone, so the older keys can be removed."
             )
+        )
+
+    def _audit(self, action: str, data: dict[str, Any]) -> None:
+        record(
+            action,
+            category=Category.SECURITY,
+            actor="manage.py rotate_field_encryption_key",
+            data=data,
         )
 
     def _rotate_model(
