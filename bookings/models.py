@@ -164,6 +164,17 @@ class Booking(models.Model):
     )
     needs_review = models.BooleanField(default=False)
     review_reason = models.CharField(max_length=200, blank=True)
+    # Who asked us to cancel, and when: recorded before Calendly is told, so that
+    # Calendly's invitee.canceled, if it is processed first, credits that person and
+    # applies the policy at the time they asked.
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

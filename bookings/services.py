@@ -313,11 +313,19 @@ def invitee_canceled(invitee: calendly.Invitee) -> Booking | None:
 
 
 def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
-    at = (invitee.cancellation.created_at if invitee.cancellation else None) or timezone.now()
+    booking.refresh_from_db(fields=["cancel_requested_by", "cancel_requested_at"])
+    if booking.cancel_requested_at is not None:
+        # Our client asked first and Calendly's event overtook their request: the
+        # cancellation is theirs, at the time they asked.
+        actor: Any = booking.cancel_requested_by or ACTOR
+        at, where = booking.cancel_requested_at, "canceled by the client"
+    else:
+        actor, where = ACTOR, "canceled on Calendly"
+        at = (invitee.cancellation.created_at if invitee.cancellation else None) or timezone.now()
     if booking.status == Booking.Status.PENDING_PAYMENT:
-        release_unpaid(booking, reason="canceled on Calendly before payment", cancel_event=False)
+        release_unpaid(booking, reason=f"{where} before payment", cancel_event=False, actor=actor)
     elif booking.status == Booking.Status.CONFIRMED:
-        refund_cancellation(booking, at=at, actor=ACTOR, reason="canceled on Calendly")
+        refund_cancellation(booking, at=at, actor=actor, reason=where)
 
 
 def agreed_policy(booking: Booking) -> RefundPolicy:
@@ -375,16 +383,54 @@ class CancelRefused(Exception):  # noqa: N818 (the outcome the page shows)
 
 
 def cancel_by_client(booking: Booking, *, actor: Any) -> int:
-    """The client's cancel button. Returns the amount refunded (minor units)."""
+    """The client's cancel button. Returns the amount refunded (minor units).
+
+    The request is recorded (who, when) before Calendly is told, and forgotten if
+    Calendly cannot be reached: whichever of this request and Calendly's
+    ``invitee.canceled`` gets there first, the cancellation is the client's, at the
+    time they asked."""
     if booking.status not in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT):
         raise CancelRefused(f"This booking is {booking.get_status_display().lower()}.")
     if booking.end_at <= timezone.now():
         raise CancelRefused("This session is over and can no longer be canceled.")
-    cancel_calendly_event(booking, reason="Canceled by the client on Slotpay")
+    asked_at = _note_cancel_request(booking, actor=actor)
+    try:
+        cancel_calendly_event(booking, reason="Canceled by the client on Slotpay")
+    except calendly.CalendlyError:
+        Booking.objects.filter(pk=booking.pk, cancel_requested_at=asked_at).update(
+            cancel_requested_by=None, cancel_requested_at=None
+        )
+        raise
+    booking.refresh_from_db()
     if booking.status == Booking.Status.PENDING_PAYMENT:
-        release_unpaid(booking, reason="canceled by the client before payment", cancel_event=False)
+        release_unpaid(
+            booking,
+            reason="canceled by the client before payment",
+            cancel_event=False,
+            actor=actor,
+        )
         return 0
-    return refund_cancellation(booking, at=timezone.now(), actor=actor, reason="canceled by client")
+    return refund_cancellation(booking, at=asked_at, actor=actor, reason="canceled by the client")
+
+
+def _note_cancel_request(booking: Booking, *, actor: Any) -> datetime:
+    """Record who asked to cancel and when (once: a repeat keeps the first time)."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = Booking.objects.select_for_update().get(pk=booking.pk)
+        if row.cancel_requested_at is not None:
+            return row.cancel_requested_at
+        row.cancel_requested_at = now
+        row.cancel_requested_by = actor if getattr(actor, "pk", None) else None
+        row.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
+        audit.record(
+            "bookings.booking.cancel_requested",
+            category=audit.Category.TRANSACTION,
+            actor=actor,
+            target=row,
+            data={"status": row.status},
+        )
+    return now
 
 
 def cancel_calendly_event(booking: Booking, *, reason: str) -> None:
@@ -399,7 +445,12 @@ def cancel_calendly_event(booking: Booking, *, reason: str) -> None:
 
 
 def release_unpaid(
-    booking: Booking, *, reason: str, cancel_event: bool = True, wait_for_async: bool = False
+    booking: Booking,
+    *,
+    reason: str,
+    cancel_event: bool = True,
+    wait_for_async: bool = False,
+    actor: Any = ACTOR,
 ) -> bool:
     """An unpaid booking lets its slot go: open Checkout Sessions expire at Stripe,
     the Calendly event is cancelled, the booking is ``expired``.
@@ -423,7 +474,7 @@ def release_unpaid(
         cancel_calendly_event(booking, reason="Not paid in time")
     for payment, session in unpaid:
         checkout.settle(payment, session)
-    return booking.expire(actor=ACTOR, reason=reason)
+    return booking.expire(actor=actor, reason=reason)
 
 
 def overdue_unpaid(now: datetime | None = None) -> list[Booking]:

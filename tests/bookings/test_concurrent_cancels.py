@@ -71,7 +71,7 @@ def test_eight_parallel_cancels_give_one_refund_and_no_error(world: World) -> No
     assert sorted({r.status_code for r in responses}) in ([200], [200, 409])
     api = [r.json() for r in responses[1::2] if r.status_code == 200]
     assert {body["refund_amount"] for body in api} <= {PRICE}
-    pages = [r for r in responses[0::2]]
+    pages = list(responses[0::2])
     assert all(b"80.00" in page.content or b"is canceled" in page.content for page in pages)
     world.settle_everything()
     assert list(Refund.objects.values_list("amount", "status")) == [(PRICE, "succeeded")]
