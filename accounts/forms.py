@@ -11,7 +11,7 @@ from django.contrib.auth.forms import (
 )
 
 from accounts.models import User
-from core.encryption import blind_index
+from core.encryption import blind_indexes
 
 
 class _EmailLoginMixin:
@@ -43,7 +43,8 @@ class _UniqueEmailMixin:
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip()
-        taken = User.objects.filter(email_index=blind_index(email))
+        # Under every key: during a re-index the address may be under an older one.
+        taken = User.objects.filter(email_index__in=blind_indexes(email))
         if self.instance.pk:
             taken = taken.exclude(pk=self.instance.pk)
         if taken.exists():

@@ -5,10 +5,16 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from core.encryption import EncryptedCharField, EncryptedEmailField, blind_index
+from core.encryption import (
+    EncryptedCharField,
+    EncryptedEmailField,
+    blind_index,
+    blind_index_key_fingerprint,
+    blind_indexes,
+)
 
 
 def validate_time_zone(value: str) -> None:
@@ -20,11 +26,12 @@ class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def get_by_natural_key(self, username: str | None) -> User:
-        # The natural key is the email the person types, looked up by its blind index.
-        return self.get(email_index=blind_index(username or ""))
+        # The natural key is the email the person types, looked up by its blind index
+        # under every BLIND_INDEX_KEY (a re-index may be under way).
+        return self.get(email_index__in=blind_indexes(username or ""))
 
     def get_by_email(self, email: str) -> User:
-        return self.get(email_index=blind_index(email))
+        return self.get(email_index__in=blind_indexes(email))
 
     def _create_user(self, email: str | None, password: str | None, **extra: Any) -> User:
         # createsuperuser passes the prompt's value under the USERNAME_FIELD name.
@@ -56,11 +63,15 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A person who signs in: a client, a builder's member or staff.
 
     The email and name are personal data, stored encrypted; ``email_index`` (a keyed
-    HMAC of the normalised email) is what login, uniqueness and look-ups use.
+    HMAC of the normalised email) is what login, uniqueness and look-ups use, and
+    ``email_index_key`` names the BLIND_INDEX_KEY it was computed with.
     """
 
     email = EncryptedEmailField("email address")
     email_index = models.CharField("email address", max_length=64, unique=True, editable=False)
+    email_index_key = models.CharField(
+        max_length=32, db_index=True, editable=False, help_text="Fingerprint of the index's key."
+    )
     name = EncryptedCharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can sign in to the back-office.")
@@ -95,9 +106,12 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email_index = blind_index(self.email)
+        self.email_index_key = blind_index_key_fingerprint()
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "email" in update_fields:
-            kwargs["update_fields"] = {*update_fields, "email_index"}
+            kwargs["update_fields"] = {*update_fields, "email_index", "email_index_key"}
+        if update_fields is None or "email" in update_fields:
+            self._refuse_email_indexed_under_older_key()
         password_changed = self._password is not None and not self._state.adding
         from accounts import rights
 
@@ -127,6 +141,14 @@ class User(AbstractBaseUser, PermissionsMixin):
             return {name: getattr(self, name) for name in watched}
         stored = type(self).objects.filter(pk=self.pk).values(*watched).first()
         return stored
+
+    def _refuse_email_indexed_under_older_key(self) -> None:
+        """The unique constraint compares indexes under one key only: while a
+        re-index is under way, the same address under an older key is a duplicate
+        the database cannot see."""
+        older = blind_indexes(self.email)[1:]
+        if older and type(self).objects.filter(email_index__in=older).exclude(pk=self.pk).exists():
+            raise IntegrityError("Another user has this email address (under an older index key).")
 
 
 class Builder(models.Model):

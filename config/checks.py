@@ -13,7 +13,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.db import DatabaseError, connections
-from django.db.models import Max
+from django.db.models import Count, Max
 
 MIN_SECRET_KEY_LENGTH = 50
 MIN_BLIND_INDEX_KEY_LENGTH = 32
@@ -27,6 +27,8 @@ def _production_like() -> bool:
 
 @register(Tags.security, deploy=False)
 def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from core.encryption import blind_index_keys
+
     errors = []
     if len(settings.SECRET_KEY or "") < MIN_SECRET_KEY_LENGTH:
         errors.append(
@@ -36,15 +38,20 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="slotpay.E002",
             )
         )
-    if len(settings.BLIND_INDEX_KEY or "") < MIN_BLIND_INDEX_KEY_LENGTH:
-        errors.append(
-            Error(
-                f"BLIND_INDEX_KEY is missing or shorter than {MIN_BLIND_INDEX_KEY_LENGTH} "
-                "characters.",
-                hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-                id="slotpay.E003",
+    index_keys = blind_index_keys()
+    for position, key in enumerate(index_keys, start=1):
+        if len(key) < MIN_BLIND_INDEX_KEY_LENGTH:
+            entry = (
+                "BLIND_INDEX_KEY" if len(index_keys) == 1 else f"BLIND_INDEX_KEY entry {position}"
             )
-        )
+            errors.append(
+                Error(
+                    f"{entry} is missing or shorter than {MIN_BLIND_INDEX_KEY_LENGTH} characters.",
+                    hint="Generate one: python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'",
+                    id="slotpay.E003",
+                )
+            )
     if not settings.FIELD_ENCRYPTION_KEY:
         errors.append(Error("FIELD_ENCRYPTION_KEY is missing.", id="slotpay.E004"))
     for position, key in enumerate(settings.FIELD_ENCRYPTION_KEY, start=1):
@@ -266,3 +273,60 @@ def _field_encryption_unverified(connection: Any) -> list[CheckMessage]:
             id="slotpay.W002",
         )
     ]
+
+
+@register(Tags.security, deploy=False)
+def check_blind_index_current(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Warn while users' email indexes were computed with a BLIND_INDEX_KEY other
+    than the first: look-ups try every configured key, so those users sign in only
+    as long as their key stays configured.
+
+    Two index range scans on ``email_index_key`` answer the usual case (nothing to
+    re-index) without reading the table.
+    """
+    from core.encryption import blind_index_key_fingerprint, blind_index_keys, key_fingerprint
+
+    connection = connections["default"]
+    try:
+        user = apps.get_model("accounts", "User")
+        if not _has_columns(connection, user._meta.db_table, {"email_index_key"}):
+            return []  # before migrate
+        users = user._default_manager
+        current = blind_index_key_fingerprint()
+        if not (
+            users.filter(email_index_key__lt=current).exists()
+            or users.filter(email_index_key__gt=current).exists()
+        ):
+            return []
+        counts = dict(
+            users.exclude(email_index_key=current)
+            .values_list("email_index_key")
+            .annotate(rows=Count("pk"))
+            .order_by()
+        )
+    except DatabaseError:
+        return []  # check_field_encryption_key_decrypts reports an unreachable database
+    configured = {key_fingerprint(key) for key in blind_index_keys()}
+    orphaned = sum(rows for key, rows in counts.items() if key not in configured)
+    message = (
+        f"{sum(counts.values())} users' email index was computed with an older "
+        f"BLIND_INDEX_KEY ({', '.join(sorted(counts))}), not the current {current}"
+    )
+    if orphaned:
+        message += f"; {orphaned} with a key no longer configured, so they cannot sign in"
+    return [
+        Warning(
+            message + ".",
+            hint="Run manage.py reindex_blind_index, then remove the older keys from "
+            "BLIND_INDEX_KEY.",
+            id="slotpay.W003",
+        )
+    ]
+
+
+def _has_columns(connection: Any, table: str, columns: set[str]) -> bool:
+    if table not in connection.introspection.table_names():
+        return False
+    with connection.cursor() as cursor:
+        description = connection.introspection.get_table_description(cursor, table)
+    return columns <= {column.name for column in description}

@@ -40,6 +40,8 @@ SECRET_KEY = _secret("SECRET_KEY", test_default=secrets.token_urlsafe(50))
 FIELD_ENCRYPTION_KEY = config_env.split_list(
     _secret("FIELD_ENCRYPTION_KEY", test_default=Fernet.generate_key().decode())
 )
+# Comma-separated: the first computes new email indexes, every key is tried on look-up.
+# Kept the string given (core.encryption.blind_index_keys splits it), as one key always was.
 BLIND_INDEX_KEY = _secret("BLIND_INDEX_KEY", test_default=secrets.token_urlsafe(32))
 
 DEBUG = env.bool("DEBUG", default=ENVIRONMENT == "development")

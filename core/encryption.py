@@ -57,17 +57,36 @@ def normalize_email(address: str) -> str:
     return address.strip().lower()
 
 
+def blind_index_keys() -> list[str]:
+    """BLIND_INDEX_KEY, comma-separated: the first computes every new index, and every
+    one is tried on look-up, so a new key can be put first and the rows re-indexed
+    (``manage.py reindex_blind_index``) before the old one is removed."""
+    return [key.strip() for key in settings.BLIND_INDEX_KEY.split(",") if key.strip()] or [""]
+
+
 def blind_index(address: str) -> str:
-    """Keyed HMAC-SHA256 of the normalised address: equal emails, equal index.
+    """Keyed HMAC-SHA256 of the normalised address under the current (first)
+    BLIND_INDEX_KEY: equal emails, equal index.
 
     Without BLIND_INDEX_KEY the index cannot be computed, so a stolen database
     cannot be searched for a known address.
     """
-    return hmac.new(
-        settings.BLIND_INDEX_KEY.encode(),
-        normalize_email(address).encode(),
-        hashlib.sha256,
-    ).hexdigest()
+    return _hmac(blind_index_keys()[0], address)
+
+
+def blind_indexes(address: str) -> list[str]:
+    """The address's index under every configured key, the current one first: what a
+    look-up must match while rows indexed under an older key await re-indexing."""
+    return [_hmac(key, address) for key in blind_index_keys()]
+
+
+def blind_index_key_fingerprint() -> str:
+    """The fingerprint stored beside each index (``User.email_index_key``)."""
+    return key_fingerprint(blind_index_keys()[0])
+
+
+def _hmac(key: str, address: str) -> str:
+    return hmac.new(key.encode(), normalize_email(address).encode(), hashlib.sha256).hexdigest()
 
 
 def key_fingerprint(key: str | bytes) -> str:

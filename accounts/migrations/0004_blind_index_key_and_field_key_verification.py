@@ -1,7 +1,19 @@
-"""Record full verifications of the field encryption."""
+"""Record which BLIND_INDEX_KEY each email index was computed with, and full
+verifications of the field encryption."""
+
+import hashlib
 
 import django.utils.timezone
+from django.conf import settings
 from django.db import migrations, models
+
+
+def label_existing_indexes(apps, schema_editor):
+    # Until now BLIND_INDEX_KEY held one key, so it computed every stored index.
+    key = next((key.strip() for key in settings.BLIND_INDEX_KEY.split(",") if key.strip()), "")
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:12]
+    User = apps.get_model("accounts", "User")
+    User.objects.using(schema_editor.connection.alias).update(email_index_key=fingerprint)
 
 
 class Migration(migrations.Migration):
@@ -10,6 +22,19 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="user",
+            name="email_index_key",
+            field=models.CharField(
+                db_index=True,
+                default="",
+                editable=False,
+                help_text="Fingerprint of the index's key.",
+                max_length=32,
+            ),
+            preserve_default=False,
+        ),
+        migrations.RunPython(label_existing_indexes, migrations.RunPython.noop),
         migrations.CreateModel(
             name="FieldKeyVerification",
             fields=[
