@@ -69,6 +69,6 @@ class EventTypeAdmin(admin.ModelAdmin):
 class BookingAdmin(ReadOnlyAdmin):
     list_display = ("reference", "builder", "event_type", "start_at", "status", "needs_review")
     list_filter = ("status", "needs_review", "builder")
-    search_fields = ("=reference", "=calendly_invitee_uri")
+    search_fields = ("=reference", "=calendly_invitee_uuid")
     date_hierarchy = "start_at"
     exclude = ("answers",)

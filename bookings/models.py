@@ -18,6 +18,7 @@ from django.utils import timezone
 
 import audit
 from accounts.models import Builder
+from bookings.calendly import uuid_from_uri
 from bookings.money import validate_amount
 from bookings.policy import DEFAULT_TIERS, RefundPolicy, validate_policy
 from core.encryption import EncryptedCharField, EncryptedEmailField, EncryptedTextField
@@ -96,6 +97,17 @@ class IllegalTransition(Exception):  # noqa: N818 (the name says what went wrong
         self.to = to
 
 
+class BookingQuerySet(models.QuerySet["Booking"]):
+    def for_invitee(self, uri_or_uuid: str) -> BookingQuerySet:
+        """The booking of a Calendly invitee, named by any form of its URI or its UUID."""
+        return self.filter(calendly_invitee_uuid=invitee_key(uri_or_uuid))
+
+
+def invitee_key(uri_or_uuid: str) -> str:
+    """What a booking is keyed by: the invitee's UUID in any of Calendly's URI forms."""
+    return uuid_from_uri(uri_or_uuid, "invitees")
+
+
 class Booking(models.Model):
     class Status(models.TextChoices):
         PENDING_PAYMENT = "pending_payment", "Awaiting payment"
@@ -141,8 +153,11 @@ class Booking(models.Model):
     event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="bookings")
     # Our opaque id, the only thing about a booking that Stripe is told (metadata).
     reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # The idempotency key of every path that records a booking.
-    calendly_invitee_uri = models.CharField(max_length=255, unique=True)
+    # The idempotency key of every path that records a booking: the invitee's UUID.
+    # Calendly names one invitee by URIs on different hosts, with and without
+    # /api/v2/, so the URI as received is kept for reference only.
+    calendly_invitee_uuid = models.CharField(max_length=64, unique=True)
+    calendly_invitee_uri = models.CharField(max_length=255)
     calendly_event_uri = models.CharField(max_length=255)
     start_at = models.DateTimeField()
     end_at = models.DateTimeField()
@@ -177,6 +192,8 @@ class Booking(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = BookingQuerySet.as_manager()
+
     class Meta:
         ordering = ["-start_at"]
         indexes = [
@@ -192,6 +209,11 @@ class Booking(models.Model):
 
     def __str__(self) -> str:
         return f"Booking {self.pk} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.calendly_invitee_uuid and self.calendly_invitee_uri:
+            self.calendly_invitee_uuid = invitee_key(self.calendly_invitee_uri)
+        super().save(*args, **kwargs)
 
     def transition(
         self,

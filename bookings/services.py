@@ -31,7 +31,7 @@ from django.utils import timezone
 
 import audit
 from bookings import calendly, notify
-from bookings.models import Booking, EventType, PolicyConsent
+from bookings.models import Booking, EventType, PolicyConsent, invitee_key
 from bookings.policy import RefundPolicy
 from core.http import truncate_ip
 from payments import checkout, stripe_gateway
@@ -174,10 +174,10 @@ def record_invitee(
         return None
     predecessor = None
     if invitee.old_invitee:
-        predecessor = Booking.objects.filter(calendly_invitee_uri=invitee.old_invitee).first()
+        predecessor = Booking.objects.for_invitee(invitee.old_invitee).first()
         if predecessor is None:
             raise NotReady("the booking this one reschedules is not recorded yet")
-    booking = Booking.objects.filter(calendly_invitee_uri=invitee.uri).first()
+    booking = Booking.objects.for_invitee(invitee.uri).first()
     if booking is None:
         booking = _create(invitee, event, event_type, predecessor, source=source)
     if predecessor is not None:
@@ -212,8 +212,9 @@ def _create(
     ]
     with transaction.atomic():
         booking, created = Booking.objects.get_or_create(
-            calendly_invitee_uri=invitee.uri,
+            calendly_invitee_uuid=invitee_key(invitee.uri),
             defaults={
+                "calendly_invitee_uri": invitee.uri,
                 "client": client,
                 "builder": event_type.builder,
                 "event_type": event_type,
@@ -297,7 +298,7 @@ def _take_over(old: Booking, new: Booking) -> None:
 
 def invitee_canceled(invitee: calendly.Invitee) -> Booking | None:
     """``invitee.canceled``, with the invitee as Calendly reports it now."""
-    booking = Booking.objects.filter(calendly_invitee_uri=invitee.uri).first()
+    booking = Booking.objects.for_invitee(invitee.uri).first()
     if booking is None:
         raise NotReady("the canceled booking is not recorded yet")
     if invitee.rescheduled:

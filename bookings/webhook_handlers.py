@@ -61,7 +61,7 @@ def invitee_canceled(event: Event) -> str | None:
 def invitee_no_show(event: Event) -> str | None:
     with calendly.CalendlyClient() as client:
         invitee = client.get_invitee_by_uri(_invitee_uri(event))
-    booking = Booking.objects.filter(calendly_invitee_uri=invitee.uri).first()
+    booking = Booking.objects.for_invitee(invitee.uri).first()
     if booking is None:
         if not services.event_type_known(invitee):
             return IGNORED

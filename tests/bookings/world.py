@@ -46,7 +46,7 @@ class Slot:
 
     @property
     def booking(self) -> Booking:
-        return Booking.objects.get(calendly_invitee_uri__endswith=f"/{self.invitee.uuid}")
+        return Booking.objects.for_invitee(self.invitee.uuid).get()
 
     @property
     def payment(self) -> Payment:
