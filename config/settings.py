@@ -279,11 +279,17 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bookings:mine"
 LOGOUT_REDIRECT_URL = "home"
 
-# django-axes: lock a (user, address) pair after repeated failures. The "username"
-# axes stores is the email's blind index, never the address itself.
+# django-axes: lock out after repeated failures per (account, address) pair, per
+# address (higher: an office behind one NAT shares it) and per account across
+# addresses, each at its own limit (accounts.backends.LoginLimitsHandler; a success
+# clears its own pair only). The "username" axes stores is the email's blind index,
+# never the address itself.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_ADDRESS_FAILURE_LIMIT = env.int("AXES_ADDRESS_FAILURE_LIMIT", default=20)
+AXES_ACCOUNT_FAILURE_LIMIT = env.int("AXES_ACCOUNT_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
+AXES_HANDLER = "accounts.backends.LoginLimitsHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["username", "email", "ip_address"]

@@ -1,0 +1,119 @@
+"""Sign-in lockouts per (account, address) pair, per address and per account.
+
+A pair alone let one address try 40 usernames, and one account be tried from 40
+addresses, without a lockout. Both sign-in pages go through the same limits, and a
+correct password is refused while a limit holds.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.conftest import PASSWORD
+
+PAGES = ["/accounts/login/", "/admin/login/"]
+OFFICE = "203.0.113.7"
+
+
+@pytest.fixture(params=PAGES)
+def page(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def member(owner):
+    """Staff too, so that the admin's sign-in page lets them in."""
+    owner.is_staff = True
+    owner.save()
+    return owner
+
+
+def _sign_in(client: Client, page: str, email: str, password: str, address: str):
+    return client.post(page, {"username": email, "password": password}, REMOTE_ADDR=address)
+
+
+def _signed_in(client: Client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+def test_the_defaults(db):
+    assert (
+        settings.AXES_FAILURE_LIMIT,
+        settings.AXES_ADDRESS_FAILURE_LIMIT,
+        settings.AXES_ACCOUNT_FAILURE_LIMIT,
+    ) == (5, 20, 10)
+
+
+def test_one_address_trying_many_accounts_is_locked_out(client, member, page):
+    limit = settings.AXES_ADDRESS_FAILURE_LIMIT
+
+    statuses = [
+        _sign_in(client, page, f"guess{n}@example.net", "wrong", OFFICE).status_code
+        for n in range(40)
+    ]
+
+    assert statuses == [200] * (limit - 1) + [429] * (40 - limit + 1)
+    # Every account from that address, the right password included, until it cools off.
+    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 429
+    assert not _signed_in(client)
+    # Another address is not affected.
+    assert _sign_in(client, page, "owner@example.com", PASSWORD, "192.0.2.1").status_code == 302
+    assert _signed_in(client)
+
+
+def test_one_account_tried_from_many_addresses_is_locked_out(client, member, page):
+    limit = settings.AXES_ACCOUNT_FAILURE_LIMIT
+
+    statuses = [
+        _sign_in(client, page, "owner@example.com", "wrong", f"198.51.100.{n}").status_code
+        for n in range(40)
+    ]
+
+    assert statuses == [200] * (limit - 1) + [429] * (40 - limit + 1)
+    # The right password from yet another address is refused too.
+    assert _sign_in(client, page, "owner@example.com", PASSWORD, "192.0.2.1").status_code == 429
+    assert not _signed_in(client)
+    # Other accounts are not affected.
+    assert _sign_in(client, page, "other@example.net", "wrong", "192.0.2.1").status_code == 200
+
+
+def test_one_account_from_one_address_is_locked_out_first(client, member, page):
+    limit = settings.AXES_FAILURE_LIMIT
+
+    statuses = [
+        _sign_in(client, page, "owner@example.com", "wrong", OFFICE).status_code
+        for _ in range(limit)
+    ]
+
+    assert statuses == [200] * (limit - 1) + [429]
+    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 429
+    assert not _signed_in(client)
+
+
+def test_signing_in_to_ones_own_account_does_not_reset_the_address(client, member, stranger):
+    """A success clears its own pair only: anyone with an account could otherwise reset
+    their address's count by signing in to it between guesses."""
+    page = "/accounts/login/"
+    limit = settings.AXES_ADDRESS_FAILURE_LIMIT
+    for n in range(limit - 1):
+        _sign_in(client, page, f"guess{n}@example.net", "wrong", OFFICE)
+
+    assert _sign_in(Client(), page, "stranger@example.net", PASSWORD, OFFICE).status_code == 302
+
+    assert _sign_in(client, page, "guess-last@example.net", "wrong", OFFICE).status_code == 429
+
+
+def test_a_success_clears_its_own_pair(client, member):
+    page = "/accounts/login/"
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        _sign_in(client, page, "owner@example.com", "wrong", OFFICE)
+
+    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 302
+    client.post("/accounts/logout/")
+
+    # A fresh allowance for the pair: one typo is not a lockout.
+    assert _sign_in(client, page, "owner@example.com", "wrong", OFFICE).status_code == 200
+    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 302
+
