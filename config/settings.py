@@ -292,7 +292,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
 AXES_HANDLER = "accounts.backends.LoginLimitsHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
-AXES_SENSITIVE_PARAMETERS = ["username", "email", "ip_address"]
+# "next" too: signed out, Calendly's redirect (the invitee's name, email and answers in
+# its query) reaches the sign-in page as ?next=, which axes stores with each failure.
+AXES_SENSITIVE_PARAMETERS = ["username", "email", "ip_address", "next"]
 AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
 AXES_CLIENT_IP_CALLABLE = "core.http.client_ip"
 

@@ -7,7 +7,10 @@ correct password is refused while a limit holds.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.test import Client
 
@@ -117,3 +120,19 @@ def test_a_success_clears_its_own_pair(client, member):
     assert _sign_in(client, page, "owner@example.com", "wrong", OFFICE).status_code == 200
     assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 302
 
+
+def test_a_failed_sign_in_stores_no_calendly_details_from_next(client, db):
+    """Calendly's redirect reaches the sign-in page through ``?next=`` when the client
+    was signed out; axes stores the page's query with each failure."""
+    scheduled = "/bookings/scheduled/?" + urlencode(
+        {"invitee_full_name": "Clara Client", "invitee_email": "clara@client.example"}
+    )
+
+    client.post(
+        "/accounts/login/?" + urlencode({"next": scheduled}),
+        {"username": "clara@client.example", "password": "wrong"},
+    )
+
+    stored = AccessAttempt.objects.get()
+    assert "next=" in stored.get_data
+    assert "clara" not in (stored.get_data + stored.post_data).lower()
