@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import router
 from django.db.models.signals import post_save
@@ -11,6 +12,7 @@ from django.dispatch import receiver
 
 from accounts.models import EncryptionCanary, User
 from audit import Category, record
+from audit.services import record_capped
 from core.encryption import blind_index
 
 
@@ -36,13 +38,26 @@ def audit_login_succeeded(sender: Any, request: Any, user: User, **kwargs: Any) 
 def audit_login_failed(
     sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
 ) -> None:
+    """Counted, and audited up to the hourly limit: failures come in floods."""
     attempted = str(credentials.get("username") or credentials.get("email") or "")
-    record(
+    record_capped(
         "accounts.user.login_failed",
         category=Category.SECURITY,
         actor=None,
         data={"email_index": blind_index(attempted) if attempted else ""},
         personal_data={"email": attempted} if attempted else None,
+    )
+
+
+@receiver(user_locked_out, dispatch_uid="audit_locked_out")
+def audit_locked_out(sender: Any, request: Any, username: str | None, **kwargs: Any) -> None:
+    """Sent by django-axes for the failure that reaches a limit and for every attempt
+    refused while it holds. ``username`` is already the blind index (axes_username)."""
+    record_capped(
+        "accounts.user.locked_out",
+        category=Category.SECURITY,
+        actor=None,
+        data={"email_index": username or ""},
     )
 
 

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from audit.models import AuditEntry
+from audit.models import AuditEntry, SecurityEventCount
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEntry)
@@ -35,3 +36,13 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
         return False
+
+
+@admin.register(SecurityEventCount)
+class SecurityEventCountAdmin(ReadOnlyAdmin):
+    """Failed sign-ins and lockouts per hour, all of them: the audit log keeps the
+    first SECURITY_EVENT_AUDIT_LIMIT of each hour only."""
+
+    list_display = ("hour", "action", "count", "last_seen_at")
+    list_filter = ("action",)
+    date_hierarchy = "hour"

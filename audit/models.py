@@ -56,3 +56,28 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"head at #{self.sequence}"
+
+
+class SecurityEventCount(models.Model):
+    """How many times a security event happened, per action and hour.
+
+    Failed sign-ins and lockouts come in floods, and each audit entry waits for the
+    chain head's lock: every one is counted here, and only the first
+    SECURITY_EVENT_AUDIT_LIMIT of an action each hour become entries
+    (``audit.services.record_capped``). A count far above the limit is someone
+    guessing passwords; the admin lists them.
+    """
+
+    action = models.CharField(max_length=100)
+    hour = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["action", "hour"], name="audit_event_count_unique_hour")
+        ]
+        ordering = ["-hour", "action"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.hour:%Y-%m-%d %H}:00 x{self.count}"

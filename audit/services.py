@@ -9,12 +9,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models, transaction
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from audit import chain
 from audit.categories import ActorType, Category
-from audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEntry, SecurityEventCount
 from core.encryption import UndecryptableValueError
 from core.http import current_client_ip, current_request_id, truncate_ip
 from core.masking import scrub
@@ -108,6 +110,52 @@ def record(
         head.entry_hash = entry.entry_hash
         head.save(update_fields=["sequence", "entry_hash"])
     return entry
+
+
+def _count_this_hour(action: str) -> int:
+    """Add one to this hour's count of ``action`` and return it, in the caller's
+    transaction: the row stays locked until it ends, so concurrent counts queue."""
+    now = timezone.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    rows = SecurityEventCount.objects.filter(action=action, hour=hour)
+    if not rows.update(count=F("count") + 1, last_seen_at=now):
+        try:
+            with transaction.atomic():
+                SecurityEventCount.objects.create(
+                    action=action, hour=hour, count=1, last_seen_at=now
+                )
+        except IntegrityError:  # another writer created this hour's row first
+            rows.update(count=F("count") + 1, last_seen_at=now)
+    return rows.values_list("count", flat=True).get()
+
+
+def record_capped(
+    action: str,
+    *,
+    category: Category | str,
+    actor: Actor,
+    data: dict[str, Any] | None = None,
+    personal_data: dict[str, Any] | None = None,
+) -> int:
+    """Count an event that can come in floods; audit only the first of each hour.
+
+    Every call adds one to the hour's ``SecurityEventCount`` of ``action``; the first
+    SECURITY_EVENT_AUDIT_LIMIT of the hour are also recorded (as ``record`` does, with
+    ``count_this_hour`` added to ``data``). The rest skip the chain head's lock, which
+    would otherwise make a password-guessing run hold up every audited write. Returns
+    this hour's count.
+    """
+    with transaction.atomic():
+        count = _count_this_hour(action)
+        if count <= settings.SECURITY_EVENT_AUDIT_LIMIT:
+            record(
+                action,
+                category=category,
+                actor=actor,
+                data={**(data or {}), "count_this_hour": count},
+                personal_data=personal_data,
+            )
+    return count
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,9 @@ AXES_DISABLE_ACCESS_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["username", "email", "ip_address", "next"]
 AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
 AXES_CLIENT_IP_CALLABLE = "core.http.client_ip"
+# Failed sign-ins and lockouts are all counted per hour (audit.SecurityEventCount); the
+# first this many of each per hour are audited.
+SECURITY_EVENT_AUDIT_LIMIT = env.int("SECURITY_EVENT_AUDIT_LIMIT", default=100)
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
