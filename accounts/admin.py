@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from accounts import rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
-from core.encryption import blind_index
+from core.encryption import blind_indexes
 
 admin.site.login_form = EmailAuthenticationForm
 
@@ -32,7 +32,9 @@ class ExactEmailSearchMixin:
         if not term:
             return queryset, False
         if "@" in term:
-            return queryset.filter(**{self.email_index_lookup: blind_index(term)}), True
+            # Under every configured blind-index key: a re-index may be under way.
+            lookup = f"{self.email_index_lookup}__in"
+            return queryset.filter(**{lookup: blind_indexes(term)}).distinct(), True
         if term.isdigit():
             return queryset.filter(pk=int(term)), False
         return queryset.none(), False

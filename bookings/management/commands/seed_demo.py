@@ -82,7 +82,7 @@ class Command(BaseCommand):
                 passwords[email] = self._person(email, offer.builder_name)
                 BuilderMembership.objects.get_or_create(
                     builder=builder,
-                    user=User.objects.get(email_index=_index(email)),
+                    user=User.objects.get(email_index__in=_indexes(email)),
                     defaults={"role": BuilderMembership.Role.OWNER},
                 )
             passwords[DEMO_CLIENT_EMAIL] = self._person(DEMO_CLIENT_EMAIL, "Demo Client")
@@ -136,7 +136,7 @@ class Command(BaseCommand):
 
     def _person(self, email: str, name: str, *, staff: str | None = None) -> str:
         password = secrets.token_urlsafe(12)
-        user = User.objects.filter(email_index=_index(email)).first()
+        user = User.objects.filter(email_index__in=_indexes(email)).first()
         if user is None:
             user = User.objects.create_user(email=email, password=password, name=name)
         else:
@@ -162,7 +162,8 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
 
 
-def _index(email: str) -> str:
-    from core.encryption import blind_index
+def _indexes(email: str) -> list[str]:
+    """The email's blind index under every configured key (a re-index may be under way)."""
+    from core.encryption import blind_indexes
 
-    return blind_index(email)
+    return blind_indexes(email)
