@@ -22,7 +22,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core import signing
@@ -44,14 +43,6 @@ ACTOR = "bookings"
 INTENT_SALT = "slotpay.bookings.intent"
 # A booking intent's clock may be this far ahead of Calendly's.
 CLOCK_SKEW = timedelta(minutes=5)
-
-
-def zone(name: str | None) -> ZoneInfo:
-    """The invitee's time zone, UTC if Calendly sent none we know."""
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def can_book(user: Any) -> bool:

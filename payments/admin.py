@@ -16,7 +16,7 @@ class PaymentAdmin(ReadOnlyAdmin):
         "created_at",
         "booking",
         "shown_amount",
-        "status",
+        "shown_status",
         "risk_level",
         "needs_review",
         "card_brand",
@@ -29,6 +29,11 @@ class PaymentAdmin(ReadOnlyAdmin):
     @admin.display(description="amount")
     def shown_amount(self, obj: Payment) -> str:
         return format_money(obj.amount, obj.currency)
+
+    @admin.display(description="status", ordering="status")
+    def shown_status(self, obj: Payment) -> str:
+        """As every page says it: a bank debit on its way is "Payment processing"."""
+        return obj.display_status
 
 
 @admin.register(Refund)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from accounts.models import User
 from bookings.models import Booking
 from payments.models import Payment
 from tests.bookings.world import World, world
@@ -56,6 +57,16 @@ def test_every_page_says_payment_processing_during_a_debit(world: World) -> None
     detail = pages["detail"].content.decode()
     assert "Pay now" not in detail
     assert "Nothing has been charged" not in detail
+
+
+def test_the_back_office_says_processing_too(world: World) -> None:
+    debit_on_its_way(world)
+    staff = User.objects.create_superuser(email="root@slotpay.example", password="x" * 20)
+
+    page = world.browser(staff).get("/admin/payments/payment/").content.decode()
+
+    assert PROCESSING in page
+    assert NOT_COMPLETED not in page.split('id="changelist-filter"')[0]
 
 
 def test_the_api_says_processing_too(world: World) -> None:
