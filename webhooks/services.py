@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 import audit
 from core.masking import scrub_text
 from core.providers import ProviderError
-from webhooks.models import WebhookEvent, WebhookRejection
+from webhooks.models import WebhookEvent
 from webhooks.registry import IGNORED, Event, RetryLater, registry
 from webhooks.verification import SIGNATURE_HEADERS, Delivery
 
@@ -62,23 +62,17 @@ def _actor(provider: str) -> str:
 
 def record_rejection(provider: str, reason: str, detail: str = "") -> int:
     """Count a refused delivery and audit it (the first WEBHOOK_REJECTION_AUDIT_LIMIT of
-    each reason per hour). Never fails the response: returns this hour's count, or 0."""
+    each reason per hour). Never fails the response: returns this hour's count, or 0.
+
+    Past the audit limit a refusal costs one statement, so a flood of junk costs the
+    database little more than the requests cost the web server.
+    """
     now = timezone.now()
-    hour = now.replace(minute=0, second=0, microsecond=0)
     count = 0
     try:
-        with transaction.atomic():
-            rows = WebhookRejection.objects.filter(provider=provider, reason=reason, hour=hour)
-            if not rows.update(count=F("count") + 1, last_seen_at=now):
-                try:
-                    with transaction.atomic():
-                        WebhookRejection.objects.create(
-                            provider=provider, reason=reason, hour=hour, count=1, last_seen_at=now
-                        )
-                except IntegrityError:
-                    rows.update(count=F("count") + 1, last_seen_at=now)
-            count = rows.values_list("count", flat=True).get()
-            if count <= settings.WEBHOOK_REJECTION_AUDIT_LIMIT:
+        count = _count_rejection(provider, reason, now)
+        if count <= settings.WEBHOOK_REJECTION_AUDIT_LIMIT:
+            with transaction.atomic():
                 audit.record(
                     "webhooks.delivery.rejected",
                     category=audit.Category.SECURITY,
@@ -97,6 +91,29 @@ def record_rejection(provider: str, reason: str, detail: str = "") -> int:
         extra={"provider": provider, "reason": reason, "detail": detail, "count": count},
     )
     return count
+
+
+# One statement that PostgreSQL and SQLite (3.35+) both run; the unique (provider,
+# reason, hour) constraint settles concurrent first refusals of an hour.
+_COUNT_REJECTION = """
+    INSERT INTO "webhooks_webhookrejection"
+        ("provider", "reason", "hour", "count", "last_seen_at")
+    VALUES (%s, %s, %s, 1, %s)
+    ON CONFLICT ("provider", "reason", "hour") DO UPDATE SET
+        "count" = "webhooks_webhookrejection"."count" + 1,
+        "last_seen_at" = excluded."last_seen_at"
+    RETURNING "count"
+"""
+
+
+def _count_rejection(provider: str, reason: str, now: datetime) -> int:
+    """Add one to this hour's counter (creating it); returns the new count."""
+    connection = transaction.get_connection()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_REJECTION, [provider, reason, adapt(hour), adapt(now)])
+        return cursor.fetchone()[0]
 
 
 # --- Accepting --------------------------------------------------------------------------
