@@ -32,6 +32,7 @@ import audit
 from bookings import calendly, notify
 from bookings.models import Booking, EventType, PolicyConsent, invitee_key
 from bookings.policy import RefundPolicy
+from core.encryption import normalize_email
 from core.http import truncate_ip
 from payments import checkout, stripe_gateway
 from payments.models import Payment, Refund
@@ -108,18 +109,36 @@ def read_intent(value: str | None, *, at: datetime) -> Intent | None:
     return Intent(int(user_id), int(event_type_id), int(consent_id), issued_at)
 
 
-def _linked_consent(intent: Intent | None, event_type: EventType) -> PolicyConsent | None:
-    if intent is None or intent.event_type_id != event_type.pk:
-        return None
+class NotLinked(Exception):  # noqa: N818 (why a booking has no client, for staff)
+    pass
+
+
+def _linked_consent(
+    intent: Intent | None, event_type: EventType, *, email: str | None = None
+) -> PolicyConsent:
+    """The consent a booking intent names, or NotLinked saying why it cannot link.
+
+    The intent rides in a URL anyone can copy, so it is bound to its client's email:
+    a booking made with another person's address under it is left for staff, and no
+    payment link goes to that address."""
+    if intent is None:
+        raise NotLinked("no valid booking intent: link it to a client")
+    if intent.event_type_id != event_type.pk:
+        raise NotLinked("the booking intent is for another session: link it to a client")
     consent = (
         PolicyConsent.objects.select_related("user")
         .filter(pk=intent.consent_id, user_id=intent.user_id, event_type=event_type)
         .first()
     )
     if consent is None or not can_book(consent.user):
-        return None
+        raise NotLinked("the booking intent's client cannot book: link it to a client")
     if consent.booking_id is not None:
-        return None  # one consent, one booking: a reused link is for staff to look at
+        # One consent, one booking: a reused link is for staff to look at.
+        raise NotLinked("the booking intent was used already: link it to a client")
+    if email is not None and normalize_email(email) != normalize_email(consent.user.email):
+        raise NotLinked(
+            "booked with an email other than the client's who started it: check with both"
+        )
     return consent
 
 
@@ -191,13 +210,18 @@ def _create(
         client, review = predecessor.client, predecessor.needs_review
         reason = predecessor.review_reason
     else:
-        consent = _linked_consent(
-            read_intent(invitee.tracking.utm_content, at=invitee.created_at or timezone.now()),
-            event_type,
-        )
+        try:
+            consent = _linked_consent(
+                read_intent(invitee.tracking.utm_content, at=invitee.created_at or timezone.now()),
+                event_type,
+                email=invitee.email,
+            )
+        except NotLinked as exc:
+            consent, reason = None, str(exc)
+        else:
+            reason = ""
         client = consent.user if consent else None
         review = consent is None
-        reason = "" if consent else "no valid booking intent: link it to a client"
     answers = [
         {"question": qa.question, "answer": qa.answer} for qa in invitee.questions_and_answers
     ]

@@ -45,7 +45,17 @@ def test_an_intent_links_once_and_only_to_its_event_type(consent, owner) -> None
     intent = services.read_intent(services.issue_intent(consent), at=consent.consented_at)
     assert services._linked_consent(intent, consent.event_type) == consent
     other = make_event_type(owner.builders.get(), calendly_event_type_uri="https://x.example/2")
-    assert services._linked_consent(intent, other) is None
+    with pytest.raises(services.NotLinked, match="another session"):
+        services._linked_consent(intent, other)
     consent.user.is_active = False
     consent.user.save()
-    assert services._linked_consent(intent, consent.event_type) is None
+    with pytest.raises(services.NotLinked, match="cannot book"):
+        services._linked_consent(intent, consent.event_type)
+
+
+def test_an_intent_links_only_for_its_clients_email(consent) -> None:
+    intent = services.read_intent(services.issue_intent(consent), at=consent.consented_at)
+
+    assert services._linked_consent(intent, consent.event_type, email=" Stranger@Example.NET")
+    with pytest.raises(services.NotLinked, match="other than the client"):
+        services._linked_consent(intent, consent.event_type, email="someone@else.example")
