@@ -130,12 +130,15 @@ def check_providers(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """The sandbox never in production; Stripe keys of the right mode and scope."""
     errors = []
     production = settings.ENVIRONMENT == "production"
-    if production and settings.SANDBOX:
+    if settings.SANDBOX and settings.ENVIRONMENT in ("staging", "production"):
+        # Staging too: a reachable site taking fake payments from anyone teaches
+        # nothing about Stripe's test mode and invites abuse; it is never mounted there.
         errors.append(
             Error(
-                "SANDBOX is on with ENVIRONMENT=production: the sandbox stands in for "
-                "Stripe and Calendly and must never serve real clients.",
-                hint="Unset SANDBOX (or set SANDBOX=false).",
+                f"SANDBOX is on with ENVIRONMENT={settings.ENVIRONMENT}: the sandbox stands "
+                "in for Stripe and Calendly on a developer's machine and must never serve "
+                "a deployed site.",
+                hint="Unset SANDBOX (or set SANDBOX=false); use Stripe's test mode on staging.",
                 id="slotpay.E008",
             )
         )

@@ -58,9 +58,9 @@ if not SITE_URL:
 # --- Providers -----------------------------------------------------------------------
 
 # The offline stand-ins for Stripe and Calendly (sandbox/): on by default in
-# development and test, never mounted in production (a system check refuses it).
+# development and test, never mounted in staging or production (a check refuses it).
 SANDBOX = env.bool("SANDBOX", default=ENVIRONMENT in ("development", "test"))
-SANDBOX_MOUNTED = SANDBOX and ENVIRONMENT != "production"
+SANDBOX_MOUNTED = SANDBOX and ENVIRONMENT in ("development", "test")
 
 STRIPE_API_KEY = _secret("STRIPE_API_KEY", test_default=f"sk_test_{secrets.token_hex(12)}")
 # Unset: Stripe itself; with the sandbox, its stand-in on this site.

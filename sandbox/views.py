@@ -8,16 +8,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from sandbox import db, delivery
+from sandbox.access import operator_only
 from sandbox.models import Delivery
 from sandbox.reset import reset_sandbox
 
 
+@operator_only
 @require_safe
 def index(request: HttpRequest) -> HttpResponse:
     delivery.wake()  # resume deliveries left pending by a restart
     return render(request, "sandbox/index.html")
 
 
+@operator_only
 @require_safe
 def deliveries(request: HttpRequest) -> HttpResponse:
     delivery.wake()
@@ -33,12 +36,14 @@ def deliveries(request: HttpRequest) -> HttpResponse:
     )
 
 
+@operator_only
 @require_safe
 def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(Delivery.objects.prefetch_related("attempt_log"), pk=pk)
     return render(request, "sandbox/delivery_detail.html", {"delivery": item})
 
 
+@operator_only
 @require_POST
 def redeliver(request: HttpRequest, pk: int) -> HttpResponse:
     """Send a delivery again now, as the providers' dashboards allow."""
@@ -52,6 +57,7 @@ def redeliver(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("sandbox:delivery", pk=pk)
 
 
+@operator_only
 @require_POST
 def reset(request: HttpRequest) -> HttpResponse:
     counts = reset_sandbox()

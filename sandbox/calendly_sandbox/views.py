@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from sandbox import delivery
+from sandbox.access import operator_only
 from sandbox.calendly_sandbox import services
 from sandbox.calendly_sandbox.forms import (
     BookingForm,
@@ -62,12 +63,14 @@ def _dashboard(request: HttpRequest, **forms: Any) -> HttpResponse:
     return render(request, "sandbox/calendly/dashboard.html", context, status=forms.get("status"))
 
 
+@operator_only
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     delivery.wake()
     return _dashboard(request)
 
 
+@operator_only
 @require_POST
 def host_create(request: HttpRequest) -> HttpResponse:
     form = HostEventTypeForm(request.POST)
@@ -89,6 +92,7 @@ def host_create(request: HttpRequest) -> HttpResponse:
     return redirect(f"{NS}:dashboard")
 
 
+@operator_only
 @require_POST
 def subscription_create(request: HttpRequest) -> HttpResponse:
     """A shortcut for the demo: an organization subscription, as the API would make."""
@@ -107,6 +111,7 @@ def subscription_create(request: HttpRequest) -> HttpResponse:
     return redirect(f"{NS}:dashboard")
 
 
+@operator_only
 @require_POST
 def subscription_delete(request: HttpRequest, uuid: str) -> HttpResponse:
     get_object_or_404(WebhookSubscription, uuid=uuid).delete()
@@ -114,6 +119,7 @@ def subscription_delete(request: HttpRequest, uuid: str) -> HttpResponse:
     return redirect(f"{NS}:dashboard")
 
 
+@operator_only
 @require_POST
 def fault_set(request: HttpRequest) -> HttpResponse:
     form = FaultForm(request.POST)
@@ -128,6 +134,7 @@ def fault_set(request: HttpRequest) -> HttpResponse:
     return redirect(f"{NS}:dashboard")
 
 
+@operator_only
 @require_POST
 def invitee_no_show(request: HttpRequest, uuid: str) -> HttpResponse:
     invitee = get_object_or_404(Invitee, uuid=uuid)
@@ -138,6 +145,7 @@ def invitee_no_show(request: HttpRequest, uuid: str) -> HttpResponse:
     return redirect(f"{NS}:dashboard")
 
 
+@operator_only
 @require_POST
 def event_cancel(request: HttpRequest, uuid: str) -> HttpResponse:
     event = get_object_or_404(ScheduledEvent, uuid=uuid)

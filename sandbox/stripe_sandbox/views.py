@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from payments import stripe_gateway
 from sandbox import delivery
+from sandbox.access import operator_only
 from sandbox.stripe_sandbox import services
 from sandbox.stripe_sandbox.forms import CreateSessionForm, RestrictedKeyForm
 from sandbox.stripe_sandbox.models import RestrictedKey, StripeObject
@@ -117,6 +118,7 @@ def _recent(kind: str, limit: int = 15) -> list[dict[str, Any]]:
     return [row.data for row in StripeObject.objects.filter(object=kind)[:limit]]
 
 
+@operator_only
 @require_http_methods(["GET", "HEAD", "POST"])
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Everything the sandbox holds, and a form that goes through the real gateway."""
@@ -161,6 +163,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
+@operator_only
 @require_POST
 def restricted_key_create(request: HttpRequest) -> HttpResponse:
     form = RestrictedKeyForm(request.POST)

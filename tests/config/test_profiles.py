@@ -37,14 +37,15 @@ def test_a_complete_configuration_passes_the_deployment_checks(
     assert result.stderr == ""
 
 
-def test_the_sandbox_is_refused_in_production_by_name(manage, profile_database):
-    values = production_values() | {"SANDBOX": "true"}
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_the_sandbox_is_refused_in_production_by_name(manage, profile_database, environment):
+    values = production_values(environment) | {"SANDBOX": "true"}
 
-    result = manage("check", "--deploy", environment="production", values=values)
+    result = manage("check", "--deploy", environment=environment, values=values)
 
     assert result.returncode != 0
     assert "slotpay.E008" in result.stderr
-    assert "SANDBOX is on with ENVIRONMENT=production" in result.stderr
+    assert f"SANDBOX is on with ENVIRONMENT={environment}" in result.stderr
 
 
 SHOW_SANDBOX = """
@@ -63,7 +64,7 @@ print([mounted, "sandbox" in settings.INSTALLED_APPS])
     ("environment", "sandbox", "expected"),
     [
         ("production", "true", "[False, False]"),  # refused by the check, never mounted
-        ("staging", "true", "[True, True]"),
+        ("staging", "true", "[False, False]"),  # the same on staging
         ("staging", "false", "[False, False]"),
     ],
 )

@@ -3,7 +3,6 @@
 from urllib.parse import urlparse
 
 import pytest
-from django.test import Client
 
 from sandbox.stripe_sandbox.models import RestrictedKey, StripeObject
 from tests.sandbox.stripe.helpers import pay
@@ -11,8 +10,8 @@ from tests.sandbox.stripe.helpers import pay
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_form_creates_a_session_through_the_gateway(stripe_sandbox):
-    browser = Client()
+def test_the_form_creates_a_session_through_the_gateway(stripe_sandbox, client):
+    browser = client
 
     created = browser.post(
         "/sandbox/stripe/",
