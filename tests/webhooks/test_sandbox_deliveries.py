@@ -103,12 +103,19 @@ def test_a_paid_checkout_session_is_delivered_stored_and_handled_once(site, hand
     assert not WebhookRejection.objects.exists()
 
 
-def test_a_redelivery_from_the_sandbox_dashboard_is_a_duplicate(site, handlers: Recorder):
+def operator(staff) -> Client:
+    """The sandbox's dashboards are for staff (sandbox/access.py)."""
+    browser = Client()
+    browser.force_login(staff)
+    return browser
+
+
+def test_a_redelivery_from_the_sandbox_dashboard_is_a_duplicate(site, handlers, staff):
     session = new_session("bk_e2e_again")
     pay(session.url)
     completed = next(d for d in site.deliver() if d.event_type == "checkout.session.completed")
 
-    queued = Client().post(f"/sandbox/deliveries/{completed.pk}/redeliver/")
+    queued = operator(staff).post(f"/sandbox/deliveries/{completed.pk}/redeliver/")
     again = next(d for d in site.deliver() if d.pk == completed.pk)
 
     assert queued.status_code == 302
@@ -170,14 +177,20 @@ def test_a_booking_and_its_cancellation_are_delivered_and_stored(
 
 
 def test_the_deliveries_page_shows_our_endpoints_answered_200(
-    site, calendly, event_type, handlers: Recorder
+    site, calendly, event_type, handlers: Recorder, staff
 ):
     subscribe(calendly, site.endpoint("calendly"))
     pay(new_session("bk_e2e_page").url)
     book(site, event_type)
     sent = site.deliver()
 
-    page = requests.get(f"{site.url}/sandbox/deliveries/", timeout=10)
+    cookie = site.settings.SESSION_COOKIE_NAME
+    page = requests.get(
+        f"{site.url}/sandbox/deliveries/",
+        cookies={cookie: operator(staff).cookies[cookie].value},
+        timeout=10,
+        allow_redirects=False,
+    )
 
     assert {d.provider for d in sent} == {"stripe", "calendly"}
     assert page.status_code == 200
