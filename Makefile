@@ -17,7 +17,7 @@ install: $(STAMP)
 ## Serve the application on http://127.0.0.1:8000 (development profile, SQLite).
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py migrate --noinput --database sandbox
+	$(BIN)/python manage.py sandbox_migrate
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import environ
 from cryptography.fernet import Fernet
@@ -86,6 +87,19 @@ def generated_development_values() -> dict[str, str]:
         "STRIPE_WEBHOOK_PATH_TOKEN": secrets.token_urlsafe(24),
         "CALENDLY_WEBHOOK_PATH_TOKEN": secrets.token_urlsafe(24),
     }
+
+
+def sandbox_database(default: dict[str, Any], base_dir: Path) -> dict[str, Any] | None:
+    """The development sandbox's own database, or None to share ``default``.
+
+    On SQLite the sandbox keeps its state in a file of its own (sandbox/db.py says
+    why: one file is one write lock). PostgreSQL locks rows, so there it shares the
+    default database, as in the tests: a second alias onto the same database would
+    share one migration history, and each alias would skip what the other recorded.
+    """
+    if default["ENGINE"] != "django.db.backends.sqlite3":
+        return None
+    return {**default, "NAME": str(base_dir / "db-sandbox.sqlite3")}
 
 
 def load_dotenv(base_dir: Path) -> None:

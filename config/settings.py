@@ -253,12 +253,9 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-if SANDBOX_MOUNTED and ENVIRONMENT == "development":
-    # The sandbox stands in for other companies' servers: it keeps its state in a
-    # database of its own (sandbox/db.py says why), a file next to ours on SQLite.
-    DATABASES["sandbox"] = dict(DATABASES["default"])
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        DATABASES["sandbox"]["NAME"] = str(BASE_DIR / "db-sandbox.sqlite3")
+_sandbox_database = config_env.sandbox_database(DATABASES["default"], BASE_DIR)
+if SANDBOX_MOUNTED and ENVIRONMENT == "development" and _sandbox_database is not None:
+    DATABASES["sandbox"] = _sandbox_database
     DATABASE_ROUTERS = ["sandbox.db.SandboxRouter"]
 
 AUTH_USER_MODEL = "accounts.User"
