@@ -1,7 +1,8 @@
 """Emails to clients and staff, sent after the transaction that caused them commits.
 
-A mail server that is down loses an email, never a booking or a payment: the failure
-is logged (without the address) and the page or handler carries on.
+Each goes through the outbox (core/outbox.py): a mail server or broker that is down
+delays an email, retried with backoff, and never a booking or a payment; failures are
+logged without the address.
 """
 
 from __future__ import annotations
@@ -12,33 +13,26 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.db import transaction
 from django.template.loader import render_to_string
 
 from bookings.models import Booking
 from bookings.money import format_money
+from core import outbox
 from core.timezones import viewer_zone
 
 logger = logging.getLogger(__name__)
 
 
 def _send(kind: str, template: str, recipients: Iterable[str], context: dict[str, Any]) -> None:
+    """Render now, send after the commit through the outbox: a mail server (or a
+    broker) that is down delays an email and never loses it, and never undoes the
+    change that caused it."""
     to = [address for address in recipients if address]
     if not to:
         return
     text = render_to_string(f"emails/{template}.txt", {"site_url": settings.SITE_URL, **context})
     subject, _, body = text.partition("\n")
-
-    def send() -> None:
-        try:
-            send_mail(subject.strip(), body.lstrip("\n"), None, to)
-        except Exception:
-            logger.exception("notify.failed", extra={"kind": kind})
-        else:
-            logger.info("notify.sent", extra={"kind": kind, "recipients": len(to)})
-
-    transaction.on_commit(send)
+    outbox.enqueue("core.tasks.send_mail", kind, subject.strip(), body.lstrip("\n"), to)
 
 
 def _booking_context(booking: Booking) -> dict[str, Any]:

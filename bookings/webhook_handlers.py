@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
-
 from bookings import calendly, services
 from bookings.models import Booking, IllegalTransition
+from core import outbox
 from payments.services import NotReady
 from webhooks.registry import IGNORED, Event, RetryLater, handles
 
@@ -30,19 +29,14 @@ def invitee_created(event: Event) -> str | None:
         return IGNORED
     if booking.status == Booking.Status.PENDING_PAYMENT and booking.client_id is not None:
         # The client may have left before Checkout: Checkout is opened and the link
-        # emailed by a task after this commits, so no lock is held while Stripe answers.
-        pk = booking.pk
-        transaction.on_commit(lambda: _open_checkout(pk))
+        # emailed by a task after this commits (no lock is held while Stripe answers),
+        # through the outbox, so a broker outage delays it and never drops it.
+        outbox.enqueue(
+            "payments.tasks.start_checkout",
+            booking.pk,
+            dedup_key=f"start_checkout:{booking.reference}",
+        )
     return None
-
-
-def _open_checkout(booking_pk: int) -> None:
-    from payments import tasks
-
-    try:
-        tasks.start_checkout.apply_async((booking_pk,), retry=False)
-    except Exception:
-        logger.warning("bookings.checkout.enqueue_failed", extra={"booking": booking_pk})
 
 
 @handles("calendly", "invitee.canceled")

@@ -362,6 +362,9 @@ CELERY_BEAT_SCHEDULE = {
     "webhooks-purge": {"task": "webhooks.tasks.purge", "schedule": 3600.0},
     "bookings-expire-unpaid": {"task": "bookings.tasks.expire_unpaid", "schedule": 60.0},
     "bookings-complete-past": {"task": "bookings.tasks.complete_past", "schedule": 3600.0},
+    # The transactional outbox (core/outbox.py): what a broker outage left unsent.
+    "core-relay-outbox": {"task": "core.tasks.relay_outbox", "schedule": 10.0},
+    "core-purge-outbox": {"task": "core.tasks.purge_outbox", "schedule": 3600.0},
     "payments-retry-refunds": {
         "task": "payments.tasks.retry_unfinished_refunds",
         "schedule": 300.0,

@@ -21,6 +21,7 @@ from django.utils import timezone
 import audit
 from bookings import notify
 from bookings.models import Booking, IllegalTransition
+from core import outbox
 from core.masking import scrub_text
 from payments import stripe_gateway
 from payments.models import Payment, Refund
@@ -153,24 +154,21 @@ def _create_refund(
 
 def _submit_now_or_after_commit(refund: Refund, *, actor: Any) -> Refund:
     """Call Stripe now, unless a caller's transaction is open (a webhook handler): then
-    after it commits, from a task, so no lock is held while Stripe answers. The row is
-    committed either way; beat sends any refund that never reached Stripe."""
+    after it commits, from a task enqueued through the outbox, so no lock is held while
+    Stripe answers and a broker outage only delays it. Beat also sends any refund
+    that never reached Stripe."""
     if not transaction.get_connection().in_atomic_block:
         return submit_refund(refund, actor=actor)
     user = _actor_user(actor)
-    pk, user_pk = refund.pk, user.pk if user is not None else None
     label = actor if isinstance(actor, str) else "payments"
-    transaction.on_commit(lambda: _enqueue_submission(pk, user_pk, label))
+    outbox.enqueue(
+        "payments.tasks.submit_refund",
+        refund.pk,
+        user.pk if user is not None else None,
+        label,
+        dedup_key=f"submit_refund:{refund.reference}",
+    )
     return refund
-
-
-def _enqueue_submission(refund_pk: int, user_pk: int | None, label: str) -> None:
-    from payments import tasks  # the tasks module imports this one
-
-    try:
-        tasks.submit_refund.apply_async((refund_pk, user_pk, label), retry=False)
-    except Exception:
-        logger.warning("payments.refund.enqueue_failed", extra={"refund": refund_pk})
 
 
 # Longer than a Stripe call can last (30 s read timeout, two retries): a sender still

@@ -23,6 +23,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.models import Builder, BuilderMembership, User
+from config.celery import app as celery_app
 from core import encryption
 from payments import stripe_gateway
 from sandbox import delivery
@@ -78,6 +79,29 @@ def stranger(db: None) -> User:
 @pytest.fixture
 def staff(db: None) -> User:
     return User.objects.create_superuser(email="staff@slotpay.example", password=PASSWORD)
+
+
+def _forget_broker_connections() -> None:
+    # The Celery app caches its broker pool from the configuration it first saw.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    celery_app._local = threading.local()
+
+
+@pytest.fixture
+def broker_down() -> Iterator[None]:
+    """Publishing goes to a Redis port nobody listens on (and fails fast, as the
+    transport options ask). Setting ``task_always_eager`` back to True inside the test
+    is "the broker is back" (tasks then run in-process)."""
+    overrides = {"broker_url": "redis://127.0.0.1:1/0", "task_always_eager": False}
+    saved = {name: celery_app.conf[name] for name in overrides}
+    celery_app.conf.update(overrides)
+    _forget_broker_connections()
+    try:
+        yield
+    finally:
+        celery_app.conf.update(saved)
+        _forget_broker_connections()
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ a real Celery publish to a port where nothing listens.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -35,28 +33,6 @@ class WorkerKilled(BaseException):
 
 def ago(**delta: float):
     return timezone.now() - timedelta(**delta)
-
-
-def _forget_connections() -> None:
-    # The app caches its broker pool from the configuration it first saw.
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    celery_app._local = threading.local()
-
-
-@pytest.fixture
-def broker_down() -> Iterator[None]:
-    """Publishing goes to a Redis port nobody listens on (and fails fast, as the
-    transport options ask)."""
-    overrides = {"broker_url": "redis://127.0.0.1:1/0", "task_always_eager": False}
-    saved = {name: celery_app.conf[name] for name in overrides}
-    celery_app.conf.update(overrides)
-    _forget_connections()
-    try:
-        yield
-    finally:
-        celery_app.conf.update(saved)
-        _forget_connections()
 
 
 # --- the attempt limit ------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""After-commit work that survives a broker outage: one transactional outbox.
+
+``enqueue(task, *args)`` writes an :class:`~core.models.OutboxMessage` inside the
+caller's transaction, so the task exists exactly when the change that needs it does.
+After the commit a fast path publishes it at once; if the broker is down (or the
+process dies first), the relay, run by beat every few seconds, publishes whatever is
+still unsent. Delivery is at least once: every task enqueued here must be
+idempotent, and most look at the database to see whether their work is done.
+
+The webhook inbox needs no outbox: its row is the durable record, and its sweeper is
+its relay (webhooks/services.py).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import import_module
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from core.models import OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+# A row claimed for publishing this long ago by a process that never marked it sent
+# (it died between the two) is published again.
+CLAIM_TIMEOUT = timedelta(seconds=60)
+# After this many failed publishes a row is left for a person (logged as an error):
+# with tasks run in-process (development), a task that always fails would otherwise
+# be tried forever.
+MAX_ATTEMPTS = 50
+
+
+def enqueue(
+    task: str,
+    *args: Any,
+    dedup_key: str | None = None,
+    countdown: float | None = None,
+    **kwargs: Any,
+) -> OutboxMessage | None:
+    """Publish ``task(*args, **kwargs)`` once the current transaction commits.
+
+    Arguments must be JSON. With ``dedup_key``, a second enqueue of the same work is
+    ignored (returns None). Outside a transaction the row is committed at once and
+    published straight away.
+    """
+    now = timezone.now()
+    fields = {
+        "task": task,
+        "payload": json.dumps({"args": list(args), "kwargs": kwargs}),
+        "dedup_key": dedup_key,
+        "available_at": now + timedelta(seconds=countdown or 0),
+    }
+    try:
+        with transaction.atomic():
+            message = OutboxMessage.objects.create(**fields)
+    except IntegrityError:
+        if dedup_key and OutboxMessage.objects.filter(dedup_key=dedup_key).exists():
+            return None
+        raise
+    if not countdown:
+        pk = message.pk
+        transaction.on_commit(lambda: publish(pk), robust=True)
+    return message
+
+
+def publish(pk: int) -> bool:
+    """Claim one row and hand its task to Celery; False if it is not ours to send now
+    (sent already, claimed by another process, not due) or the broker refused it."""
+    now = timezone.now()
+    claimed = _due(now).filter(pk=pk).update(attempts=F("attempts") + 1, available_at=now)
+    if not claimed:
+        return False
+    message = OutboxMessage.objects.get(pk=pk)
+    payload = json.loads(message.payload)
+    try:
+        _task(message.task).apply_async(args=payload["args"], kwargs=payload["kwargs"], retry=False)
+    except Exception as exc:
+        # Whatever the broker (or, run in-process, the task) raised: the relay retries.
+        OutboxMessage.objects.filter(pk=pk).update(last_error=type(exc).__name__[:300])
+        log = logger.error if message.attempts >= MAX_ATTEMPTS else logger.warning
+        log(
+            "outbox.publish_failed",
+            extra={
+                "outbox": pk,
+                "task": message.task,
+                "error": type(exc).__name__,
+                "attempt": message.attempts,
+            },
+        )
+        return False
+    OutboxMessage.objects.filter(pk=pk).update(sent_at=timezone.now(), last_error="")
+    return True
+
+
+def _task(name: str) -> Any:
+    """The task registered under ``name``, importing its module first: a web process
+    has not necessarily imported every app's tasks (our tasks are named by path)."""
+    if name not in current_app.tasks:
+        import_module(name.rsplit(".", 1)[0])
+    return current_app.tasks[name]
+
+
+def relay(*, limit: int = 200) -> int:
+    """Beat: publish what is due and unsent (the broker was down, a process died).
+    Returns how many were published."""
+    due = _due(timezone.now()).order_by("available_at", "pk").values_list("pk", flat=True)[:limit]
+    sent = sum(publish(pk) for pk in list(due))
+    if sent:
+        logger.info("outbox.relayed", extra={"sent": sent})
+    return sent
+
+
+def _due(now: datetime) -> QuerySet[OutboxMessage]:
+    """Unsent, due, and not claimed by a publisher that may still be at work."""
+    return OutboxMessage.objects.filter(
+        sent_at__isnull=True, available_at__lte=now, attempts__lt=MAX_ATTEMPTS
+    ).filter(Q(attempts=0) | Q(available_at__lte=now - CLAIM_TIMEOUT))
+
+
+def pending_count() -> int:
+    return OutboxMessage.objects.filter(sent_at__isnull=True).count()
+
+
+def purge(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Sent rows are kept a day (for looking into a problem), then deleted."""
+    deleted, _ = OutboxMessage.objects.filter(sent_at__lte=timezone.now() - older_than).delete()
+    return deleted

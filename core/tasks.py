@@ -1,0 +1,37 @@
+"""Celery tasks every app uses: the outbox's relay and purge, and sending an email."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.core.mail import send_mail as django_send_mail
+
+from core import outbox
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="core.tasks.relay_outbox", ignore_result=True)
+def relay_outbox() -> int:
+    """Beat: publish outbox rows the fast path could not (broker down, process died)."""
+    return outbox.relay()
+
+
+@shared_task(name="core.tasks.purge_outbox", ignore_result=True)
+def purge_outbox() -> int:
+    return outbox.purge()
+
+
+@shared_task(
+    name="core.tasks.send_mail",
+    ignore_result=True,
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    max_retries=8,
+)
+def send_mail(kind: str, subject: str, body: str, to: list[str]) -> None:
+    """One email; a mail server that is down is retried with backoff. Never logs the
+    addresses or the text."""
+    django_send_mail(subject, body, None, to)
+    logger.info("notify.sent", extra={"kind": kind, "recipients": len(to)})
