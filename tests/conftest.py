@@ -129,6 +129,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.received: list[dict[str, object]] = []
         self.answers: list[int] = []
+        self.got_one = threading.Event()  # set on the first delivery: wait on it, never sleep
         self._lock = threading.Lock()
         receiver = self
 
@@ -140,6 +141,7 @@ class WebhookReceiver:
                         {"path": self.path, "headers": dict(self.headers), "body": body}
                     )
                     status = receiver.answers.pop(0) if receiver.answers else 200
+                receiver.got_one.set()
                 self.send_response(status)
                 if status in (301, 302, 307, 308):
                     self.send_header("Location", "https://elsewhere.invalid/")

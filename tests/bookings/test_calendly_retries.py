@@ -1,7 +1,6 @@
 """429 and 5xx are retried with backoff, honouring Retry-After, within a budget."""
 
 import socket
-import time
 
 import pytest
 
@@ -14,14 +13,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Clock:
-    """Records each pause and really takes it."""
+    """The client's injected sleep: records each pause instead of taking it."""
 
     def __init__(self) -> None:
         self.sleeps: list[float] = []
 
     def __call__(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        time.sleep(seconds)
 
 
 def test_a_429_is_retried_after_retry_after_and_then_succeeds(make_client, api_base, event_type):
@@ -29,12 +27,10 @@ def test_a_429_is_retried_after_retry_after_and_then_succeeds(make_client, api_b
     clock = Clock()
     before = outgoing.calls("calendly", "users.me")
 
-    started = time.monotonic()
     user = make_client(sleep=clock).current_user()
 
     assert user.slug == "ada"
     assert clock.sleeps == [1.0]
-    assert time.monotonic() - started >= 1.0
     assert outgoing.calls("calendly", "users.me") - before == 2
     assert Fault.objects.get().remaining == 0
 
