@@ -13,10 +13,10 @@ import getpass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from accounts.models import User
 from webhooks import services
 from webhooks.models import Provider, WebhookEvent
 
@@ -61,9 +61,11 @@ class Command(BaseCommand):
         events = events.filter(**chosen)
         actor: Any = f"cli:{getpass.getuser()}"
         if options["by"]:
+            # The user model's natural key is the email (looked up by its blind index).
+            user_model = get_user_model()
             try:
-                actor = User.objects.get_by_email(options["by"])
-            except User.DoesNotExist:
+                actor = user_model._default_manager.get_by_natural_key(options["by"])
+            except user_model.DoesNotExist:
                 actor = None
             if actor is None or not actor.is_staff:
                 raise CommandError("No staff user has that email.")
