@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class BookingsConfig(AppConfig):
     name = "bookings"
     verbose_name = "Bookings"
+
+    def ready(self) -> None:
+        # webhooks knows no provider: this tells it how Calendly signs and keys its events.
+        from bookings.calendly_webhooks import CALENDLY
+        from webhooks.providers import providers
+
+        providers.register(CALENDLY)

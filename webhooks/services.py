@@ -40,8 +40,9 @@ import audit
 from core.masking import scrub_text
 from core.providers import ProviderError
 from webhooks.models import WebhookEvent
+from webhooks.providers import providers
 from webhooks.registry import IGNORED, Event, RetryLater, registry
-from webhooks.verification import SIGNATURE_HEADERS, Delivery
+from webhooks.verification import Delivery
 
 logger = logging.getLogger("slotpay.webhooks")
 
@@ -131,11 +132,12 @@ def redacted_headers(provider: str, headers: Mapping[str, str]) -> dict[str, str
     """A few headers for the record, escaped to printable ASCII; the signature keeps
     its timestamp only."""
     kept = {name: _printable(headers[name]) for name in KEPT_HEADERS if headers.get(name)}
-    signature = headers.get(SIGNATURE_HEADERS[provider], "")
+    signature_header = providers[provider].signature_header
+    signature = headers.get(signature_header, "")
     stamp = next((part for part in signature.split(",") if part.startswith("t=")), "")
     if signature:
         redacted = f"{stamp},v1=[redacted]" if stamp else "[redacted]"
-        kept[SIGNATURE_HEADERS[provider]] = _printable(redacted)
+        kept[signature_header] = _printable(redacted)
     return kept
 
 
