@@ -10,9 +10,12 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,3 +175,18 @@ def test_a_name_is_registered_once() -> None:
     for name in ("", "Stripe", "a/b", "x" * 17):
         with pytest.raises(ImproperlyConfigured, match="not a webhook provider name"):
             providers.register(dataclasses.replace(EXAMPLE, name=name))
+
+
+def test_webhooks_and_audit_import_no_domain_app() -> None:
+    """The import-linter contract in pyproject.toml, here too so that the suite fails
+    as soon as webhooks (or audit) imports accounts, payments, bookings or sandbox."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run(
+        [lint_imports, "--contract", "webhooks-audit-know-no-domain", "--no-cache", "--no-logo"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
