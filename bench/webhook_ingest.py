@@ -377,7 +377,7 @@ def profile_endpoint(env: dict[str, str], secret: str, path: str, *, count: int)
     from encrypted_model_fields import fields as encrypted_fields
 
     from payments import stripe_gateway
-    from webhooks import schemas, services, verification
+    from webhooks import services, verification
     from webhooks.models import WebhookEvent
 
     client = DjangoClient(SERVER_NAME="127.0.0.1")
@@ -390,7 +390,7 @@ def profile_endpoint(env: dict[str, str], secret: str, path: str, *, count: int)
     timers = Timers()
     timers.wrap(verification, "verify", "verify (all checks)")
     timers.wrap(stripe_gateway, "verify_webhook_signature", "  stripe signature (verify_header)")
-    timers.wrap(schemas, "stripe_envelope", "  schema")
+    timers.wrap(verification, "check_envelope", "  schema")
     timers.wrap(services, "accept", "accept (store + commit + enqueue)")
     timers.wrap(WebhookEvent.objects, "create", "  INSERT")
     timers.wrap(encrypted_fields, "encrypt_str", "    payload encryption (Fernet)")
