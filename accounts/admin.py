@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
@@ -22,8 +22,7 @@ class ExactEmailSearchMixin:
     """Search by exact email through the blind index (encrypted columns cannot be
     searched), or by id."""
 
-    search_help_text = "Exact email address, or id."
-    email_index_lookup = "email_index"
+    email_index_lookup: ClassVar[str] = "email_index"
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
@@ -51,6 +50,7 @@ class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
     list_display = ("id", "email", "name", "is_staff", "is_active", "date_joined")
     list_filter = ("is_staff", "is_superuser", "is_active", "groups")
     search_fields = ("email_index",)
+    search_help_text = "Exact email address, or id."
     ordering = ("id",)
     readonly_fields = ("date_joined", "last_login")
     fieldsets = (

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -20,8 +20,8 @@ class _EmailLoginMixin:
     fields: dict[str, forms.Field]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
-        field = self.fields["username"]
+        super().__init__(*args, **kwargs)
+        field = cast(forms.CharField, self.fields["username"])
         field.label = "Email"
         field.max_length = 254
         field.widget = forms.EmailInput(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import zoneinfo
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
@@ -86,7 +86,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email_index"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         ordering = ["id"]
@@ -112,7 +112,8 @@ class User(AbstractBaseUser, PermissionsMixin):
             kwargs["update_fields"] = {*update_fields, "email_index", "email_index_key"}
         if update_fields is None or "email" in update_fields:
             self._refuse_email_indexed_under_older_key()
-        password_changed = self._password is not None and not self._state.adding
+        # Set by set_password() until saved (Django keeps it to signal the change).
+        password_changed = getattr(self, "_password", None) is not None and not self._state.adding
         from accounts import rights
 
         with transaction.atomic():

@@ -107,6 +107,7 @@ def _migrated_encrypted_tables(connection: Any) -> set[str]:
     migration that adds an encrypted column is verified on the next run, not queried
     for a column it lacks (an error on PostgreSQL, a string literal on SQLite).
     """
+    from core import encryption
     from core.encryption import encrypted_fields
 
     existing = set(connection.introspection.table_names())
@@ -117,10 +118,10 @@ def _migrated_encrypted_tables(connection: Any) -> set[str]:
             if table not in existing:
                 continue
             columns = {
-                column.name
-                for column in connection.introspection.get_table_description(cursor, table)
+                described.name
+                for described in connection.introspection.get_table_description(cursor, table)
             }
-            if {model._meta.get_field(name).column for name in names} <= columns:
+            if {encryption.column(model, name) for name in names} <= columns:
                 ready.add(table)
     return ready
 

@@ -23,7 +23,7 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_from(request.headers.get("X-Request-ID"))
-        request.request_id = request_id
+        request.request_id = request_id  # type: ignore[attr-defined]  # read by views, logs
         id_token = current_request_id.set(request_id)
         ip_token = current_client_ip.set(client_ip(request))
         try:

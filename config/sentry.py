@@ -7,6 +7,7 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
+from sentry_sdk.types import Event
 
 from core.masking import redact_queries, scrub
 
@@ -31,13 +32,14 @@ def _without_query_values(value: Any) -> Any:
     return value
 
 
-def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def before_send(event: Event, hint: dict[str, Any]) -> Event:
     request = event.get("request")
     if isinstance(request, dict):
         request.pop("cookies", None)
         request.pop("data", None)
-        if isinstance(request.get("url"), str):
-            request["url"] = request["url"].partition("?")[0]
+        url = request.get("url")
+        if isinstance(url, str):
+            request["url"] = url.partition("?")[0]
         headers = request.get("headers")
         if isinstance(headers, dict):
             request["headers"] = {
@@ -48,7 +50,8 @@ def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     event.pop("user", None)
     # Then every URL anywhere (a Referer header, a log message, an exception's text)
     # keeps its path and parameter names only.
-    return scrub(_without_query_values(event))
+    scrubbed: Event = scrub(_without_query_values(event))
+    return scrubbed
 
 
 def init_sentry(*, dsn: str, environment: str) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.apps import apps
@@ -26,6 +26,10 @@ class UndecryptableValueError(RuntimeError):
 
 
 class StrictDecryptMixin:
+    # Set by Django on the field this is mixed into.
+    model: type[models.Model]
+    name: str
+
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None:
             return None
@@ -37,19 +41,32 @@ class StrictDecryptMixin:
                 "FIELD_ENCRYPTION_KEY (was a key removed before rotation finished?)"
             ) from None
         # Skip the library's lenient to_python: the value is already plaintext.
-        return super(library.EncryptedMixin, self).to_python(plaintext)
+        return super(library.EncryptedMixin, self).to_python(plaintext)  # type: ignore[misc]
 
 
-class EncryptedCharField(StrictDecryptMixin, library.EncryptedCharField):
-    pass
+if TYPE_CHECKING:
+    # The library ships no types: to mypy these are the fields they store as text.
+    EncryptedCharField = models.CharField
+    EncryptedTextField = models.TextField
+    EncryptedEmailField = models.EmailField
+else:
+
+    class EncryptedCharField(StrictDecryptMixin, library.EncryptedCharField):
+        pass
+
+    class EncryptedTextField(StrictDecryptMixin, library.EncryptedTextField):
+        pass
+
+    class EncryptedEmailField(StrictDecryptMixin, library.EncryptedEmailField):
+        pass
 
 
-class EncryptedTextField(StrictDecryptMixin, library.EncryptedTextField):
-    pass
-
-
-class EncryptedEmailField(StrictDecryptMixin, library.EncryptedEmailField):
-    pass
+def column(model: type[models.Model], name: str | None = None) -> str:
+    """The database column of field ``name`` of ``model`` (the primary key's without one)."""
+    field = model._meta.pk if name is None else model._meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise ValueError(f"{model._meta.label}.{name} has no column")
+    return field.column
 
 
 def normalize_email(address: str) -> str:
@@ -130,14 +147,14 @@ def undecryptable_samples(tables: set[str], using: str = "default") -> list[str]
         if model._meta.db_table not in tables:
             continue
         table = quote(model._meta.db_table)
-        pk = quote(model._meta.pk.column)
+        pk = quote(column(model))
         for name in names:
-            column = quote(model._meta.get_field(name).column)
+            quoted = quote(column(model, name))
             for direction in ("ASC", "DESC"):
                 with connection.cursor() as cursor:
                     cursor.execute(
-                        f"SELECT {pk}, {column} FROM {table} "  # noqa: S608 (names quoted)
-                        f"WHERE {column} IS NOT NULL ORDER BY {pk} {direction} LIMIT 1"
+                        f"SELECT {pk}, {quoted} FROM {table} "  # noqa: S608 (names quoted)
+                        f"WHERE {quoted} IS NOT NULL ORDER BY {pk} {direction} LIMIT 1"
                     )
                     row = cursor.fetchone()
                 if row is None:
@@ -184,8 +201,8 @@ def scan_encrypted_model(
     connection = connections[using]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    pk = quote(model._meta.pk.column)
-    columns = ", ".join(quote(model._meta.get_field(name).column) for name in names)
+    pk = quote(column(model))
+    columns = ", ".join(quote(column(model, name)) for name in names)
     select = f"SELECT {pk}, {columns} FROM {table}"  # noqa: S608 (names quoted)
     scan = EncryptedModelScan()
     last_pk = None

@@ -14,9 +14,9 @@ its relay (webhooks/services.py).
 from __future__ import annotations
 
 import json
-from importlib import import_module
 import logging
 from datetime import datetime, timedelta
+from importlib import import_module
 from typing import Any
 
 from celery import current_app

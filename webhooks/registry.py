@@ -63,8 +63,10 @@ class Event:
     def object_id(self) -> str | None:
         """Stripe: ``data.object.id``; Calendly: the invitee (or no-show) URI."""
         if self.provider == "stripe":
-            return self.data["data"]["object"]["id"]
-        return self.data["payload"].get("uri")
+            found = self.data["data"]["object"]["id"]
+        else:
+            found = self.data["payload"].get("uri")
+        return str(found) if found is not None else None
 
 
 class RetryLater(Exception):  # noqa: N818 (a request, not an error)

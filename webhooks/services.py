@@ -114,7 +114,7 @@ def _count_rejection(provider: str, reason: str, now: datetime) -> int:
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(_COUNT_REJECTION, [provider, reason, adapt(hour), adapt(now)])
-        return cursor.fetchone()[0]
+        return int(cursor.fetchone()[0])
 
 
 # --- Accepting --------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     """Whether ``value`` nests containers more than ``limit`` deep (without recursion)."""
     level: list[Any] = [value]
     for _ in range(limit):
-        children = []
+        children: list[Any] = []
         for item in level:
             if isinstance(item, dict):
                 children.extend(v for v in item.values() if isinstance(v, dict | list))
