@@ -16,10 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
-from bookings import calendly, services
+from bookings import calendly, selectors, services
 from bookings.models import Booking, EventType
 from bookings.money import format_money
-from bookings.views import visible_to
 from core.timezones import viewer_zone
 from payments import stripe_gateway
 from payments.models import Payment
@@ -215,7 +214,7 @@ class BookingList(generics.ListAPIView):
 
     def get_queryset(self) -> Any:
         return (
-            visible_to(self.request.user)
+            selectors.booking_list_visible_to(user=self.request.user)
             .select_related("event_type", "builder")
             .prefetch_related("payments")
             .order_by("-start_at")
@@ -247,9 +246,7 @@ class BookingCancel(APIView):
         },
     )
     def post(self, request: Request, id: str) -> Response:
-        booking = generics.get_object_or_404(
-            Booking.objects.filter(client=request.user), reference=id
-        )
+        booking = selectors.booking_get_for_client(user=request.user, reference=id)
         try:
             amount = services.cancel_by_client(booking, actor=request.user)
         except services.CancelRefused as exc:
@@ -272,6 +269,4 @@ class EventTypeList(generics.ListAPIView):
     permission_classes = [permissions.AllowAny]
 
     def get_queryset(self) -> Any:
-        return EventType.objects.filter(active=True, builder__is_active=True).select_related(
-            "builder"
-        )
+        return selectors.event_type_list_on_offer(user=self.request.user)

@@ -1,6 +1,6 @@
 """The client's and the builder's pages: server-rendered, no inline script or style.
 
-A booking is only ever looked up together with who may see it (:func:`visible_to`):
+Every read goes through ``bookings/selectors.py``, which decides who sees what:
 someone else's booking is the same 404 as one that does not exist.
 """
 
@@ -15,15 +15,13 @@ from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts.models import Builder
-from bookings import calendly, services
+from bookings import calendly, selectors, services
 from bookings.models import Booking, EventType
 from bookings.money import format_money
 from core.http import client_ip
@@ -35,24 +33,7 @@ from payments.services import NotReady
 logger = logging.getLogger(__name__)
 
 
-# --- Who sees what ----------------------------------------------------------------------
-
-
-def visible_to(user: Any) -> QuerySet[Booking]:
-    """The bookings ``user`` may see: their own as a client, and those of the builders
-    they belong to. Staff use the back-office, not these pages."""
-    return Booking.objects.filter(Q(client=user) | Q(builder__memberships__user=user)).distinct()
-
-
-def _own_booking(request: HttpRequest, reference: UUID) -> Booking:
-    return get_object_or_404(
-        Booking.objects.filter(client=request.user).select_related("event_type", "builder"),
-        reference=reference,
-    )
-
-
-def _payments() -> Prefetch:
-    return Prefetch("payments", queryset=Payment.objects.order_by("-created_at"))
+# --- What a page shows of a booking ------------------------------------------------------
 
 
 def _row(booking: Booking, *, zone: ZoneInfo, as_client: bool) -> dict[str, Any]:
@@ -99,16 +80,16 @@ def _row(booking: Booking, *, zone: ZoneInfo, as_client: bool) -> dict[str, Any]
 
 @require_safe
 def builders(request: HttpRequest) -> HttpResponse:
-    listed = Builder.objects.filter(is_active=True, event_types__active=True).distinct()
+    listed = selectors.builder_list_on_offer(user=request.user)
     return render(request, "bookings/builders.html", {"builders": listed})
 
 
 @require_safe
 def builder(request: HttpRequest, slug: str) -> HttpResponse:
-    shown = get_object_or_404(Builder, slug=slug, is_active=True)
+    shown = selectors.builder_get_on_offer(user=request.user, slug=slug)
     types = [
         {"event_type": t, "price": format_money(t.price_amount, t.currency)}
-        for t in shown.event_types.filter(active=True)
+        for t in selectors.event_type_list_on_offer(user=request.user, builder=shown)
     ]
     return render(request, "bookings/builder.html", {"builder": shown, "event_types": types})
 
@@ -129,9 +110,7 @@ def _tiers(event_type: EventType) -> list[str]:
 @require_http_methods(["GET", "HEAD", "POST"])
 def event_type(request: HttpRequest, pk: int) -> HttpResponse:
     """Price and policy; with the consent box ticked, on to Calendly to pick a slot."""
-    shown = get_object_or_404(
-        EventType.objects.select_related("builder"), pk=pk, active=True, builder__is_active=True
-    )
+    shown = selectors.event_type_get_on_offer(user=request.user, pk=pk)
     context: dict[str, Any] = {
         "event_type": shown,
         "price": format_money(shown.price_amount, shown.currency),
@@ -219,10 +198,11 @@ def scheduled(request: HttpRequest) -> HttpResponse:
             "tie it to your account. Our staff have been told and will email you a link to pay.",
             202,
         )
-    if booking is None or booking.client_id != request.user.pk:
-        # Not ours or someone else's: nothing to show this account.
-        raise Http404("no such booking")
-    return _to_checkout(request, booking)
+    if booking is None:
+        raise Http404("no such booking")  # not ours, or not recordable yet
+    # Someone else's is the same 404: nothing to show this account.
+    own = selectors.booking_get_for_client(user=request.user, reference=booking.reference)
+    return _to_checkout(request, own)
 
 
 def _to_checkout(request: HttpRequest, booking: Booking) -> HttpResponse:
@@ -247,7 +227,9 @@ def _to_checkout(request: HttpRequest, booking: Booking) -> HttpResponse:
 @login_required
 @require_POST
 def pay(request: HttpRequest, reference: UUID) -> HttpResponse:
-    return _to_checkout(request, _own_booking(request, reference))
+    return _to_checkout(
+        request, selectors.booking_get_for_client(user=request.user, reference=reference)
+    )
 
 
 @login_required
@@ -256,7 +238,7 @@ def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
     """Back from Checkout. Stripe is asked directly, so the page never says "awaiting
     payment" about a payment Stripe has taken; otherwise it refreshes until the
     webhook lands."""
-    booking = _own_booking(request, reference)
+    booking = selectors.booking_get_for_client(user=request.user, reference=reference)
     session_id = request.GET.get("session_id", "")
     payment = booking.payments.filter(checkout_session_id=session_id).first()
     if payment is not None and payment.status == Payment.Status.OPEN:
@@ -266,23 +248,16 @@ def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
             logger.warning("bookings.paid.stripe_unavailable", extra={"booking": booking.pk})
         booking.refresh_from_db()
     waiting = booking.status == Booking.Status.PENDING_PAYMENT
+    shown = selectors.booking_get_for_client(
+        user=request.user, reference=reference, with_payments=True
+    )
     return render(
-        request,
-        "bookings/paid.html",
-        {"row": _client_row(request, _with_payments(booking)), "waiting": waiting},
+        request, "bookings/paid.html", {"row": _client_row(request, shown), "waiting": waiting}
     )
 
 
 def _client_row(request: HttpRequest, booking: Booking) -> dict[str, Any]:
     return _row(booking, zone=viewer_zone(request.user, booking=booking), as_client=True)
-
-
-def _with_payments(booking: Booking) -> Booking:
-    return (
-        Booking.objects.select_related("event_type", "builder")
-        .prefetch_related(_payments(), "payments__refunds")
-        .get(pk=booking.pk)
-    )
 
 
 # --- My bookings ---------------------------------------------------------------------------
@@ -291,19 +266,16 @@ def _with_payments(booking: Booking) -> Booking:
 @login_required
 @require_safe
 def mine(request: HttpRequest) -> HttpResponse:
-    rows = [
-        _client_row(request, b)
-        for b in Booking.objects.filter(client=request.user)
-        .select_related("event_type", "builder")
-        .prefetch_related(_payments(), "payments__refunds")
-    ]
+    rows = [_client_row(request, b) for b in selectors.booking_list_for_client(user=request.user)]
     return render(request, "bookings/mine.html", {"rows": rows})
 
 
 @login_required
 @require_safe
 def detail(request: HttpRequest, reference: UUID) -> HttpResponse:
-    booking = _with_payments(_own_booking(request, reference))
+    booking = selectors.booking_get_for_client(
+        user=request.user, reference=reference, with_payments=True
+    )
     row = _client_row(request, booking)
     context: dict[str, Any] = {"row": row}
     if row["can_cancel"]:
@@ -334,7 +306,7 @@ def _deadline_lines(booking: Booking, zone: ZoneInfo) -> list[str]:
 @login_required
 @require_POST
 def cancel(request: HttpRequest, reference: UUID) -> HttpResponse:
-    booking = _own_booking(request, reference)
+    booking = selectors.booking_get_for_client(user=request.user, reference=reference)
     try:
         amount = services.cancel_by_client(booking, actor=request.user)
     except services.CancelRefused as exc:
@@ -365,15 +337,11 @@ def cancel(request: HttpRequest, reference: UUID) -> HttpResponse:
 @login_required
 @require_safe
 def builder_bookings(request: HttpRequest) -> HttpResponse:
-    memberships = Builder.objects.filter(memberships__user=request.user)
-    if not memberships.exists():
-        raise Http404("not a builder")
+    theirs = selectors.builder_bookings_for(user=request.user)
     rows = [
         _row(b, zone=viewer_zone(request.user, builder=b.builder), as_client=False)
-        for b in Booking.objects.filter(builder__in=memberships)
-        .select_related("event_type", "builder")
-        .prefetch_related(_payments(), "payments__refunds")
+        for b in theirs.bookings
     ]
     return render(
-        request, "bookings/builder_bookings.html", {"rows": rows, "builders": memberships}
+        request, "bookings/builder_bookings.html", {"rows": rows, "builders": theirs.builders}
     )
