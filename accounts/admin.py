@@ -10,9 +10,11 @@ from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+import audit
 from accounts import rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
+from core.admin import SafeChangeListMixin
 from core.encryption import blind_indexes
 
 admin.site.login_form = EmailAuthenticationForm
@@ -34,13 +36,13 @@ class ExactEmailSearchMixin:
             # Under every configured blind-index key: a re-index may be under way.
             lookup = f"{self.email_index_lookup}__in"
             return queryset.filter(**{lookup: blind_indexes(term)}).distinct(), True
-        if term.isdigit():
+        if term.isascii() and term.isdigit() and len(term) <= 18:  # an id fits a bigint
             return queryset.filter(pk=int(term)), False
         return queryset.none(), False
 
 
 @admin.register(User)
-class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
+class UserAdmin(SafeChangeListMixin, ExactEmailSearchMixin, DjangoUserAdmin):
     """People, for staff who may view or correct them. Rights are a superuser's alone
     (``accounts.rights``): nobody else sees those fields, and a request that sets them
     anyway is refused and audited before anything is saved."""
@@ -128,6 +130,27 @@ class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
             )
         return super().user_change_password(request, id, form_url)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """A correction by staff enters our audit trail: which fields, by whom; an email's
+        old and new value in the entry's sealed personal part."""
+        super().save_model(request, obj, form, change)
+        changed = [name for name in form.changed_data if name not in rights.RIGHTS_FIELDS]
+        if not change or not changed:
+            return
+        personal = {}
+        if "email" in changed:
+            personal["email"] = {"from": form.initial.get("email", ""), "to": obj.email}
+        if "name" in changed:
+            personal["name"] = {"from": form.initial.get("name", ""), "to": obj.name}
+        audit.record(
+            "accounts.user.changed",
+            category=audit.Category.SECURITY,
+            actor=request.user,
+            target=obj,
+            data={"fields": sorted(changed), "via": "admin"},
+            personal_data=personal or None,
+        )
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and rights.is_staff_account(obj) and not request.user.is_superuser:
             return False
@@ -141,7 +164,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Builder)
-class BuilderAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
+class BuilderAdmin(SafeChangeListMixin, ExactEmailSearchMixin, admin.ModelAdmin):
     list_display = ("name", "slug", "time_zone", "is_active", "created_at")
     list_filter = ("is_active",)
     prepopulated_fields = {"slug": ("name",)}
@@ -154,7 +177,7 @@ class BuilderAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
         term = search_term.strip()
-        if term and "@" not in term and not term.isdigit():
+        if term and "@" not in term and not (term.isascii() and term.isdigit()):
             return queryset.filter(slug=term), False
         return super().get_search_results(request, queryset, search_term)
 

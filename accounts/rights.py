@@ -72,7 +72,8 @@ def protected_fields(actor: Any, target: Any | None) -> list[str]:
         return []
     fields = [*RIGHTS_FIELDS, "password"]
     if target is not None and is_staff_account(target):
-        fields += ["is_active", "email", "name"]
+        # Everything about a staff account: its time zone too (what its admin shows).
+        fields += ["is_active", "email", "name", "time_zone"]
     return fields
 
 

@@ -6,6 +6,8 @@ refused (403), changes nothing, and is audited with the person who really tried.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
@@ -88,10 +90,9 @@ def test_privacy_cannot_make_itself_superuser(privacy):
 def test_privacy_cannot_join_a_group_by_a_hand_made_post(privacy):
     finance = Group.objects.get(name="Finance")
 
-    # Exactly what Privacy's own change form shows, plus a group.
+    # Privacy's own change form shows nothing editable (a staff account): only a group.
     response = _browser(privacy).post(
-        f"/admin/accounts/user/{privacy.pk}/change/",
-        {"time_zone": "", "groups": [str(finance.pk)]},
+        f"/admin/accounts/user/{privacy.pk}/change/", {"groups": [str(finance.pk)]}
     )
 
     assert response.status_code == 403
@@ -160,6 +161,24 @@ def test_privacy_still_corrects_a_clients_name_and_email(privacy, client_user):
     client_user.refresh_from_db()
     assert (client_user.name, client_user.email) == ("Clara Client", "clara@new.example")
     assert not _refusals()
+    # The correction is in our trail, by Privacy, the addresses sealed.
+    entry = AuditEntry.objects.get(action="accounts.user.changed")
+    assert (entry.actor_id, entry.target_id) == (str(privacy.pk), str(client_user.pk))
+    assert entry.data == {"fields": ["email", "name"], "via": "admin"}
+    assert "clara@new.example" not in str(entry.data)
+    assert json.loads(entry.personal_data)["values"]["email"] == {
+        "from": "clara@client.example",
+        "to": "clara@new.example",
+    }
+
+
+def test_privacy_cannot_change_a_staff_members_time_zone(privacy, superuser):
+    response = _browser(privacy).post(
+        f"/admin/accounts/user/{superuser.pk}/change/", {"time_zone": "Asia/Tokyo"}
+    )
+
+    assert response.status_code == 403
+    assert User.objects.get(pk=superuser.pk).time_zone == ""
 
 
 def test_privacy_cannot_delete_a_staff_account(privacy, superuser):

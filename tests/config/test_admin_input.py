@@ -1,0 +1,41 @@
+"""Hand-edited admin URLs get the admin's own answers, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+HUGE_YEAR = "9" * 20
+
+
+@pytest.fixture
+def admin_browser(staff) -> Client:
+    browser = Client(raise_request_exception=False)
+    browser.force_login(staff)
+    return browser
+
+
+@pytest.mark.parametrize("path", ["/admin/accounts/user/", "/admin/accounts/builder/"])
+@pytest.mark.parametrize("term", ["9" * 5000, "²³", "\uff11\uff12"])
+def test_a_search_for_a_huge_or_foreign_number_finds_nobody(admin_browser, path, term):
+    response = admin_browser.get(path, {"q": term})
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "lookup"),
+    [
+        ("/admin/audit/auditentry/", "created_at__year"),
+        ("/admin/bookings/booking/", "start_at__year"),
+        ("/admin/webhooks/webhookevent/", "received_at__year"),
+    ],
+)
+def test_a_date_no_calendar_holds_is_an_invalid_filter(admin_browser, path, lookup):
+    response = admin_browser.get(path, {lookup: HUGE_YEAR})
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
