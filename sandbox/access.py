@@ -1,11 +1,12 @@
-"""Who may use the providers' dashboards in the sandbox: the people running this
-installation (staff), never clients or the public.
+"""Who may use the providers' dashboards in the sandbox: whoever runs this
+installation (a superuser), never clients, the public, or staff of a back-office group.
 
 The pages a provider shows everybody stay open, as at Stripe and Calendly: a
 Checkout page, a receipt, a scheduling page, an invitee's cancel and reschedule
 links. The APIs check their own keys. The dashboards (every session, invitee and
 webhook delivery, fault knobs, resets) list other people's data and change what the
-"providers" do, so they need a signed-in staff member.
+"providers" do (a restricted key made there refunds at "Stripe" directly), so they
+need a signed-in superuser: an Auditor or Support member is staff, not the operator.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def operator_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
-        if not request.user.is_staff:
-            raise PermissionDenied("The sandbox's dashboards are for staff.")
+        if not request.user.is_superuser:
+            raise PermissionDenied("The sandbox's dashboards are for the operator.")
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -1,5 +1,5 @@
-"""The sandbox's own tests play its operator: the dashboards are for staff only
-(sandbox/access.py), so the ``client`` here signs in as a staff member on its first
+"""The sandbox's own tests play its operator: the dashboards are for the operator (a superuser) only
+(sandbox/access.py), so the ``client`` here signs in as a superuser on its first
 request (once the test's database access has begun). The pages a provider shows
 everyone do not care who is signed in."""
 
@@ -22,7 +22,7 @@ class OperatorClient(Client):
         if not self.session.get("_auth_user_id"):
             operator = User.objects.filter(
                 email_index=blind_index(OPERATOR)
-            ).first() or User.objects.create_user(email=OPERATOR, password=PASSWORD, is_staff=True)
+            ).first() or User.objects.create_superuser(email=OPERATOR, password=PASSWORD)
             self.force_login(operator)
         return super().request(**request)
 

@@ -1,8 +1,9 @@
-"""The sandbox's dashboards are for staff; the pages providers show everyone are open."""
+"""The sandbox's dashboards are for the operator; the pages providers show everyone are open."""
 
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 
 from accounts.models import User
@@ -44,6 +45,19 @@ def test_anonymous_visitors_are_sent_to_sign_in(method, url):
 @pytest.mark.parametrize(("method", "url"), DASHBOARDS)
 def test_clients_are_refused(a_client, method, url):
     assert getattr(a_client, method)(url).status_code == 403
+
+
+@pytest.mark.parametrize(("method", "url"), DASHBOARDS)
+def test_staff_of_a_back_office_group_are_refused(method, url):
+    """An Auditor is staff, not the operator: no restricted keys, resets or lists."""
+    auditor = User.objects.create_user(
+        email="auditor@slotpay.example", password=PASSWORD, is_staff=True
+    )
+    auditor.groups.add(Group.objects.get(name="Auditor"))
+    browser = Client()
+    browser.force_login(auditor)
+
+    assert getattr(browser, method)(url).status_code == 403
 
 
 def test_the_pages_providers_show_everyone_stay_open():

@@ -104,7 +104,7 @@ def test_a_paid_checkout_session_is_delivered_stored_and_handled_once(site, hand
 
 
 def operator(staff) -> Client:
-    """The sandbox's dashboards are for staff (sandbox/access.py)."""
+    """The sandbox's dashboards are for the operator, a superuser (sandbox/access.py)."""
     browser = Client()
     browser.force_login(staff)
     return browser
