@@ -9,7 +9,8 @@ from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Sum
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from core.encryption import blind_index
 
@@ -84,3 +85,11 @@ class LoginLimitsHandler(AxesDatabaseHandler):
             ip_address=request.axes_ip_address,  # type: ignore[attr-defined]
         ).delete()
         return count
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: Any
+) -> HttpResponse:
+    """429 with a page that says how long sign-in is paused, never whose account."""
+    minutes = max(1, int(settings.AXES_COOLOFF_TIME.total_seconds() // 60))
+    return render(request, "accounts/locked_out.html", {"cooloff_minutes": minutes}, status=429)

@@ -32,9 +32,20 @@ class _EmailLoginMixin:
 class EmailAuthenticationForm(_EmailLoginMixin, AdminAuthenticationForm):
     """The admin's login form (staff only), by email."""
 
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        # Django's says "both fields may be case-sensitive": an email is not.
+        "invalid_login": "Please enter the email and password of a staff account.",
+    }
+
 
 class ClientAuthenticationForm(_EmailLoginMixin, AuthenticationForm):
     """The site's login form for clients and builders, by email."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password do not match an account.",
+    }
 
 
 class _UniqueEmailMixin:

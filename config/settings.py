@@ -285,6 +285,9 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_ADDRESS_FAILURE_LIMIT = env.int("AXES_ADDRESS_FAILURE_LIMIT", default=20)
 AXES_ACCOUNT_FAILURE_LIMIT = env.int("AXES_ACCOUNT_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=15)
+# A page of ours that says how long to wait (axes' default is bare text, "Account
+# locked", untrue when it is the address that is paused).
+AXES_LOCKOUT_CALLABLE = "accounts.backends.lockout_response"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
 AXES_HANDLER = "accounts.backends.LoginLimitsHandler"
 AXES_RESET_ON_SUCCESS = True
@@ -479,6 +482,9 @@ LOGGING = {
         # (--access-logfile), go through the same filters: they print query strings.
         # Their own handlers (Django's default, gunicorn's file) are replaced.
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Django's own "django" handlers (an unfiltered console copy in DEBUG, mail to
+        # ADMINS) would print what ours mask: its records go through ours only.
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "gunicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }

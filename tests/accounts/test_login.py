@@ -28,7 +28,8 @@ def test_wrong_password_is_refused_without_saying_why(client, owner):
     response = client.post("/admin/login/", {"username": "owner@example.com", "password": "nope"})
 
     assert response.status_code == 200
-    assert b"Please enter the correct email" in response.content
+    assert b"Please enter the email and password of a staff account." in response.content
+    assert b"case-sensitive" not in response.content  # an email is not
     assert "_auth_user_id" not in client.session
 
 

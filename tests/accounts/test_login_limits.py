@@ -59,7 +59,12 @@ def test_one_address_trying_many_accounts_is_locked_out(client, member, page):
 
     assert statuses == [200] * (limit - 1) + [429] * (40 - limit + 1)
     # Every account from that address, the right password included, until it cools off.
-    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 429
+    locked = _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE)
+    assert locked.status_code == 429
+    # Our page says how long to wait, and not that an account is locked (it is the
+    # address): axes' bare "Account locked" text was wrong here.
+    assert "paused for 15 minutes" in locked.content.decode()
+    assert "Account locked" not in locked.content.decode()
     assert not _signed_in(client)
     # Another address is not affected.
     assert _sign_in(client, page, "owner@example.com", PASSWORD, "192.0.2.1").status_code == 302

@@ -254,3 +254,18 @@ def test_the_logged_request_keeps_its_path_and_parameter_names_only(
         assert line["request"] == (
             "<WSGIRequest: GET '/no-such-page?email=[redacted]&card=[redacted]&name=[redacted]'>"
         )
+
+
+def test_djangos_own_records_go_through_our_filters_only():
+    """With DEBUG on, Django's default console handler printed "Not Found: /a@b.example/"
+    beside our masked line: the "django" logger now has our handler alone."""
+    handlers = [
+        handler
+        for handler in logging.getLogger("django").handlers
+        if not type(handler).__module__.startswith("_pytest")  # pytest's capture
+    ]
+
+    assert handlers
+    for handler in handlers:
+        names = {type(f).__name__ for f in handler.filters}
+        assert {"MaskingFilter", "QueryStringFilter"} <= names
