@@ -16,16 +16,15 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from accounts.models import Builder
+from accounts.models import Builder, User
 from bookings.models import Booking, EventType
 from payments.models import Payment
 
 if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
     from django.contrib.auth.models import AnonymousUser
 
-# Whoever is asking: an account, or nobody signed in.
-Viewer: TypeAlias = "AbstractBaseUser | AnonymousUser"
+# Whoever is asking: an account, or nobody signed in (who has no bookings).
+Viewer: TypeAlias = "User | AnonymousUser"
 
 
 # --- What is on offer ------------------------------------------------------------------------
@@ -66,12 +65,16 @@ def _payments() -> Prefetch:
 def booking_list_visible_to(*, user: Viewer) -> QuerySet[Booking]:
     """The bookings ``user`` may see: their own as a client, and those of the builders
     they belong to."""
+    if not user.is_authenticated:
+        return Booking.objects.none()
     return Booking.objects.filter(Q(client=user) | Q(builder__memberships__user=user)).distinct()
 
 
 def booking_list_for_client(*, user: Viewer) -> QuerySet[Booking]:
     """``user``'s own bookings as a client, with their payments (newest first) and
     refunds."""
+    if not user.is_authenticated:
+        return Booking.objects.none()
     return (
         Booking.objects.filter(client=user)
         .select_related("event_type", "builder")
@@ -85,6 +88,8 @@ def booking_get_for_client(
     """One of ``user``'s own bookings as a client (only the client may pay or cancel
     it); Http404 for anyone else's. ``with_payments``: its payments (newest first) and
     refunds come with it."""
+    if not user.is_authenticated:
+        raise Http404("no such booking")
     own = Booking.objects.filter(client=user).select_related("event_type", "builder")
     if with_payments:
         own = own.prefetch_related(_payments(), "payments__refunds")
@@ -100,6 +105,8 @@ class BuilderBookings:
 def builder_bookings_for(*, user: Viewer) -> BuilderBookings:
     """The builders ``user`` belongs to and their bookings, with payments (newest first)
     and refunds; Http404 for someone who belongs to no builder."""
+    if not user.is_authenticated:
+        raise Http404("not a builder")
     memberships = Builder.objects.filter(memberships__user=user)
     if not memberships.exists():
         raise Http404("not a builder")

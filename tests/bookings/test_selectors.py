@@ -4,6 +4,7 @@ asking (the pages and the API through them: test_isolation.py)."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
 
 from bookings.selectors import (
@@ -37,3 +38,12 @@ def test_a_builders_bookings_are_for_its_members_only(cast) -> None:
     assert [builder.slug for builder in theirs.builders] == ["studio-a"]
     with pytest.raises(Http404):
         builder_bookings_for(user=cast["client_a"])
+
+
+def test_nobody_signed_in_sees_no_booking(cast) -> None:
+    nobody = AnonymousUser()
+    assert not booking_list_visible_to(user=nobody).exists()
+    with pytest.raises(Http404):
+        booking_get_for_client(user=nobody, reference=cast["booking_a"].reference)
+    with pytest.raises(Http404):
+        builder_bookings_for(user=nobody)
