@@ -18,10 +18,10 @@ from rest_framework.views import APIView, exception_handler
 
 from bookings import calendly, selectors, services
 from bookings.models import Booking, EventType
-from bookings.money import format_money
 from core.timezones import viewer_zone
 from payments import stripe_gateway
 from payments.models import Payment
+from payments.money import format_money
 
 ERROR_CODES = {
     "not_authenticated": "401: sign in first (session cookie).",
@@ -248,7 +248,11 @@ class BookingCancel(APIView):
     def post(self, request: Request, id: str) -> Response:
         booking = selectors.booking_get_for_client(user=request.user, reference=id)
         try:
-            amount = services.cancel_by_client(booking, actor=request.user)
+            # A User, not AnonymousUser: IsAuthenticated (the stubs cannot know).
+            amount = services.booking_cancel_by_client(
+                booking=booking,
+                actor=request.user,  # type: ignore[arg-type]
+            )
         except services.CancelRefused as exc:
             raise CancelRefused(str(exc)) from None
         except (calendly.CalendlyError, stripe_gateway.PaymentProviderError):

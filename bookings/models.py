@@ -19,9 +19,10 @@ from django.utils import timezone
 import audit
 from accounts.models import Builder
 from bookings.calendly import uuid_from_uri
-from bookings.money import validate_amount
 from bookings.policy import DEFAULT_TIERS, RefundPolicy, validate_policy
+from core.actors import Actor
 from core.encryption import EncryptedCharField, EncryptedEmailField, EncryptedTextField
+from payments.money import validate_amount
 
 
 def _default_tiers() -> list[dict[str, int]]:
@@ -66,7 +67,7 @@ class EventType(models.Model):
     def policy(self) -> RefundPolicy:
         return RefundPolicy.from_json(self.refund_policy)
 
-    def set_refund_policy(self, tiers: list[dict[str, int]], *, actor: Any) -> bool:
+    def set_refund_policy(self, tiers: list[dict[str, int]], *, actor: Actor) -> bool:
         """Replace the policy (validated), raising its version; audited. No-op if equal."""
         policy = RefundPolicy.from_json(tiers)
         if policy == self.policy:
@@ -219,7 +220,7 @@ class Booking(models.Model):
         self,
         to: str,
         *,
-        actor: Any,
+        actor: Actor,
         reason: str = "",
         data: dict[str, Any] | None = None,
         fields: dict[str, Any] | None = None,
@@ -252,25 +253,25 @@ class Booking(models.Model):
             )
         return True
 
-    def confirm(self, *, actor: Any) -> bool:
+    def confirm(self, *, actor: Actor) -> bool:
         return self.transition(self.Status.CONFIRMED, actor=actor)
 
-    def expire(self, *, actor: Any, reason: str = "") -> bool:
+    def expire(self, *, actor: Actor, reason: str = "") -> bool:
         return self.transition(self.Status.EXPIRED, actor=actor, reason=reason)
 
-    def cancel(self, *, actor: Any, reason: str = "") -> bool:
+    def cancel(self, *, actor: Actor, reason: str = "") -> bool:
         return self.transition(self.Status.CANCELED, actor=actor, reason=reason)
 
-    def complete(self, *, actor: Any) -> bool:
+    def complete(self, *, actor: Actor) -> bool:
         return self.transition(self.Status.COMPLETED, actor=actor)
 
-    def mark_no_show(self, *, actor: Any) -> bool:
+    def mark_no_show(self, *, actor: Actor) -> bool:
         return self.transition(self.Status.NO_SHOW, actor=actor)
 
-    def dispute(self, *, actor: Any, reason: str = "") -> bool:
+    def dispute(self, *, actor: Actor, reason: str = "") -> bool:
         return self.transition(self.Status.DISPUTED, actor=actor, reason=reason)
 
-    def reschedule(self, successor: Booking, *, actor: Any) -> bool:
+    def reschedule(self, successor: Booking, *, actor: Actor) -> bool:
         """Confirmed → rescheduled, linked to the booking that replaces it."""
         if successor.pk == self.pk:
             raise ValueError("a booking cannot be rescheduled to itself")

@@ -1,38 +1,16 @@
-"""Emails to clients and staff, sent after the transaction that caused them commits.
-
-Each goes through the outbox (core/outbox.py): a mail server or broker that is down
-delays an email, retried with backoff, and never a booking or a payment; failures are
-logged without the address.
+"""The client's emails about a booking: the payment link, the confirmation, the
+cancellation. Sent through ``core.notify`` (after the commit, through the outbox);
+staff alerts are ``core.notify.staff_alert``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.template.loader import render_to_string
-
 from bookings.models import Booking
-from bookings.money import format_money
-from core import outbox
+from core.notify import send
 from core.timezones import viewer_zone
-
-logger = logging.getLogger(__name__)
-
-
-def _send(kind: str, template: str, recipients: Iterable[str], context: dict[str, Any]) -> None:
-    """Render now, send after the commit through the outbox: a mail server (or a
-    broker) that is down delays an email and never loses it, and never undoes the
-    change that caused it."""
-    to = [address for address in recipients if address]
-    if not to:
-        return
-    text = render_to_string(f"emails/{template}.txt", {"site_url": settings.SITE_URL, **context})
-    subject, _, body = text.partition("\n")
-    outbox.enqueue("core.tasks.send_mail", kind, subject.strip(), body.lstrip("\n"), to)
+from payments.money import format_money
 
 
 def _booking_context(booking: Booking) -> dict[str, Any]:
@@ -52,7 +30,7 @@ def _booking_context(booking: Booking) -> dict[str, Any]:
 
 
 def payment_link(booking: Booking, url: str) -> None:
-    _send(
+    send(
         "payment_link",
         "payment_link",
         [booking.invitee_email or ""],
@@ -61,7 +39,7 @@ def payment_link(booking: Booking, url: str) -> None:
 
 
 def confirmed(booking: Booking, receipt_url: str) -> None:
-    _send(
+    send(
         "confirmed",
         "confirmed",
         [booking.invitee_email or ""],
@@ -70,20 +48,9 @@ def confirmed(booking: Booking, receipt_url: str) -> None:
 
 
 def canceled(booking: Booking, refund_amount: int, currency: str) -> None:
-    _send(
+    send(
         "canceled",
         "canceled",
         [booking.invitee_email or ""],
         {**_booking_context(booking), "refund": format_money(refund_amount, currency)},
     )
-
-
-def staff_alert(subject: str, lines: Iterable[str], *, group: str = "Finance") -> None:
-    """Tell the staff group (Finance by default) that something needs a person."""
-    members = (
-        get_user_model()
-        .objects.filter(is_active=True, is_staff=True, groups__name=group)
-        .distinct()
-    )
-    recipients = [user.email for user in members] or [email for _, email in settings.ADMINS]
-    _send("staff_alert", "staff_alert", recipients, {"subject": subject, "lines": list(lines)})

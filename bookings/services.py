@@ -2,14 +2,16 @@
 
 One door per fact, each safe to go through twice and in any order:
 
-- :func:`record_invitee`: the redirect back and ``invitee.created`` both end here,
-  keyed by the invitee URI, with the invitee as Calendly reports it now.
+- :func:`booking_record_invitee`: the redirect back and ``invitee.created`` both end
+  here, keyed by the invitee URI, with the invitee as Calendly reports it now.
 - :func:`invitee_canceled`: a cancellation on Calendly (or the cancel half of a
   reschedule, which moves the payment to the new booking instead of refunding).
-- :func:`cancel_by_client`: the client's cancel button: Calendly first (the slot is
-  freed), then the booking, then the refund the policy gives.
-- :func:`release_unpaid`: an unpaid booking past its hold, or whose payment failed
-  or expired: the Checkout Session and the Calendly event are cancelled.
+- :func:`booking_cancel_by_client`: the client's cancel button: Calendly first (the
+  slot is freed), then the booking, then the refund the policy gives.
+- :func:`booking_release_unpaid`: an unpaid booking past its hold, or whose payment
+  failed or expired: the Checkout Session and the Calendly event are cancelled.
+- :func:`booking_dispute`: Stripe reports a dispute: the payment is marked by
+  ``payments``, the booking here, and Finance is told.
 
 Calls to Calendly and Stripe happen before our writes; refunds made here carry a
 reference derived from the decision, so a second run finds the first refund.
@@ -29,14 +31,24 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
-from bookings import calendly, notify
-from bookings.models import Booking, EventType, PolicyConsent, invitee_key
+from accounts.models import User
+from bookings import calendly, checkout, notify
+from bookings.models import Booking, EventType, IllegalTransition, PolicyConsent, invitee_key
 from bookings.policy import RefundPolicy
+from core.actors import Actor
 from core.encryption import normalize_email
 from core.http import truncate_ip
-from payments import checkout, stripe_gateway
+from core.notify import staff_alert
+from payments import stripe_gateway
 from payments.models import Payment, Refund
-from payments.services import NotReady, RefundRefused, reference_for, refund_request
+from payments.services import (
+    NotReady,
+    RefundRefused,
+    payment_for_charge,
+    payment_mark_disputed,
+    reference_for,
+    refund_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +67,7 @@ def can_book(user: Any) -> bool:
 # --- Consent and the booking intent ----------------------------------------------------
 
 
-def give_consent(user: Any, event_type: EventType, *, ip: str | None) -> PolicyConsent:
+def consent_give(*, user: User, event_type: EventType, ip: str | None) -> PolicyConsent:
     """Record the client's agreement to the policy as shown (its version and tiers)."""
     with transaction.atomic():
         consent = PolicyConsent.objects.create(
@@ -168,8 +180,8 @@ def event_type_known(invitee: calendly.Invitee) -> bool:
     return event_type_for(event) is not None
 
 
-def record_invitee(
-    invitee: calendly.Invitee, event: calendly.ScheduledEvent, *, source: str
+def booking_record_invitee(
+    *, invitee: calendly.Invitee, event: calendly.ScheduledEvent, source: str
 ) -> Booking | None:
     """The booking for this invitee, created the first time (None: not our event type).
 
@@ -264,7 +276,7 @@ def _create(
                 },
             )
             if review:
-                notify.staff_alert(
+                staff_alert(
                     f"Booking {booking.pk} needs a client",
                     [f"Booking {booking.pk} for {event_type.title}: {reason}."],
                     group="Support",
@@ -320,7 +332,7 @@ def invitee_canceled(invitee: calendly.Invitee) -> Booking | None:
         if not invitee.new_invitee:
             raise NotReady("Calendly does not name the rescheduled booking yet")
         new_invitee, event = fetch_invitee(invitee.new_invitee)
-        record_invitee(new_invitee, event, source="reschedule")
+        booking_record_invitee(invitee=new_invitee, event=event, source="reschedule")
         return Booking.objects.get(pk=booking.pk)
     if invitee.status != "canceled":
         return booking  # the payload said canceled; Calendly no longer does
@@ -333,15 +345,17 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
     if booking.cancel_requested_at is not None:
         # Our client asked first and Calendly's event overtook their request: the
         # cancellation is theirs, at the time they asked.
-        actor: Any = booking.cancel_requested_by or ACTOR
+        actor: Actor = booking.cancel_requested_by or ACTOR
         at, where = booking.cancel_requested_at, "canceled by the client"
     else:
         actor, where = ACTOR, "canceled on Calendly"
         at = (invitee.cancellation.created_at if invitee.cancellation else None) or timezone.now()
     if booking.status == Booking.Status.PENDING_PAYMENT:
-        release_unpaid(booking, reason=f"{where} before payment", cancel_event=False, actor=actor)
+        booking_release_unpaid(
+            booking=booking, reason=f"{where} before payment", cancel_event=False, actor=actor
+        )
     elif booking.status == Booking.Status.CONFIRMED:
-        refund_cancellation(booking, at=at, actor=actor, reason=where)
+        booking_refund_cancellation(booking=booking, at=at, actor=actor, reason=where)
 
 
 def agreed_policy(booking: Booking) -> RefundPolicy:
@@ -365,7 +379,9 @@ def policy_refund(booking: Booking, at: datetime) -> tuple[int, Payment | None]:
     return amount, payment
 
 
-def refund_cancellation(booking: Booking, *, at: datetime, actor: Any, reason: str) -> int:
+def booking_refund_cancellation(
+    *, booking: Booking, at: datetime, actor: Actor, reason: str
+) -> int:
     """Confirmed → canceled, and the policy's refund (once). Returns the amount, the
     same for a repeat or a concurrent second cancel as for the first."""
     reference = reference_for(f"cancel:{booking.reference}")
@@ -374,7 +390,7 @@ def refund_cancellation(booking: Booking, *, at: datetime, actor: Any, reason: s
     if amount > 0 and payment is not None:
         try:
             refund = refund_request(
-                booking,
+                booking_id=booking.pk,
                 amount=amount,
                 reason=f"Cancellation: {reason}",
                 actor=actor,
@@ -398,7 +414,7 @@ class CancelRefused(Exception):  # noqa: N818 (the outcome the page shows)
     pass
 
 
-def cancel_by_client(booking: Booking, *, actor: Any) -> int:
+def booking_cancel_by_client(*, booking: Booking, actor: Actor) -> int:
     """The client's cancel button. Returns the amount refunded (minor units).
 
     The request is recorded (who, when) before Calendly is told, and forgotten if
@@ -419,17 +435,19 @@ def cancel_by_client(booking: Booking, *, actor: Any) -> int:
         raise
     booking.refresh_from_db()
     if booking.status == Booking.Status.PENDING_PAYMENT:
-        release_unpaid(
-            booking,
+        booking_release_unpaid(
+            booking=booking,
             reason="canceled by the client before payment",
             cancel_event=False,
             actor=actor,
         )
         return 0
-    return refund_cancellation(booking, at=asked_at, actor=actor, reason="canceled by the client")
+    return booking_refund_cancellation(
+        booking=booking, at=asked_at, actor=actor, reason="canceled by the client"
+    )
 
 
-def _note_cancel_request(booking: Booking, *, actor: Any) -> datetime:
+def _note_cancel_request(booking: Booking, *, actor: Actor) -> datetime:
     """Record who asked to cancel and when (once: a repeat keeps the first time)."""
     now = timezone.now()
     with transaction.atomic():
@@ -437,7 +455,7 @@ def _note_cancel_request(booking: Booking, *, actor: Any) -> datetime:
         if row.cancel_requested_at is not None:
             return row.cancel_requested_at
         row.cancel_requested_at = now
-        row.cancel_requested_by = actor if getattr(actor, "pk", None) else None
+        row.cancel_requested_by = actor if isinstance(actor, User) and actor.pk else None
         row.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
         audit.record(
             "bookings.booking.cancel_requested",
@@ -460,26 +478,27 @@ def cancel_calendly_event(booking: Booking, *, reason: str) -> None:
 # --- Unpaid bookings ------------------------------------------------------------------------
 
 
-def release_unpaid(
-    booking: Booking,
+def booking_release_unpaid(
     *,
+    booking: Booking,
     reason: str,
     cancel_event: bool = True,
     wait_for_async: bool = False,
-    actor: Any = ACTOR,
+    actor: Actor = ACTOR,
 ) -> bool:
     """An unpaid booking lets its slot go: open Checkout Sessions expire at Stripe,
     the Calendly event is cancelled, the booking is ``expired``.
 
     Stripe is asked first: a session paid after all is settled instead (its webhook
     was lost), and with ``wait_for_async`` a bank debit still on its way keeps the
-    booking. A debit that succeeds after the release is refunded by ``settle``."""
+    booking. A debit that succeeds after the release is refunded by
+    ``checkout_settle``."""
     # Every call to Stripe and Calendly first, then our writes.
     unpaid = []
     for payment in booking.payments.filter(status=Payment.Status.OPEN):
         session = stripe_gateway.retrieve_checkout_session(payment.checkout_session_id)
         if session.payment_status in ("paid", "no_payment_required"):
-            checkout.settle(payment, session)
+            checkout.checkout_settle(payment=payment, session=session)
             return False
         if session.status == "complete" and wait_for_async:
             return False
@@ -489,7 +508,7 @@ def release_unpaid(
     if cancel_event:
         cancel_calendly_event(booking, reason="Not paid in time")
     for payment, session in unpaid:
-        checkout.settle(payment, session)
+        checkout.checkout_settle(payment=payment, session=session)
     return booking.expire(actor=actor, reason=reason)
 
 
@@ -509,10 +528,60 @@ def expire_overdue(now: datetime | None = None) -> int:
     count = 0
     for booking in overdue_unpaid(now):
         try:
-            count += release_unpaid(booking, reason="not paid within the hold", wait_for_async=True)
+            count += booking_release_unpaid(
+                booking=booking, reason="not paid within the hold", wait_for_async=True
+            )
         except (stripe_gateway.PaymentProviderError, calendly.CalendlyError):
             logger.warning("bookings.expiry.deferred", extra={"booking": booking.pk})
     return count
+
+
+# --- Disputes -------------------------------------------------------------------------------
+
+
+def intent_names_our_booking(payment_intent_id: str | None) -> bool:
+    """Whether a Stripe PaymentIntent was made for one of our bookings (asks Stripe):
+    an event about a charge we have no payment for is then early, not someone else's."""
+    if not payment_intent_id:
+        return False
+    intent = stripe_gateway.retrieve_payment_intent(payment_intent_id)
+    reference = intent.metadata.get("booking")
+    if not reference:
+        return False
+    return Booking.objects.filter(reference=reference).exists()
+
+
+def booking_dispute(*, dispute: stripe_gateway.Dispute, actor: Actor) -> Booking | None:
+    """A client disputed a charge: payment and booking ``disputed`` (a booking that
+    cannot be, say a canceled one, is flagged for review instead), Finance told once.
+
+    None when the charge is not ours; NotReady when its payment is not recorded as
+    paid yet."""
+    payment = payment_for_charge(dispute.charge_id, dispute.payment_intent_id)
+    if payment is None:
+        if intent_names_our_booking(dispute.payment_intent_id):
+            raise NotReady("the disputed payment is not recorded as paid yet")
+        return None
+    with transaction.atomic():
+        changed = payment_mark_disputed(payment=payment, dispute=dispute, actor=actor)
+        booking = Booking.objects.get(pk=payment.booking_id)
+        try:
+            booking.dispute(actor=actor, reason=dispute.reason or "")
+        except IllegalTransition:
+            Booking.objects.filter(pk=booking.pk).update(
+                needs_review=True, review_reason=f"disputed while {booking.status}"
+            )
+        if changed:
+            staff_alert(
+                f"Dispute on payment {payment.pk}",
+                [
+                    f"Stripe dispute {dispute.id}: {dispute.reason or 'no reason given'}, "
+                    f"{dispute.amount} {dispute.currency.upper()} (minor units).",
+                    f"Booking {booking.pk} and its payment are now marked disputed.",
+                    "Answer it in the Stripe dashboard before the evidence deadline.",
+                ],
+            )
+    return booking
 
 
 def complete_past(now: datetime | None = None) -> int:

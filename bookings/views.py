@@ -21,13 +21,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from bookings import calendly, selectors, services
+from bookings import calendly, checkout, selectors, services
 from bookings.models import Booking, EventType
-from bookings.money import format_money
 from core.http import client_ip
 from core.timezones import viewer_zone
-from payments import checkout, stripe_gateway
+from payments import stripe_gateway
 from payments.models import Payment
+from payments.money import format_money
 from payments.services import NotReady
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def event_type(request: HttpRequest, pk: int) -> HttpResponse:
             "The refund policy changed while you were reading it: please read it again."
         )
         return render(request, "bookings/event_type.html", context, status=409)
-    consent = services.give_consent(request.user, shown, ip=client_ip(request))
+    consent = services.consent_give(user=request.user, event_type=shown, ip=client_ip(request))
     prefill = {
         "name": request.user.get_full_name(),
         "email": request.user.email,
@@ -187,7 +187,9 @@ def scheduled(request: HttpRequest) -> HttpResponse:
     if invitee is None or scheduled_event is None:
         raise Http404("no such booking")
     try:
-        booking = services.record_invitee(invitee, scheduled_event, source="redirect")
+        booking = services.booking_record_invitee(
+            invitee=invitee, event=scheduled_event, source="redirect"
+        )
     except NotReady:
         booking = None
     if booking is not None and booking.client_id is None and booking.invitee_email == email:
@@ -209,7 +211,7 @@ def _to_checkout(request: HttpRequest, booking: Booking) -> HttpResponse:
     if booking.status != Booking.Status.PENDING_PAYMENT:
         return redirect("bookings:detail", reference=booking.reference)
     try:
-        payment = checkout.start_checkout(booking)
+        payment = checkout.checkout_start(booking=booking)
     except checkout.CheckoutRefused as exc:
         messages.error(request, str(exc))
         return redirect("bookings:detail", reference=booking.reference)
@@ -243,7 +245,9 @@ def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
     payment = booking.payments.filter(checkout_session_id=session_id).first()
     if payment is not None and payment.status == Payment.Status.OPEN:
         try:
-            checkout.settle(payment, stripe_gateway.retrieve_checkout_session(session_id))
+            checkout.checkout_settle(
+                payment=payment, session=stripe_gateway.retrieve_checkout_session(session_id)
+            )
         except stripe_gateway.PaymentProviderError:
             logger.warning("bookings.paid.stripe_unavailable", extra={"booking": booking.pk})
         booking.refresh_from_db()
@@ -308,7 +312,11 @@ def _deadline_lines(booking: Booking, zone: ZoneInfo) -> list[str]:
 def cancel(request: HttpRequest, reference: UUID) -> HttpResponse:
     booking = selectors.booking_get_for_client(user=request.user, reference=reference)
     try:
-        amount = services.cancel_by_client(booking, actor=request.user)
+        # A User, not AnonymousUser: login_required (the stubs cannot know).
+        amount = services.booking_cancel_by_client(
+            booking=booking,
+            actor=request.user,  # type: ignore[arg-type]
+        )
     except services.CancelRefused as exc:
         messages.error(request, str(exc))
     except (calendly.CalendlyError, stripe_gateway.PaymentProviderError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from bookings.money import format_money
 from core.admin import ReadOnlyAdmin
 from payments.models import Payment, Refund
+from payments.money import format_money
 
 
 @admin.register(Payment)

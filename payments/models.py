@@ -7,7 +7,6 @@ succeeded refunds (:meth:`Payment.reconcile_refunds`); every status change is au
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -15,7 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 import audit
-from bookings.models import Booking
+from core.actors import Actor
 
 
 class Payment(models.Model):
@@ -30,7 +29,10 @@ class Payment(models.Model):
 
     REFUNDABLE = (Status.PAID, Status.PARTIALLY_REFUNDED)
 
-    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="payments")
+    # Named, not imported: bookings sits above payments and reacts to its outcomes.
+    booking = models.ForeignKey(
+        "bookings.Booking", on_delete=models.PROTECT, related_name="payments"
+    )
     checkout_session_id = models.CharField(max_length=255, unique=True)
     payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     charge_id = models.CharField(max_length=255, blank=True)
@@ -80,7 +82,7 @@ class Payment(models.Model):
     def refundable(self) -> int:
         return max(0, self.amount - self.committed_refunds())
 
-    def set_status(self, status: str, *, actor: Any, reason: str = "") -> bool:
+    def set_status(self, status: str, *, actor: Actor, reason: str = "") -> bool:
         """Change status (audited); False if it already was ``status``."""
         with transaction.atomic():
             current = Payment.objects.select_for_update().get(pk=self.pk)
@@ -98,7 +100,7 @@ class Payment(models.Model):
             )
         return True
 
-    def reconcile_refunds(self, *, actor: Any) -> bool:
+    def reconcile_refunds(self, *, actor: Actor) -> bool:
         """Paid, partially refunded or refunded, from what has really been refunded.
         A disputed, failed or open payment keeps its status."""
         if self.status not in (*self.REFUNDABLE, self.Status.REFUNDED):

@@ -1,9 +1,17 @@
-"""Refunds, through one door: :func:`refund_request`.
+"""What happens to a payment, as Stripe reports it, and refunds through one door.
 
-Clients reach it by cancelling (the policy's amount), staff from the back-office,
-handlers when a booking was paid twice. The refund row is committed before Stripe is
-called, and Stripe's idempotency key is built from that row, so a crash or a retry
-between the two can never refund twice: :func:`submit_refund` is safe to run again.
+Payments report outcomes and decide nothing about bookings: a Checkout Session's
+payment is created (:func:`payment_create_for_session`), becomes ``paid``
+(:func:`payment_mark_paid`), ``expired`` (:func:`payment_sync_session`), ``failed``
+or ``disputed``, or is flagged for a person; ``bookings`` calls these and moves the
+booking. A payment belongs to a booking only by its ``booking_id``: nothing here
+imports ``bookings``.
+
+Refunds go through :func:`refund_request`. Clients reach it by cancelling (the
+policy's amount), staff from the back-office, handlers when a booking was paid twice.
+The refund row is committed before Stripe is called, and Stripe's idempotency key is
+built from that row, so a crash or a retry between the two can never refund twice:
+:func:`refund_submit` is safe to run again.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -19,12 +27,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import audit
-from bookings import notify
-from bookings.models import Booking, IllegalTransition
 from core import outbox
+from core.actors import Actor
 from core.masking import scrub_text
+from core.notify import staff_alert
 from payments import stripe_gateway
 from payments.models import Payment, Refund
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -50,26 +61,27 @@ def reference_for(decision: str) -> uuid.UUID:
     return uuid.uuid5(REFERENCE_NAMESPACE, decision)
 
 
-def _actor_user(actor: Any) -> Any:
+def _actor_user(actor: Actor) -> User | None:
     """The requesting user, when the actor is one (a system component is a string)."""
     return actor if isinstance(actor, get_user_model()) else None
 
 
 def refund_request(
-    booking: Booking,
     *,
+    booking_id: int,
     amount: int,
     reason: str,
-    actor: Any,
+    actor: Actor,
     payment: Payment | None = None,
     stripe_reason: str | None = "requested_by_customer",
     reference: uuid.UUID | None = None,
 ) -> Refund:
-    """Refund ``amount`` minor units of the booking's payment and return the refund.
+    """Refund ``amount`` minor units of booking ``booking_id``'s payment (``payment``
+    if given, else the first paid) and return the refund.
 
     Bounded by what remains (pending refunds count); the request and its outcome are
     audited. A provider outage leaves the refund ``pending`` with the error recorded,
-    for :func:`submit_refund` to try again; a refusal by Stripe marks it ``failed``.
+    for :func:`refund_submit` to try again; a refusal by Stripe marks it ``failed``.
 
     ``reference``: a caller that may run twice for one decision (a webhook handler, a
     retried task) passes a reference derived from that decision (:func:`reference_for`):
@@ -87,10 +99,12 @@ def refund_request(
         # Every payment of the booking is locked, whatever its status, before anything
         # is read: requests for one decision (a double click, eight parallel cancels)
         # queue here, and each after the first finds the first's refund.
-        locked = list(Payment.objects.select_for_update().filter(booking=booking).order_by("pk"))
+        locked = list(
+            Payment.objects.select_for_update().filter(booking_id=booking_id).order_by("pk")
+        )
         existing = Refund.objects.filter(reference=reference).first() if reference else None
         refund = existing or _create_refund(
-            booking,
+            booking_id,
             locked,
             amount=amount,
             reason=reason,
@@ -103,12 +117,12 @@ def refund_request(
 
 
 def _create_refund(
-    booking: Booking,
+    booking_id: int,
     locked: list[Payment],
     *,
     amount: int,
     reason: str,
-    actor: Any,
+    actor: Actor,
     payment: Payment | None,
     stripe_reason: str | None,
     reference: uuid.UUID | None,
@@ -142,7 +156,7 @@ def _create_refund(
         target=refund,
         data={
             "payment": paid.pk,
-            "booking": booking.pk,
+            "booking": booking_id,
             "amount": amount,
             "currency": paid.currency,
             "reason": reason,
@@ -152,13 +166,13 @@ def _create_refund(
     return refund
 
 
-def _submit_now_or_after_commit(refund: Refund, *, actor: Any) -> Refund:
+def _submit_now_or_after_commit(refund: Refund, *, actor: Actor) -> Refund:
     """Call Stripe now, unless a caller's transaction is open (a webhook handler): then
     after it commits, from a task enqueued through the outbox, so no lock is held while
     Stripe answers and a broker outage only delays it. Beat also sends any refund
     that never reached Stripe."""
     if not transaction.get_connection().in_atomic_block:
-        return submit_refund(refund, actor=actor)
+        return refund_submit(refund=refund, actor=actor)
     user = _actor_user(actor)
     label = actor if isinstance(actor, str) else "payments"
     outbox.enqueue(
@@ -176,7 +190,7 @@ def _submit_now_or_after_commit(refund: Refund, *, actor: Any) -> Refund:
 SUBMIT_LEASE = timedelta(minutes=3)
 
 
-def submit_refund(refund: Refund, *, actor: Any) -> Refund:
+def refund_submit(*, refund: Refund, actor: Actor) -> Refund:
     """Send a pending refund to Stripe (again): the same idempotency key every time.
 
     One sender at a time: the caller first takes the refund's lease, and a refund
@@ -225,7 +239,7 @@ def submit_refund(refund: Refund, *, actor: Any) -> Refund:
 def _record_outcome(
     refund: Refund,
     *,
-    actor: Any,
+    actor: Actor,
     status: str,
     error: BaseException | None = None,
     stripe_refund_id: str | None = None,
@@ -277,7 +291,7 @@ def _record_outcome(
     return refund
 
 
-def refresh_refund(refund: Refund, *, actor: Any) -> Refund:
+def refund_refresh(*, refund: Refund, actor: Actor) -> Refund:
     """Read a refund Stripe has not finished (``pending``, ``requires_action``) again."""
     if not refund.stripe_refund_id or refund.status not in (
         Refund.Status.PENDING,
@@ -297,7 +311,7 @@ def refresh_refund(refund: Refund, *, actor: Any) -> Refund:
     return refund
 
 
-def retry_unfinished_refunds(*, older_than_seconds: int = 60, limit: int = 100) -> int:
+def refund_retry_unfinished(*, older_than_seconds: int = 60, limit: int = 100) -> int:
     """Periodic: send refunds Stripe never confirmed (an outage) and re-read those it
     has not finished. Returns how many were looked at."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
@@ -308,14 +322,14 @@ def retry_unfinished_refunds(*, older_than_seconds: int = 60, limit: int = 100) 
     for refund in unfinished:
         count += 1
         if refund.stripe_refund_id:
-            refresh_refund(refund, actor="payments.tasks")
+            refund_refresh(refund=refund, actor="payments.tasks")
         else:
-            submit_refund(refund, actor="payments.tasks")
+            refund_submit(refund=refund, actor="payments.tasks")
     return count
 
 
-def sync_refunds(
-    payment: Payment, *, actor: Any, charge: stripe_gateway.Charge | None = None
+def payment_sync_refunds(
+    *, payment: Payment, actor: Actor, charge: stripe_gateway.Charge | None = None
 ) -> int:
     """Make our refunds match Stripe's for this payment's charge; returns how many
     rows changed. A refund we did not ask for (made in the Stripe dashboard) is
@@ -350,7 +364,7 @@ def _ours(remote: stripe_gateway.Refund) -> Refund | None:
     return None
 
 
-def _sync_one(payment: Payment, remote: stripe_gateway.Refund, *, actor: Any) -> int:
+def _sync_one(payment: Payment, remote: stripe_gateway.Refund, *, actor: Actor) -> int:
     status = remote.status or Refund.Status.PENDING
     if status not in Refund.Status.values:
         status = Refund.Status.PENDING
@@ -387,6 +401,9 @@ def _sync_one(payment: Payment, remote: stripe_gateway.Refund, *, actor: Any) ->
     return 1
 
 
+# --- What Stripe reports about a payment -------------------------------------------------
+
+
 def payment_for_charge(charge_id: str | None, payment_intent_id: str | None) -> Payment | None:
     if charge_id:
         found = Payment.objects.filter(charge_id=charge_id).first()
@@ -397,36 +414,142 @@ def payment_for_charge(charge_id: str | None, payment_intent_id: str | None) -> 
     return None
 
 
-def record_dispute(dispute: stripe_gateway.Dispute, *, actor: Any) -> Payment | None:
-    """A client disputed a charge: payment and booking ``disputed``, staff told."""
-    payment = payment_for_charge(dispute.charge_id, dispute.payment_intent_id)
-    if payment is None:
-        if dispute.payment_intent_id:
-            intent = stripe_gateway.retrieve_payment_intent(dispute.payment_intent_id)
-            if Booking.objects.filter(reference=intent.metadata.get("booking") or None).exists():
-                raise NotReady("the disputed payment is not recorded as paid yet")
-        return None
+def payment_create_for_session(
+    *,
+    booking_id: int,
+    session: stripe_gateway.CheckoutSession,
+    amount: int,
+    currency: str,
+) -> tuple[Payment, bool]:
+    """The payment for a Checkout Session, created (True) the first time it is seen,
+    for ``amount`` minor units of ``currency`` (what the booking costs)."""
+    return Payment.objects.get_or_create(
+        checkout_session_id=session.id,
+        defaults={
+            "booking_id": booking_id,
+            "amount": amount,
+            "currency": currency,
+            "checkout_url": session.url or "",
+            "session_status": session.status or "open",
+        },
+    )
+
+
+def payment_sync_session(
+    *, payment: Payment, session: stripe_gateway.CheckoutSession, actor: Actor
+) -> bool:
+    """An unpaid session as Stripe reports it now, copied onto its payment; an open
+    payment whose session expired becomes ``expired`` (True)."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        payment.session_status = session.status or payment.session_status
+        payment.payment_intent_id = session.payment_intent_id or payment.payment_intent_id
+        payment.customer_id = session.customer_id or payment.customer_id
+        payment.save(update_fields=["session_status", "payment_intent_id", "customer_id"])
+        if session.status == "expired" and payment.status == Payment.Status.OPEN:
+            payment.set_status(Payment.Status.EXPIRED, actor=actor, reason="session expired")
+            return True
+    return False
+
+
+def payment_mark_paid(
+    *,
+    payment: Payment,
+    session: stripe_gateway.CheckoutSession,
+    charge: stripe_gateway.Charge | None,
+    actor: Actor,
+) -> bool:
+    """A paid session: the payment takes Stripe's facts (amount, tax, card, receipt,
+    Radar's risk level) and, the first time, becomes ``paid`` (True).
+
+    A repeat (a replay, or the other of completed and async_payment_succeeded) only
+    refreshes the facts and returns False: the caller decides what a new payment means
+    for its booking once, when it is first paid. Call it with the payment locked
+    (``select_for_update``) in the caller's transaction."""
+    first = payment.status in (
+        Payment.Status.OPEN,
+        Payment.Status.FAILED,
+        Payment.Status.EXPIRED,
+    )
+    _copy_facts(payment, session, charge)
+    if first:
+        payment.paid_at = timezone.now()
+        payment.save(update_fields=["paid_at"])
+        payment.set_status(Payment.Status.PAID, actor=actor, reason="Checkout paid")
+    return first
+
+
+def _copy_facts(
+    payment: Payment, session: stripe_gateway.CheckoutSession, charge: stripe_gateway.Charge | None
+) -> None:
+    payment.amount = session.amount_total or payment.amount
+    payment.currency = (session.currency or payment.currency).lower()
+    payment.tax_amount = session.amount_tax
+    payment.payment_intent_id = session.payment_intent_id or payment.payment_intent_id
+    payment.customer_id = session.customer_id or payment.customer_id
+    payment.session_status = session.status or "complete"
+    if charge is not None:
+        payment.charge_id = charge.id
+        payment.card_brand = (charge.brand or "")[:20]
+        payment.card_last4 = (charge.last4 or "")[:4]
+        payment.receipt_url = charge.receipt_url or ""
+        payment.risk_level = (charge.risk_level or "")[:20]
+    payment.save(
+        update_fields=[
+            "amount",
+            "currency",
+            "tax_amount",
+            "payment_intent_id",
+            "customer_id",
+            "session_status",
+            "charge_id",
+            "card_brand",
+            "card_last4",
+            "receipt_url",
+            "risk_level",
+        ]
+    )
+
+
+def payment_flag(*, payment: Payment, reason: str, actor: Actor) -> None:
+    """Flag a payment for review (audited) and tell Finance; a repeat is a no-op."""
+    if payment.needs_review and payment.review_reason == reason:
+        return
+    payment.needs_review = True
+    payment.review_reason = reason[:200]
+    payment.save(update_fields=["needs_review", "review_reason"])
+    audit.record(
+        "payments.payment.flagged",
+        category=audit.Category.TRANSACTION,
+        actor=actor,
+        target=payment,
+        data={"reason": reason, "booking": payment.booking_id},
+    )
+    staff_alert(
+        f"Payment {payment.pk} needs review",
+        [
+            f"Booking {payment.booking_id}: {reason}.",
+            f"Stripe payment: {payment.payment_intent_id}",
+        ],
+    )
+
+
+def payment_mark_failed(*, payment: Payment, actor: Actor) -> bool:
+    """An asynchronous payment (a bank debit) failed: the payment is ``failed``."""
+    if payment.status != Payment.Status.OPEN:
+        return False
+    return payment.set_status(
+        Payment.Status.FAILED, actor=actor, reason="asynchronous payment failed"
+    )
+
+
+def payment_mark_disputed(
+    *, payment: Payment, dispute: stripe_gateway.Dispute, actor: Actor
+) -> bool:
+    """A client disputed the payment's charge: it is ``disputed``. True when it
+    became so now, False for a repeat; NotReady while the payment is still open."""
     if payment.status == Payment.Status.OPEN:
         raise NotReady("the disputed payment is not recorded as paid yet")
-    with transaction.atomic():
-        changed = payment.set_status(
-            Payment.Status.DISPUTED, actor=actor, reason=f"dispute {dispute.id}: {dispute.reason}"
-        )
-        booking = Booking.objects.get(pk=payment.booking_id)
-        try:
-            booking.dispute(actor=actor, reason=dispute.reason or "")
-        except IllegalTransition:
-            Booking.objects.filter(pk=booking.pk).update(
-                needs_review=True, review_reason=f"disputed while {booking.status}"
-            )
-        if changed:
-            notify.staff_alert(
-                f"Dispute on payment {payment.pk}",
-                [
-                    f"Stripe dispute {dispute.id}: {dispute.reason or 'no reason given'}, "
-                    f"{dispute.amount} {dispute.currency.upper()} (minor units).",
-                    f"Booking {booking.pk} and its payment are now marked disputed.",
-                    "Answer it in the Stripe dashboard before the evidence deadline.",
-                ],
-            )
-    return payment
+    return payment.set_status(
+        Payment.Status.DISPUTED, actor=actor, reason=f"dispute {dispute.id}: {dispute.reason}"
+    )

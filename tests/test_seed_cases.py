@@ -11,8 +11,8 @@ from django.apps import apps
 from django.db import connection
 from django.test import Client
 
+from bookings import checkout
 from bookings.models import Booking, PolicyConsent
-from payments import checkout
 from payments.models import Payment
 from tests.bookings.test_isolation import cast
 from tests.bookings.world import World, world
@@ -142,4 +142,4 @@ def test_explicit_consent_verification(world: World) -> None:
     PolicyConsent.objects.all().delete()
     Payment.objects.filter(booking=booking).delete()
     with pytest.raises(checkout.CheckoutRefused, match="agree to the refund policy"):
-        checkout.start_checkout(booking)
+        checkout.checkout_start(booking=booking)

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from bookings.models import Booking
 from payments import stripe_gateway
 from payments.models import Payment, Refund
-from payments.services import RefundRefused, refund_request, submit_refund
+from payments.services import RefundRefused, refund_request, refund_submit
 from tests.bookings.world import PRICE, World, world
 
 __all__ = ["world"]
@@ -110,7 +110,7 @@ def test_two_partial_refunds_racing_for_more_than_remains_give_one_refused(
 
     def refund(i: int) -> Any:
         return refund_request(
-            Booking.objects.get(pk=booking.pk), amount=6000, reason=f"goodwill {i}", actor="test"
+            booking_id=booking.pk, amount=6000, reason=f"goodwill {i}", actor="test"
         )
 
     results = _together(2, refund)
@@ -128,10 +128,12 @@ def test_eight_parallel_submissions_of_one_refund_refund_once(world: World) -> N
     refunded") and the refund the client got is recorded as failed."""
     booking = _paid(world)
     with transaction.atomic():  # created, not sent: as between the commit and the call
-        refund = refund_request(booking, amount=PRICE, reason="canceled", actor="test")
+        refund = refund_request(
+            booking_id=booking.pk, amount=PRICE, reason="canceled", actor="test"
+        )
 
     def submit(i: int) -> Any:
-        return submit_refund(Refund.objects.get(pk=refund.pk), actor="test")
+        return refund_submit(refund=Refund.objects.get(pk=refund.pk), actor="test")
 
     results = _together(8, submit)
 

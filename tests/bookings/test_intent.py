@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def consent(owner, stranger):
-    return services.give_consent(stranger, make_event_type(owner.builders.get()), ip="192.0.2.1")
+    return services.consent_give(
+        user=stranger, event_type=make_event_type(owner.builders.get()), ip="192.0.2.1"
+    )
 
 
 def test_a_fresh_intent_names_the_client_the_event_type_and_the_consent(consent) -> None:

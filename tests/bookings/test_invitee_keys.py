@@ -51,7 +51,8 @@ def event_type(owner):
 
 def test_every_form_of_an_invitee_uri_finds_the_one_booking(event_type):
     recorded = [
-        services.record_invitee(*_invitee_and_event(uri), source="webhook") for uri in FORMS
+        services.booking_record_invitee(invitee=invitee, event=event, source="webhook")
+        for invitee, event in map(_invitee_and_event, FORMS)
     ]
 
     assert Booking.objects.count() == 1
@@ -62,12 +63,15 @@ def test_every_form_of_an_invitee_uri_finds_the_one_booking(event_type):
 
 
 def test_a_reschedule_names_the_old_invitee_in_another_form(event_type):
-    old = services.record_invitee(*_invitee_and_event(FORMS[0]), source="webhook")
+    invitee, event = _invitee_and_event(FORMS[0])
+    old = services.booking_record_invitee(invitee=invitee, event=event, source="webhook")
     new_invitee, event = _invitee_and_event(
         "https://api.calendly.com/scheduled_events/EVT2/invitees/INV2"
     )
 
-    new = services.record_invitee(replace(new_invitee, old_invitee=FORMS[1]), event, source="x")
+    new = services.booking_record_invitee(
+        invitee=replace(new_invitee, old_invitee=FORMS[1]), event=event, source="x"
+    )
 
     old.refresh_from_db()
     assert old.rescheduled_to == new

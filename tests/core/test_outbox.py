@@ -42,7 +42,7 @@ def test_a_checkout_lost_to_a_broker_outage_is_opened_when_it_returns(
     booking = slot.booking
     assert booking.status == "pending_payment"
     assert not Payment.objects.exists()
-    [waiting] = OutboxMessage.objects.filter(task="payments.tasks.start_checkout")
+    [waiting] = OutboxMessage.objects.filter(task="bookings.tasks.start_checkout")
     assert waiting.sent_at is None and waiting.last_error
 
     celery_app.conf.task_always_eager = True  # the broker is back
@@ -53,6 +53,31 @@ def test_a_checkout_lost_to_a_broker_outage_is_opened_when_it_returns(
     assert payment.status == "open" and payment.checkout_url
     assert [m for m in mail.outbox if "Finish paying" in m.subject]
     assert outbox.relay() == 0  # sent once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_checkout_queued_under_the_tasks_old_name_is_still_opened(
+    world: World, broker_down: None
+) -> None:
+    """Rows written before the task moved from payments to bookings name it
+    ``payments.tasks.start_checkout``: an alias in bookings.tasks still runs them."""
+    import bookings.tasks  # noqa: F401 (a worker imports every app's tasks at start)
+
+    slot = world.book(come_back=False)
+    world.deliver("invitee.created")
+    [event] = WebhookEvent.objects.all()
+    webhooks.process(event.pk)
+    OutboxMessage.objects.filter(task="bookings.tasks.start_checkout").update(
+        task="payments.tasks.start_checkout"
+    )
+
+    celery_app.conf.task_always_eager = True  # the broker is back
+    _time_passes()
+    assert outbox.relay() >= 1
+
+    payment = Payment.objects.get(booking=slot.booking)
+    assert payment.status == "open" and payment.checkout_url
+    assert [m for m in mail.outbox if "Finish paying" in m.subject]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -19,8 +19,8 @@ from payments.models import Payment, Refund
 from payments.services import (
     RefundRefused,
     refund_request,
-    retry_unfinished_refunds,
-    submit_refund,
+    refund_retry_unfinished,
+    refund_submit,
 )
 from tests.bookings.factories import make_booking, make_event_type
 from tests.sandbox.stripe.helpers import paid_session
@@ -51,11 +51,15 @@ def charge_of(payment: Payment) -> stripe_gateway.Charge:
 
 
 def test_a_partial_then_the_rest(payment: Payment, staff) -> None:
-    first = refund_request(payment.booking, amount=3000, reason="goodwill", actor=staff)
+    first = refund_request(
+        booking_id=payment.booking_id, amount=3000, reason="goodwill", actor=staff
+    )
     assert first.status == Refund.Status.SUCCEEDED and first.stripe_refund_id.startswith("re_")
     payment.refresh_from_db()
     assert (payment.status, payment.refundable()) == (Payment.Status.PARTIALLY_REFUNDED, 5000)
-    refund_request(payment.booking, amount=5000, reason="canceled", actor="bookings.cancel")
+    refund_request(
+        booking_id=payment.booking_id, amount=5000, reason="canceled", actor="bookings.cancel"
+    )
     payment.refresh_from_db()
     assert payment.status == Payment.Status.REFUNDED
     assert charge_of(payment).amount_refunded == 8000
@@ -68,12 +72,12 @@ def test_a_partial_then_the_rest(payment: Payment, staff) -> None:
 
 
 def test_more_than_remains_is_refused_before_stripe_is_called(payment: Payment) -> None:
-    refund_request(payment.booking, amount=6000, reason="r", actor="test")
+    refund_request(booking_id=payment.booking_id, amount=6000, reason="r", actor="test")
     with pytest.raises(RefundRefused, match="Only 2000 EUR"):
-        refund_request(payment.booking, amount=2001, reason="r", actor="test")
+        refund_request(booking_id=payment.booking_id, amount=2001, reason="r", actor="test")
     for bad in (0, -5, 10.5, True):
         with pytest.raises(RefundRefused, match="positive"):
-            refund_request(payment.booking, amount=bad, reason="r", actor="test")
+            refund_request(booking_id=payment.booking_id, amount=bad, reason="r", actor="test")
     assert Refund.objects.count() == 1
     assert charge_of(payment).amount_refunded == 6000
 
@@ -81,14 +85,14 @@ def test_more_than_remains_is_refused_before_stripe_is_called(payment: Payment) 
 def test_no_refundable_payment(payment: Payment) -> None:
     payment.set_status(Payment.Status.DISPUTED, actor="test")
     with pytest.raises(RefundRefused, match="no payment that can be refunded"):
-        refund_request(payment.booking, amount=100, reason="r", actor="test")
+        refund_request(booking_id=payment.booking_id, amount=100, reason="r", actor="test")
 
 
 def test_a_retry_after_a_lost_answer_does_not_refund_twice(payment: Payment) -> None:
-    refund = refund_request(payment.booking, amount=2500, reason="r", actor="test")
+    refund = refund_request(booking_id=payment.booking_id, amount=2500, reason="r", actor="test")
     # As if our answer from Stripe was lost: the row is pending again, without the id.
     Refund.objects.filter(pk=refund.pk).update(status="pending", stripe_refund_id=None)
-    again = submit_refund(Refund.objects.get(pk=refund.pk), actor="payments.tasks")
+    again = refund_submit(refund=Refund.objects.get(pk=refund.pk), actor="payments.tasks")
     assert again.stripe_refund_id == refund.stripe_refund_id  # the same Stripe refund
     assert charge_of(payment).amount_refunded == 2500
 
@@ -96,13 +100,15 @@ def test_a_retry_after_a_lost_answer_does_not_refund_twice(payment: Payment) -> 
 def test_an_outage_leaves_the_refund_pending_for_a_retry(payment: Payment) -> None:
     with override_settings(STRIPE_API_BASE="http://127.0.0.1:9/sandbox/stripe"):
         stripe_gateway.close_clients()
-        refund = refund_request(payment.booking, amount=1000, reason="r", actor="test")
+        refund = refund_request(
+            booking_id=payment.booking_id, amount=1000, reason="r", actor="test"
+        )
     stripe_gateway.close_clients()
     assert refund.status == Refund.Status.PENDING and refund.last_error
     assert AuditEntry.objects.filter(action="payments.refund.retry_scheduled").exists()
     # The pending amount is committed: it cannot be refunded a second time meanwhile.
     assert Payment.objects.get(pk=payment.pk).refundable() == 7000
-    submit_refund(refund, actor="payments.tasks")
+    refund_submit(refund=refund, actor="payments.tasks")
     assert refund.status == Refund.Status.SUCCEEDED
     assert charge_of(payment).amount_refunded == 1000
 
@@ -110,11 +116,13 @@ def test_an_outage_leaves_the_refund_pending_for_a_retry(payment: Payment) -> No
 def test_the_periodic_retry_sends_refunds_an_outage_left_pending(payment: Payment) -> None:
     with override_settings(STRIPE_API_BASE="http://127.0.0.1:9/sandbox/stripe"):
         stripe_gateway.close_clients()
-        refund = refund_request(payment.booking, amount=1500, reason="r", actor="test")
+        refund = refund_request(
+            booking_id=payment.booking_id, amount=1500, reason="r", actor="test"
+        )
     stripe_gateway.close_clients()
-    assert retry_unfinished_refunds() == 0  # too recent: left for the next run
+    assert refund_retry_unfinished() == 0  # too recent: left for the next run
     Refund.objects.filter(pk=refund.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
-    assert retry_unfinished_refunds() == 1
+    assert refund_retry_unfinished() == 1
     refund.refresh_from_db()
     assert (refund.status, refund.attempts) == (Refund.Status.SUCCEEDED, 2)
     assert charge_of(payment).amount_refunded == 1500
@@ -130,7 +138,7 @@ def test_inside_a_transaction_stripe_is_called_after_the_commit(payment: Payment
     decision = reference_for(f"test:{payment.pk}")
     with transaction.atomic():
         refund = refund_request(
-            payment.booking,
+            booking_id=payment.booking_id,
             amount=2000,
             reason="handler",
             actor=staff,
@@ -146,6 +154,10 @@ def test_inside_a_transaction_stripe_is_called_after_the_commit(payment: Payment
     assert (remote.id, remote.reason) == (refund.stripe_refund_id, "duplicate")
     # The same decision again finds the same refund: nothing more at Stripe.
     again = refund_request(
-        payment.booking, amount=2000, reason="handler", actor=staff, reference=decision
+        booking_id=payment.booking_id,
+        amount=2000,
+        reason="handler",
+        actor=staff,
+        reference=decision,
     )
     assert again.pk == refund.pk and len(charge_of(payment).refunds) == 1

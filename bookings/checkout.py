@@ -1,32 +1,41 @@
-"""From a booking to money: start Checkout, then settle what Stripe says happened.
+"""From a booking to its payment and back: start Checkout, then settle what Stripe says.
 
-:func:`start_checkout` creates one Checkout Session per booking (Stripe's idempotency
+:func:`checkout_start` creates one Checkout Session per booking (Stripe's idempotency
 key is built from the booking's reference, and only that reference goes into
-metadata). :func:`settle` applies a session as Stripe reports it *now* (the handlers
-re-read it): paid → the payment is ``paid`` and the booking ``confirmed``, unless the
-amount is not what the booking expected (flagged for review) or the booking is
-already paid or no longer waiting (refunded automatically, once).
+metadata). :func:`checkout_settle` applies a session as Stripe reports it *now* (the
+handlers re-read it): paid → the payment is ``paid`` and the booking ``confirmed``,
+unless the amount is not what the booking expected (flagged for review) or the
+booking is already paid or no longer waiting (refunded automatically, once).
+
+The payment's own changes are ``payments.services``; what they mean for the booking
+is decided here.
 """
 
 from __future__ import annotations
 
-import logging
+import uuid
 
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
 
 import audit
 from bookings import notify
 from bookings.models import Booking
-from bookings.money import format_money
 from payments import stripe_gateway
 from payments.models import Payment
-from payments.services import reference_for, refund_request, sync_refunds
+from payments.money import format_money
+from payments.services import (
+    payment_create_for_session,
+    payment_flag,
+    payment_mark_paid,
+    payment_sync_refunds,
+    payment_sync_session,
+    reference_for,
+    refund_request,
+)
 
-logger = logging.getLogger(__name__)
-
+# The audit trail's name for this component, as it was when it lived in payments.
 ACTOR = "payments.checkout"
 ELEVATED_RISK = ("elevated", "highest")
 
@@ -46,7 +55,7 @@ def refund_terms(booking: Booking) -> str:
     return "Refunds: " + "; ".join(parts) + "."
 
 
-def start_checkout(booking: Booking) -> Payment:
+def checkout_start(*, booking: Booking) -> Payment:
     """The payment to send the client to: the open one, or a new Checkout Session.
 
     Refused (CheckoutRefused) unless the booking awaits payment, belongs to a client
@@ -106,21 +115,15 @@ def payment_for_session(session: stripe_gateway.CheckoutSession) -> Payment | No
 
 
 def _payment_row(booking: Booking, session: stripe_gateway.CheckoutSession) -> tuple[Payment, bool]:
-    return Payment.objects.get_or_create(
-        checkout_session_id=session.id,
-        defaults={
-            "booking": booking,
-            "amount": booking.price_amount,
-            "currency": booking.currency,
-            "checkout_url": session.url or "",
-            "session_status": session.status or "open",
-        },
+    return payment_create_for_session(
+        booking_id=booking.pk,
+        session=session,
+        amount=booking.price_amount,
+        currency=booking.currency,
     )
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(value)
     except ValueError:
@@ -128,21 +131,13 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def settle(payment: Payment, session: stripe_gateway.CheckoutSession) -> str:
+def checkout_settle(*, payment: Payment, session: stripe_gateway.CheckoutSession) -> str:
     """Apply a session as Stripe reports it now. Returns what happened, for the log:
     ``paid``, ``flagged_or_refunded``, ``awaiting`` or ``expired``."""
     if session.payment_status in ("paid", "no_payment_required"):
         return _settle_paid(payment, session)
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        payment.session_status = session.status or payment.session_status
-        payment.payment_intent_id = session.payment_intent_id or payment.payment_intent_id
-        payment.customer_id = session.customer_id or payment.customer_id
-        payment.save(update_fields=["session_status", "payment_intent_id", "customer_id"])
-        if session.status == "expired" and payment.status == Payment.Status.OPEN:
-            payment.set_status(Payment.Status.EXPIRED, actor=ACTOR, reason="session expired")
-            return "expired"
-    return "awaiting"
+    expired = payment_sync_session(payment=payment, session=session, actor=ACTOR)
+    return "expired" if expired else "awaiting"
 
 
 def _settle_paid(payment: Payment, session: stripe_gateway.CheckoutSession) -> str:
@@ -158,25 +153,16 @@ def _settle_paid(payment: Payment, session: stripe_gateway.CheckoutSession) -> s
         else None
     )
     with transaction.atomic():
+        # Both rows locked before the first audit entry takes the chain's lock.
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         booking = Booking.objects.select_for_update().get(pk=payment.booking_id)
-        first = payment.status in (
-            Payment.Status.OPEN,
-            Payment.Status.FAILED,
-            Payment.Status.EXPIRED,
-        )
-        _copy_facts(payment, session, charge)
-        # A repeat (a replay, or the other of completed and async_payment_succeeded)
-        # only refreshes the facts: the decisions were taken when it was first paid, and
-        # taking them again after a cancellation would refund what the policy kept.
-        if first:
-            payment.paid_at = timezone.now()
-            payment.save(update_fields=["paid_at"])
-            payment.set_status(Payment.Status.PAID, actor=ACTOR, reason="Checkout paid")
-            if not _decide(payment, booking, session, charge):
-                return "flagged_or_refunded"
+        # Decided once, when the payment is first paid: deciding again on a repeat,
+        # after a cancellation, would refund what the policy kept.
+        first = payment_mark_paid(payment=payment, session=session, charge=charge, actor=ACTOR)
+        if first and not _decide(payment, booking, session, charge):
+            return "flagged_or_refunded"
     if charge is not None and (charge.amount_refunded or charge.refunds):
-        sync_refunds(payment, charge=charge, actor=ACTOR)
+        payment_sync_refunds(payment=payment, charge=charge, actor=ACTOR)
     return "paid"
 
 
@@ -195,10 +181,10 @@ def _decide(
             f"paid {format_money(paid_net, session.currency or booking.currency)} before tax, "
             f"booking expects {format_money(expected, booking.currency)}"
         )
-        _flag(payment, reason)
+        payment_flag(payment=payment, reason=reason, actor=ACTOR)
         return False
     if charge is not None and charge.risk_level in ELEVATED_RISK:
-        _flag(payment, f"Radar risk level {charge.risk_level}")
+        payment_flag(payment=payment, reason=f"Radar risk level {charge.risk_level}", actor=ACTOR)
     other_paid = (
         booking.payments.exclude(pk=payment.pk)
         .filter(status__in=(*Payment.REFUNDABLE, Payment.Status.REFUNDED, Payment.Status.DISPUTED))
@@ -214,60 +200,6 @@ def _decide(
     return True
 
 
-def _copy_facts(
-    payment: Payment, session: stripe_gateway.CheckoutSession, charge: stripe_gateway.Charge | None
-) -> None:
-    payment.amount = session.amount_total or payment.amount
-    payment.currency = (session.currency or payment.currency).lower()
-    payment.tax_amount = session.amount_tax
-    payment.payment_intent_id = session.payment_intent_id or payment.payment_intent_id
-    payment.customer_id = session.customer_id or payment.customer_id
-    payment.session_status = session.status or "complete"
-    if charge is not None:
-        payment.charge_id = charge.id
-        payment.card_brand = (charge.brand or "")[:20]
-        payment.card_last4 = (charge.last4 or "")[:4]
-        payment.receipt_url = charge.receipt_url or ""
-        payment.risk_level = (charge.risk_level or "")[:20]
-    payment.save(
-        update_fields=[
-            "amount",
-            "currency",
-            "tax_amount",
-            "payment_intent_id",
-            "customer_id",
-            "session_status",
-            "charge_id",
-            "card_brand",
-            "card_last4",
-            "receipt_url",
-            "risk_level",
-        ]
-    )
-
-
-def _flag(payment: Payment, reason: str) -> None:
-    if payment.needs_review and payment.review_reason == reason:
-        return
-    payment.needs_review = True
-    payment.review_reason = reason[:200]
-    payment.save(update_fields=["needs_review", "review_reason"])
-    audit.record(
-        "payments.payment.flagged",
-        category=audit.Category.TRANSACTION,
-        actor=ACTOR,
-        target=payment,
-        data={"reason": reason, "booking": payment.booking_id},
-    )
-    notify.staff_alert(
-        f"Payment {payment.pk} needs review",
-        [
-            f"Booking {payment.booking_id}: {reason}.",
-            f"Stripe payment: {payment.payment_intent_id}",
-        ],
-    )
-
-
 def _refund_duplicate(payment: Payment, booking: Booking, why: str) -> None:
     """Give back a payment the booking cannot use, in full, once."""
     audit.record(
@@ -281,20 +213,11 @@ def _refund_duplicate(payment: Payment, booking: Booking, why: str) -> None:
     if amount <= 0:
         return
     refund_request(
-        booking,
+        booking_id=booking.pk,
         amount=amount,
         reason=f"Automatic: booking {why}",
         actor=ACTOR,
         payment=payment,
         stripe_reason="duplicate",
         reference=reference_for(f"duplicate:{payment.checkout_session_id}"),
-    )
-
-
-def mark_failed(payment: Payment) -> bool:
-    """An asynchronous payment (a bank debit) failed: the payment is ``failed``."""
-    if payment.status != Payment.Status.OPEN:
-        return False
-    return payment.set_status(
-        Payment.Status.FAILED, actor=ACTOR, reason="asynchronous payment failed"
     )

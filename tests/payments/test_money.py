@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from bookings.money import decimals, format_money, to_decimal, validate_amount
+from payments.money import decimals, format_money, to_decimal, validate_amount
 
 
 @pytest.mark.parametrize(
