@@ -1,7 +1,7 @@
 """A stand-in domain handler, registered only in processes running ``bench.settings``.
 
 The webhooks app imports every installed app's ``webhook_handlers`` module at start-up;
-``bench.settings`` installs this package last, so it takes the place of the payments
+``bench.settings`` installs this package last, so it takes the place of the bookings
 app's handler in gunicorn (which then stores the event type) and in the Celery worker
 (which then applies it): the bench measures the pipeline, not the booking logic.
 

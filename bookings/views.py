@@ -61,7 +61,9 @@ def _row(booking: Booking, *, zone: ZoneInfo, as_client: bool) -> dict[str, Any]
         "zone": zone,
         "zone_name": zone.key,
         # A bank debit on its way: one status everywhere, never "not completed".
-        "status": payment.display_status if processing else booking.get_status_display(),
+        "status": payment.display_status
+        if payment is not None and processing
+        else booking.get_status_display(),
         "processing": processing,
         "price": format_money(booking.price_amount, booking.currency),
         "payment_status": payment.status if payment else "",

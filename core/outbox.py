@@ -104,6 +104,9 @@ def _task(name: str) -> Any:
     has not necessarily imported every app's tasks (our tasks are named by path)."""
     if name not in current_app.tasks:
         import_module(name.rsplit(".", 1)[0])
+    if name not in current_app.tasks:
+        # A task kept under an old name in another module (renamed, aliased).
+        current_app.loader.import_default_modules()
     return current_app.tasks[name]
 
 

@@ -108,7 +108,7 @@ class ProviderUnavailable(PaymentProviderError):  # noqa: N818 (named for the ou
 def _translate(exc: stripe.StripeError) -> PaymentProviderError:
     error = getattr(exc, "error", None)
     code = getattr(error, "code", None) or exc.code
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "code": code,
         "http_status": exc.http_status,
         "request_id": exc.request_id,
@@ -152,7 +152,7 @@ def _id(value: Any) -> str | None:
     """An expandable field: an id, or the expanded object's id."""
     if value is None or isinstance(value, str):
         return value
-    return value["id"]
+    return str(value["id"])
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -380,7 +380,7 @@ def close_clients() -> None:
         closing = list(_clients.values())
         _clients.clear()
     for _, http_client in closing:
-        http_client.close()
+        http_client.close()  # type: ignore[no-untyped-call]  # stripe's RequestsClient
 
 
 def _call(operation: str, request: Callable[[stripe.StripeClient], T]) -> T:

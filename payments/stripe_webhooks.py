@@ -1,8 +1,9 @@
 """Stripe's webhooks as the endpoint checks them: the signature and the envelope.
 
 Registered with ``webhooks.providers`` by ``PaymentsConfig.ready()``; what each event
-does is in ``webhook_handlers.py``. The endpoint's own checks (source address, size,
-content type, JSON) run before and between these.
+does is in ``bookings/webhook_handlers.py`` (bookings orchestrates both providers).
+The endpoint's own checks (source address, size, content type, JSON) run before and
+between these.
 """
 
 from __future__ import annotations
