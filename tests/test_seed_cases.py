@@ -43,7 +43,8 @@ def test_proper_isolation_between_builder_accounts(cast) -> None:
         listing = browser.get("/api/v1/bookings/").json()
 
         assert [item["id"] for item in listing["results"]] == [str(mine.reference)]
-        assert mine.builder.name in page and theirs.builder.name not in page
+        assert mine.builder.name in page
+        assert theirs.builder.name not in page
         assert browser.get(f"/api/v1/bookings/{mine.reference}/").status_code == 200
         assert browser.get(f"/api/v1/bookings/{theirs.reference}/").status_code == 404
         assert browser.post(f"/api/v1/bookings/{theirs.reference}/cancel/").status_code == 404
@@ -62,7 +63,8 @@ def test_proper_isolation_between_client_bookings(cast) -> None:
         page = browser.get("/bookings/").content.decode()
         listing = browser.get("/api/v1/bookings/").json()
 
-        assert str(mine.reference) in page and str(theirs.reference) not in page
+        assert str(mine.reference) in page
+        assert str(theirs.reference) not in page
         assert [item["id"] for item in listing["results"]] == [str(mine.reference)]
         for path in ("", "paid/"):
             assert browser.get(f"/bookings/{theirs.reference}/{path}").status_code == 404
@@ -106,7 +108,8 @@ def test_card_data_handling(world: World, caplog: pytest.LogCaptureFixture) -> N
                 [f"%{digits}%", f"%{CARD}%"],
             )
             assert cursor.fetchone()[0] == 0, f"{table}.{column} holds the card number"
-    assert digits not in caplog.text and CARD not in caplog.text
+    assert digits not in caplog.text
+    assert CARD not in caplog.text
     assert all(set(meta) <= {"booking", "refund"} for meta in world.stripe_metadata())
     # The client sees their card's last four; the builder never does.
     mine = _signed_in(world.client_user).get(f"/api/v1/bookings/{slot.booking.reference}/")
@@ -123,10 +126,12 @@ def test_explicit_consent_verification(world: World) -> None:
     shown (version and tiers), and Checkout refuses a booking that has none."""
     browser = _signed_in(world.client_user)
     page = browser.get(f"/sessions/{world.event_type.pk}/").content.decode()
-    assert 'name="consent"' in page and "checked" not in page
+    assert 'name="consent"' in page
+    assert "checked" not in page
 
     refused = browser.post(f"/sessions/{world.event_type.pk}/", {"policy_version": str(1)})
-    assert refused.status_code == 400 and not PolicyConsent.objects.exists()
+    assert refused.status_code == 400
+    assert not PolicyConsent.objects.exists()
 
     slot = world.book()  # ticks the box
     consent = PolicyConsent.objects.get()

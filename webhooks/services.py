@@ -362,7 +362,7 @@ def _handle(row: WebhookEvent) -> _Outcome:
     except RetryLater as exc:
         waiting = scrub_text(f"waiting: {exc}")[:1000]
         return _Outcome(Status.WAITING, error=waiting, retry_in=exc.delay or backoff(row.attempts))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (whatever a handler raised is recorded, retried)
         return _failure(row, exc)
     if result == IGNORED:
         return _Outcome(Status.IGNORED, reason="the handler found nothing of ours in it")

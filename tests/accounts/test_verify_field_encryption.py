@@ -72,7 +72,8 @@ def test_every_undecryptable_value_is_named_and_the_command_fails(new_key, old_k
     for text in (out, err):
         assert "@" not in text
         assert "gAAAA" not in text
-        assert new_key not in text and old_key not in text
+        assert new_key not in text
+        assert old_key not in text
     recorded = FieldKeyVerification.objects.get()
     assert (recorded.key_fingerprint, recorded.undecryptable_values) == (
         key_fingerprint(new_key),
@@ -86,7 +87,8 @@ def test_the_progress_bar_goes_to_stderr_and_counts_every_row(new_key):
 
     out, err = _verify("--batch-size", "3")
 
-    assert "accounts.User: 100%" in err and "10/10" in err
+    assert "accounts.User: 100%" in err
+    assert "10/10" in err
     assert "audit.AuditEntry" in err
     assert "%|" not in out
     assert FieldKeyVerification.objects.get().rows == stored
@@ -108,9 +110,11 @@ def test_values_under_an_older_key_are_counted_but_do_not_fail(clients, old_key,
     out, _ = _verify()
 
     assert "CommandError" not in out
-    assert "only with a key" in out and "rotate_field_encryption_key" in out
+    assert "only with a key" in out
+    assert "rotate_field_encryption_key" in out
     recorded = FieldKeyVerification.objects.get()
-    assert recorded.older_key_values > 0 and recorded.undecryptable_values == 0
+    assert recorded.older_key_values > 0
+    assert recorded.undecryptable_values == 0
     assert _slotpay_checks() == ["slotpay.I001"]  # older keys still configured
 
 

@@ -137,9 +137,13 @@ def test_an_unknown_category_is_refused(db):
 def test_a_rolled_back_transaction_leaves_no_entry_and_the_chain_intact(db):
     first = record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        record("bookings.booking.confirmed", category=Category.TRANSACTION, actor=None)
-        raise RuntimeError("the booking could not be confirmed")
+    def confirm_then_fail() -> None:
+        with transaction.atomic():
+            record("bookings.booking.confirmed", category=Category.TRANSACTION, actor=None)
+            raise RuntimeError("the booking could not be confirmed")
+
+    with pytest.raises(RuntimeError):
+        confirm_then_fail()
 
     assert list(AuditEntry.objects.values_list("action", flat=True)) == ["bookings.booking.created"]
     head = AuditChainHead.objects.get()

@@ -109,7 +109,8 @@ def test_a_redirect_s_invitee_is_found_by_email_and_start(calendly, event_type, 
 
     found = calendly.find_invitee(invitee.uuid, email=INVITEE_EMAIL, start_time=start)
 
-    assert found is not None and found.uuid == invitee.uuid
+    assert found is not None
+    assert found.uuid == invitee.uuid
     assert found.tracking.utm_content == "intent-token-123"
     # Another invitee's id, another email, another time: not found.
     assert calendly.find_invitee(other.uuid, email=INVITEE_EMAIL, start_time=start) is None

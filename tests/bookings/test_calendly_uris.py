@@ -45,5 +45,5 @@ def test_uuid_from_uri(uri, kind, expected):
     ],
 )
 def test_not_a_uri_of_that_kind(uri, kind):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"not a Calendly|unknown Calendly"):
         uuid_from_uri(uri, kind)

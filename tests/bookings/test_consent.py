@@ -51,7 +51,8 @@ def test_consent_is_recorded_with_version_and_network_then_calendly(stranger, ev
     )
     assert sent.status_code == 302
     assert sent["Location"].startswith(event_type.scheduling_url + "?")
-    assert "utm_content=" in sent["Location"] and "stranger%40example.net" in sent["Location"]
+    assert "utm_content=" in sent["Location"]
+    assert "stranger%40example.net" in sent["Location"]
     consent = PolicyConsent.objects.get()
     assert (consent.user, consent.policy_version, consent.ip) == (stranger, 1, "203.0.113.0")
     assert consent.policy == event_type.refund_policy

@@ -65,11 +65,14 @@ def test_invitee_created_alone_records_the_booking_and_emails_the_payment_link(w
     slot = left_after_booking(world)
     booking = slot.booking
 
-    assert booking.client == world.client_user and not booking.needs_review
+    assert booking.client == world.client_user
+    assert not booking.needs_review
     [payment] = Payment.objects.filter(booking=booking)
-    assert payment.status == "open" and payment.checkout_url
+    assert payment.status == "open"
+    assert payment.checkout_url
     [email] = [m for m in mail.outbox if "Finish paying" in m.subject]
-    assert email.to == ["clara@client.example"] and payment.checkout_url in email.body
+    assert email.to == ["clara@client.example"]
+    assert payment.checkout_url in email.body
     finish(world)
     assert Payment.objects.filter(booking=booking).count() == 1
     assert len([m for m in mail.outbox if "Finish paying" in m.subject]) == 1
@@ -159,7 +162,8 @@ def test_a_reschedule_moves_the_payment_whichever_event_comes_first(world, cance
     assert old_booking.rescheduled_to == new.booking
     assert world.state(new) == {"booking": "confirmed", "payments": ["paid"], "refunds": []}
     assert new.booking.client == world.client_user
-    assert Payment.objects.count() == 1 and not Refund.objects.exists()
+    assert Payment.objects.count() == 1
+    assert not Refund.objects.exists()
     assert new.booking.start_at == later
 
 
@@ -373,7 +377,8 @@ def test_an_elevated_radar_risk_is_flagged_for_staff_and_still_confirmed(world: 
         "paid",
         "elevated",
     )
-    assert payment.needs_review and payment.review_reason == "Radar risk level elevated"
+    assert payment.needs_review
+    assert payment.review_reason == "Radar risk level elevated"
 
 
 def test_the_success_page_says_processing_until_a_debit_settles(world: World) -> None:

@@ -43,14 +43,16 @@ def test_a_checkout_lost_to_a_broker_outage_is_opened_when_it_returns(
     assert booking.status == "pending_payment"
     assert not Payment.objects.exists()
     [waiting] = OutboxMessage.objects.filter(task="bookings.tasks.start_checkout")
-    assert waiting.sent_at is None and waiting.last_error
+    assert waiting.sent_at is None
+    assert waiting.last_error
 
     celery_app.conf.task_always_eager = True  # the broker is back
     _time_passes()
     assert outbox.relay() >= 1
 
     payment = Payment.objects.get(booking=booking)
-    assert payment.status == "open" and payment.checkout_url
+    assert payment.status == "open"
+    assert payment.checkout_url
     assert [m for m in mail.outbox if "Finish paying" in m.subject]
     assert outbox.relay() == 0  # sent once
 
@@ -76,15 +78,20 @@ def test_a_checkout_queued_under_the_tasks_old_name_is_still_opened(
     assert outbox.relay() >= 1
 
     payment = Payment.objects.get(booking=slot.booking)
-    assert payment.status == "open" and payment.checkout_url
+    assert payment.status == "open"
+    assert payment.checkout_url
     assert [m for m in mail.outbox if "Finish paying" in m.subject]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_work_rolled_back_with_its_transaction_is_never_sent() -> None:
-    with pytest.raises(RuntimeError), transaction.atomic():
-        outbox.enqueue("core.tasks.send_mail", "t", "subject", "body", ["a@example.com"])
-        raise RuntimeError("the change failed")
+    def enqueue_then_fail() -> None:
+        with transaction.atomic():
+            outbox.enqueue("core.tasks.send_mail", "t", "subject", "body", ["a@example.com"])
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        enqueue_then_fail()
 
     assert not OutboxMessage.objects.exists()
     assert mail.outbox == []
@@ -100,7 +107,8 @@ def test_the_same_work_enqueued_twice_is_sent_once() -> None:
             "core.tasks.send_mail", "t", "s", "b", ["a@x.example"], dedup_key="k"
         )
 
-    assert first is not None and second is None
+    assert first is not None
+    assert second is None
     assert len(mail.outbox) == 1
 
 

@@ -54,7 +54,8 @@ def test_a_partial_then_the_rest(payment: Payment, staff) -> None:
     first = refund_request(
         booking_id=payment.booking_id, amount=3000, reason="goodwill", actor=staff
     )
-    assert first.status == Refund.Status.SUCCEEDED and first.stripe_refund_id.startswith("re_")
+    assert first.status == Refund.Status.SUCCEEDED
+    assert first.stripe_refund_id.startswith("re_")
     payment.refresh_from_db()
     assert (payment.status, payment.refundable()) == (Payment.Status.PARTIALLY_REFUNDED, 5000)
     refund_request(
@@ -104,7 +105,8 @@ def test_an_outage_leaves_the_refund_pending_for_a_retry(payment: Payment) -> No
             booking_id=payment.booking_id, amount=1000, reason="r", actor="test"
         )
     stripe_gateway.close_clients()
-    assert refund.status == Refund.Status.PENDING and refund.last_error
+    assert refund.status == Refund.Status.PENDING
+    assert refund.last_error
     assert AuditEntry.objects.filter(action="payments.refund.retry_scheduled").exists()
     # The pending amount is committed: it cannot be refunded a second time meanwhile.
     assert Payment.objects.get(pk=payment.pk).refundable() == 7000
@@ -160,4 +162,5 @@ def test_inside_a_transaction_stripe_is_called_after_the_commit(payment: Payment
         actor=staff,
         reference=decision,
     )
-    assert again.pk == refund.pk and len(charge_of(payment).refunds) == 1
+    assert again.pk == refund.pk
+    assert len(charge_of(payment).refunds) == 1

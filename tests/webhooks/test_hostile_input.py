@@ -217,5 +217,6 @@ def test_stored_headers_are_printable_ascii_and_bounded(sender: Sender, provider
     assert response.status_code == 200
     agent = WebhookEvent.objects.get().headers["User-Agent"]
     assert agent.startswith("agent\\x00\\x0a")
-    assert agent.isascii() and agent.isprintable()
+    assert agent.isascii()
+    assert agent.isprintable()
     assert len(agent) <= 256

@@ -172,5 +172,6 @@ def test_concurrent_retries_with_one_key_create_one_session(stripe_sandbox, sett
     for refused in (r for r in responses if r.status_code == 409):
         assert refused.json()["error"]["type"] == "idempotency_error"
     ids = {r.json()["id"] for r in [*responses, retried] if r.status_code == 200}
-    assert retried.status_code == 200 and len(ids) == 1
+    assert retried.status_code == 200
+    assert len(ids) == 1
     assert StripeObject.objects.filter(object="checkout.session").count() == 1
