@@ -52,5 +52,9 @@ def canceled(booking: Booking, refund_amount: int, currency: str) -> None:
         "canceled",
         "canceled",
         [booking.invitee_email or ""],
-        {**_booking_context(booking), "refund": format_money(refund_amount, currency)},
+        {
+            **_booking_context(booking),
+            "refund": format_money(refund_amount, currency),
+            "refund_due": refund_amount > 0,
+        },
     )

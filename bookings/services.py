@@ -371,12 +371,39 @@ def policy_refund(booking: Booking, at: datetime) -> tuple[int, Payment | None]:
     )
     if payment is None:
         return 0, None
-    consent = booking.consents.order_by("-consented_at").first()
-    policy = (
-        booking.event_type.policy if consent is None else RefundPolicy.from_json(consent.policy)
-    )
-    amount = min(policy.refund_amount(payment.amount, booking.start_at, at), payment.refundable())
+    percent = refund_percent(booking, at)
+    amount = min(payment.amount * percent // 100, payment.refundable())
     return amount, payment
+
+
+def refund_percent(booking: Booking, at: datetime) -> int:
+    """The share the agreed policy gives back for a cancellation at ``at``.
+
+    A reschedule never raises it: each booking this one replaced counts at the moment
+    it was rescheduled, so moving a session booked inside the no-refund window to next
+    month and cancelling there refunds what cancelling the first would have.
+    """
+    percent = agreed_policy(booking).percent_at(booking.start_at, at)
+    cap = reschedule_cap(booking)
+    return percent if cap is None else min(percent, cap)
+
+
+def reschedule_cap(booking: Booking) -> int | None:
+    """The most a rescheduled booking can give back: what cancelling each booking it
+    replaced would have given when it was moved (None: it replaced none)."""
+    policy = agreed_policy(booking)
+    cap = None
+    earlier = rescheduled_from(booking)
+    while earlier is not None:
+        then = policy.percent_at(earlier.start_at, earlier.status_changed_at)
+        cap = then if cap is None else min(cap, then)
+        earlier = rescheduled_from(earlier)
+    return cap
+
+
+def rescheduled_from(booking: Booking) -> Booking | None:
+    """The paid booking this one replaced, if any (not one left unpaid)."""
+    return Booking.objects.filter(rescheduled_to=booking, status=Booking.Status.RESCHEDULED).first()
 
 
 def booking_refund_cancellation(
