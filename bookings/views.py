@@ -7,7 +7,7 @@ someone else's booking is the same 404 as one that does not exist.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -154,16 +154,30 @@ def _message(request: HttpRequest, title: str, text: str, status: int) -> HttpRe
     return render(request, "bookings/message.html", {"title": title, "text": text}, status=status)
 
 
+# What Calendly's redirect carries that the booking is found by.
+REDIRECT_FIELDS = ("invitee_uuid", "invitee_email", "event_start_time")
+
+
 @login_required
-@require_safe
+@require_http_methods(["GET", "HEAD", "POST"])
 def scheduled(request: HttpRequest) -> HttpResponse:
-    """Calendly's redirect after a slot is picked: verify, record, send to Checkout."""
-    invitee_uuid = request.GET.get("invitee_uuid", "")
-    email = request.GET.get("invitee_email", "")
+    """Calendly's redirect after a slot is picked.
+
+    The GET only shows a page that continues by POST (at once, with the page's
+    script; otherwise with its button): a GET never writes or calls a provider, so a
+    link preview, a prefetch or a reload changes nothing. The POST verifies the
+    invitee with Calendly, records the booking and sends the client to Checkout.
+    """
+    params = request.POST if request.method == "POST" else request.GET
+    invitee_uuid = params.get("invitee_uuid", "")
+    email = params.get("invitee_email", "")
     try:
-        start = datetime.fromisoformat(request.GET.get("event_start_time", ""))
+        start = datetime.fromisoformat(params.get("event_start_time", ""))
+        if start.tzinfo is None or not 2000 <= start.year <= 2999:
+            raise ValueError("not a time a session starts at")
+        start = start.astimezone(UTC)
         calendly.uuid_from_uri(invitee_uuid, "invitees")
-    except ValueError:
+    except (ValueError, OverflowError):
         return _message(
             request,
             "This link is incomplete",
@@ -171,6 +185,9 @@ def scheduled(request: HttpRequest) -> HttpResponse:
             "My bookings within a minute, with a link to pay.",
             400,
         )
+    if request.method != "POST":
+        fields = {name: params[name] for name in REDIRECT_FIELDS if name in params}
+        return render(request, "bookings/scheduled.html", {"fields": fields})
     try:
         with calendly.CalendlyClient() as client:
             invitee = client.find_invitee(invitee_uuid, email=email, start_time=start)
@@ -198,8 +215,8 @@ def scheduled(request: HttpRequest) -> HttpResponse:
         return _message(
             request,
             "We are checking this booking",
-            "Your slot is booked, but the link from our site had expired, so we could not "
-            "tie it to your account. Our staff have been told and will email you a link to pay.",
+            "Your slot is booked, but we could not tie it to your account from the link it "
+            "was made with. Our staff have been told and will email you a link to pay.",
             202,
         )
     if booking is None:
@@ -237,28 +254,50 @@ def pay(request: HttpRequest, reference: UUID) -> HttpResponse:
 
 
 @login_required
-@require_safe
+@require_http_methods(["GET", "HEAD", "POST"])
 def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
-    """Back from Checkout. Stripe is asked directly, so the page never says "awaiting
-    payment" about a payment Stripe has taken; otherwise it refreshes until the
-    webhook lands."""
+    """Back from Checkout.
+
+    The GET shows what we know. While the payment is still open it also asks, once,
+    by POST (the page's script, or its button), and the POST asks Stripe directly:
+    the page never says "awaiting payment" about a payment Stripe has taken, and a GET
+    never calls Stripe or writes. After that it refreshes until the webhook lands.
+    """
     booking = selectors.booking_get_for_client(user=request.user, reference=reference)
-    session_id = request.GET.get("session_id", "")
+    params = request.POST if request.method == "POST" else request.GET
+    session_id = params.get("session_id", "")
     payment = booking.payments.filter(checkout_session_id=session_id).first()
-    if payment is not None and payment.status == Payment.Status.OPEN:
-        try:
-            checkout.checkout_settle(
-                payment=payment, session=stripe_gateway.retrieve_checkout_session(session_id)
-            )
-        except stripe_gateway.PaymentProviderError:
-            logger.warning("bookings.paid.stripe_unavailable", extra={"booking": booking.pk})
-        booking.refresh_from_db()
+    if request.method == "POST":
+        if payment is not None and payment.status == Payment.Status.OPEN:
+            try:
+                checkout.checkout_settle(
+                    payment=payment, session=stripe_gateway.retrieve_checkout_session(session_id)
+                )
+            except stripe_gateway.PaymentProviderError:
+                logger.warning("bookings.paid.stripe_unavailable", extra={"booking": booking.pk})
+        query = urlencode({"session_id": session_id, "checked": "1"})
+        return HttpResponseRedirect(
+            f"{reverse('bookings:paid', args=[reference])}?{query}", status=303
+        )
     waiting = booking.status == Booking.Status.PENDING_PAYMENT
+    ask_stripe = (
+        waiting
+        and payment is not None
+        and payment.status == Payment.Status.OPEN
+        and not params.get("checked")
+    )
     shown = selectors.booking_get_for_client(
         user=request.user, reference=reference, with_payments=True
     )
     return render(
-        request, "bookings/paid.html", {"row": _client_row(request, shown), "waiting": waiting}
+        request,
+        "bookings/paid.html",
+        {
+            "row": _client_row(request, shown),
+            "waiting": waiting,
+            "ask_stripe": ask_stripe,
+            "session_id": session_id,
+        },
     )
 
 
@@ -288,6 +327,7 @@ def detail(request: HttpRequest, reference: UUID) -> HttpResponse:
         amount, payment = services.policy_refund(booking, timezone.now())
         context["refund"] = format_money(amount, payment.currency if payment else booking.currency)
         context["paid"] = payment is not None
+        context["refund_due"] = amount > 0
     context["deadlines"] = _deadline_lines(booking, row["zone"])
     return render(request, "bookings/detail.html", context)
 
@@ -296,16 +336,25 @@ def _deadline_lines(booking: Booking, zone: ZoneInfo) -> list[str]:
     """The agreed policy as dates in the reader's zone, named. Notice counts hours
     back from the start, so across a DST change a deadline's clock time moves."""
     policy = services.agreed_policy(booking)
-    lines = []
+    cap = services.reschedule_cap(booking)
+    lines: list[str] = []
     for tier, deadline in zip(
         policy.tiers, policy.deadlines(booking.start_at, zone.key), strict=True
     ):
-        if tier.min_notice_hours:
+        percent = tier.percent if cap is None else min(tier.percent, cap)
+        if not tier.min_notice_hours:
+            first = "Cancel after that, before the start" if lines else "Cancel before the start"
+            lines.append(f"{first}: {percent}% back")
+        elif deadline.until > booking.created_at:
+            # A deadline already gone when the session was booked never applied.
             lines.append(
-                f"Cancel by {deadline.until:%-d %B %Y, %H:%M} ({zone.key}): {tier.percent}% back"
+                f"Cancel by {deadline.until:%-d %B %Y, %H:%M} ({zone.key}): {percent}% back"
             )
-        else:
-            lines.append(f"Cancel after that, before the start: {tier.percent}% back")
+    if cap is not None:
+        lines.append(
+            f"Moved from an earlier booking: at most {cap}% back, what cancelling it gave "
+            "when it was moved."
+        )
     return lines
 
 

@@ -387,9 +387,10 @@ def test_the_success_page_says_processing_until_a_debit_settles(world: World) ->
     page = f"{urlsplit(back['Location']).path}?{urlsplit(back['Location']).query}"
     browser = world.browser(world.client_user)
 
-    waiting = browser.get(page)
+    # Back from Checkout, the page asks Stripe once (by POST), then reloads itself.
+    waiting = world.come_back(browser, back["Location"], follow=True)
     assert b"Payment processing" in waiting.content
-    assert b'http-equiv="refresh"' in waiting.content  # reloads itself, no script
+    assert b'http-equiv="refresh"' in waiting.content
     world.time_passes()
     world.deliver()
     finish(world)
@@ -414,3 +415,39 @@ def test_replaying_the_payment_after_a_partial_refund_refunds_nothing_more(world
     replay(WebhookEvent.objects.filter(provider="stripe"), actor=staff, reason="test", inline=True)
     world.retry_waiting()
     assert world.state(slot) == kept
+
+
+def test_a_reschedule_never_raises_the_refund(world: World) -> None:
+    """Booked inside the no-refund window, moved to a date far enough out for a full
+    refund, then cancelled: the client gets what cancelling the first booking gave
+    when it was moved (nothing), not the new date's full refund."""
+    world.event_type.set_refund_policy(
+        [{"min_notice_hours": 100, "percent": 100}, {"min_notice_hours": 0, "percent": 0}],
+        actor="test",
+    )
+    slot = paid(world, left_after_booking(world, hours_ahead=26))
+    later = calendly_sandbox.open_slots(world.sandbox_type)[-1]
+    moved = calendly_sandbox.invitee_book(
+        event_type=world.sandbox_type,
+        start=later,
+        name="Clara Client",
+        email="clara@client.example",
+        invitee_timezone="America/New_York",
+        urls=world.site.urls,
+        rescheduling=slot.invitee,
+    )
+    world.deliver(CANCELED, CREATED)
+    world.retry_waiting()
+    new = Slot(moved, None).booking
+    assert new.status == "confirmed"
+
+    page = world.browser(world.client_user).get(f"/bookings/{new.reference}/").content.decode()
+    assert "at most 0% back" in page
+    world.browser(world.client_user).post(f"/bookings/{new.reference}/cancel/")
+    finish(world)
+
+    assert world.state(Slot(moved, None)) == {
+        "booking": "canceled",
+        "payments": ["paid"],
+        "refunds": [],
+    }

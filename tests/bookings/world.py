@@ -8,6 +8,8 @@ by the sandbox and delivered in whatever order a test chooses.
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -43,6 +45,7 @@ class Slot:
 
     invitee: Invitee
     response: Any  # our answer to Calendly's redirect (None when the client left)
+    redirect: str = ""  # where Calendly sent the browser back to us
 
     @property
     def booking(self) -> Booking:
@@ -132,9 +135,26 @@ class World:
         invitee = Invitee.objects.latest("id")
         response = None
         if come_back:
-            back = urlsplit(picked["Location"])
-            response = browser.get(f"{back.path}?{back.query}")
-        return Slot(invitee, response)
+            response = self.come_back(browser, picked["Location"])
+        return Slot(invitee, response, picked["Location"])
+
+    def come_back(self, browser: Client, location: str, *, follow: bool = False) -> Any:
+        """Follow a provider's redirect back to us as a browser does: our landing page
+        (a GET, which never writes) continues by POST with its script; done here by
+        hand, posting the page's hidden fields. Returns the POST's answer (or the GET's
+        when the page has nothing to continue)."""
+        back = urlsplit(location)
+        page = browser.get(f"{back.path}?{back.query}")
+        if page.status_code != 200 or b"data-autosubmit" not in page.content:
+            return page
+        fields = {
+            html.unescape(name): html.unescape(value)
+            for name, value in re.findall(
+                r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.content.decode()
+            )
+            if name != "csrfmiddlewaretoken"
+        }
+        return browser.post(back.path, fields, follow=follow)
 
     def checkout_url(self, slot: Slot) -> str:
         return Payment.objects.get(booking=slot.booking, status="open").checkout_url
