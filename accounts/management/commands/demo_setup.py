@@ -53,7 +53,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{bar}\nDemo superuser created (shown once, not stored):\n"
             f"  email:    {DEMO_ADMIN_EMAIL}\n  password: {password}\n"
-            f"  sign in:  http://127.0.0.1:8000/admin/\n{bar}"
+            f"  sign in:  {settings.SITE_URL}/admin/\n{bar}"
         )
 
     def _sandbox_event_type(self) -> None:
