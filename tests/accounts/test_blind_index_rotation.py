@@ -154,7 +154,7 @@ def test_an_address_under_the_old_key_is_still_taken(new_key_first, settings):
     form = UserCreationForm(
         data={
             "email": "PERSON2@example.com",
-            "usable_password": "true",
+            "usable_password": "true",  # pragma: allowlist secret
             "password1": PASSWORD,
             "password2": PASSWORD,
         }

@@ -48,7 +48,7 @@ def test_500_failed_sign_ins_are_all_counted_and_the_first_audited(client, db):
     for n in range(500):
         client.post(
             "/accounts/login/",
-            {"username": f"guess{n}@example.net", "password": "wrong"},
+            {"username": f"guess{n}@example.net", "password": "wrong"},  # pragma: allowlist secret
             REMOTE_ADDR="203.0.113.7",
         )
 
@@ -61,7 +61,10 @@ def test_500_failed_sign_ins_are_all_counted_and_the_first_audited(client, db):
 
 
 def test_audited_failures_keep_the_email_out_of_data(client, db):
-    client.post("/accounts/login/", {"username": "Someone@Example.net", "password": "wrong"})
+    client.post(
+        "/accounts/login/",
+        {"username": "Someone@Example.net", "password": "wrong"},  # pragma: allowlist secret
+    )
 
     entry = AuditEntry.objects.get(action=FAILED)
     assert entry.data == {"email_index": blind_index("Someone@Example.net"), "count_this_hour": 1}
@@ -71,7 +74,10 @@ def test_audited_failures_keep_the_email_out_of_data(client, db):
 
 def test_a_lockout_is_audited(client, owner):
     for _ in range(settings.AXES_FAILURE_LIMIT):
-        client.post("/accounts/login/", {"username": "owner@example.com", "password": "wrong"})
+        client.post(
+            "/accounts/login/",
+            {"username": "owner@example.com", "password": "wrong"},  # pragma: allowlist secret
+        )
 
     entry = AuditEntry.objects.get(action=LOCKED)
     assert entry.category == "security"

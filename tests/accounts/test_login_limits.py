@@ -135,7 +135,7 @@ def test_a_failed_sign_in_stores_no_calendly_details_from_next(client, db):
 
     client.post(
         "/accounts/login/?" + urlencode({"next": scheduled}),
-        {"username": "clara@client.example", "password": "wrong"},
+        {"username": "clara@client.example", "password": "wrong"},  # pragma: allowlist secret
     )
 
     stored = AccessAttempt.objects.get()

@@ -105,7 +105,11 @@ def test_privacy_cannot_set_the_superusers_password(privacy, superuser):
     page = browser.get(f"/admin/accounts/user/{superuser.pk}/password/")
     response = browser.post(
         f"/admin/accounts/user/{superuser.pk}/password/",
-        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+        {
+            "password1": NEW_PASSWORD,
+            "password2": NEW_PASSWORD,
+            "usable_password": "true",  # pragma: allowlist secret
+        },
     )
 
     assert page.status_code == 403
@@ -233,7 +237,11 @@ def test_a_superuser_grants_and_removes_rights_audited_as_themselves(superuser, 
 def test_a_password_set_by_a_superuser_names_the_superuser(superuser, client_user):
     response = _browser(superuser).post(
         f"/admin/accounts/user/{client_user.pk}/password/",
-        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+        {
+            "password1": NEW_PASSWORD,
+            "password2": NEW_PASSWORD,
+            "usable_password": "true",  # pragma: allowlist secret
+        },
     )
 
     assert response.status_code == 302

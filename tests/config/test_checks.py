@@ -55,7 +55,11 @@ def test_a_good_production_configuration_passes(environment):
     [
         pytest.param({"SANDBOX": True}, ["slotpay.E008"], id="E008-sandbox"),
         pytest.param(
-            {"SANDBOX": True, "ENVIRONMENT": "staging", "STRIPE_API_KEY": "rk_test_FAKE0"},
+            {
+                "SANDBOX": True,
+                "ENVIRONMENT": "staging",
+                "STRIPE_API_KEY": "rk_test_FAKE0",  # pragma: allowlist secret
+            },
             ["slotpay.E008"],
             id="E008-sandbox-on-staging",
         ),
