@@ -253,7 +253,7 @@ def verify_chain(*, batch_size: int = 2000) -> ChainReport:
     return ChainReport(count)
 
 
-def redact_personal_data(entries: Iterable[AuditEntry], *, actor: Actor, reason: str) -> int:
+def redact_personal_data(*, entries: Iterable[AuditEntry], actor: Actor, reason: str) -> int:
     """Erase the personal-data part of entries (a data-subject erasure).
 
     The chain still verifies: the hash covers only the part's digest. The

@@ -47,8 +47,10 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Replay the selected events", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
-        results = services.replay(
-            queryset, actor=request.user, reason="replayed from the admin inbox"
+        results = services.events_replay(
+            events=queryset,
+            actor=request.user,  # type: ignore[arg-type]  # staff only: never anonymous
+            reason="replayed from the admin inbox",
         )
         for event, outcome in results:
             level = messages.WARNING if outcome.startswith("skipped") else messages.INFO

@@ -44,7 +44,7 @@ class WebhookEvent(models.Model):
     next_attempt_at = models.DateTimeField()
     # When the processing task was last published (noted just before publishing, cleared
     # when the publish fails): a task published after the last claim is on its way, and
-    # the sweeper leaves the row to it for a while (services.stalled).
+    # the sweeper leaves the row to it for a while (services.events_stalled).
     enqueued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)

@@ -1,7 +1,7 @@
 """The inbox's life cycle: accept, process (once), retry, sweep, replay.
 
-``accept`` runs in the endpoint: it stores the verified delivery and enqueues its
-processing after the commit, so the 200 means "stored". ``process`` runs in a
+``event_accept`` runs in the endpoint: it stores the verified delivery and enqueues its
+processing after the commit, so the 200 means "stored". ``event_process`` runs in a
 Celery task and applies the event through the handler registry in two steps:
 
 1. claim: lock the row (``skip_locked``: another worker holding it means it is
@@ -37,6 +37,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 import audit
+from core.actors import Actor
 from core.masking import scrub_text
 from core.providers import ProviderError
 from webhooks.models import WebhookEvent
@@ -61,7 +62,7 @@ def _actor(provider: str) -> str:
 # --- Rejections -------------------------------------------------------------------------
 
 
-def record_rejection(provider: str, reason: str, detail: str = "") -> int:
+def rejection_record(*, provider: str, reason: str, detail: str = "") -> int:
     """Count a refused delivery and audit it (the first WEBHOOK_REJECTION_AUDIT_LIMIT of
     each reason per hour). Never fails the response: returns this hour's count, or 0.
 
@@ -141,7 +142,7 @@ def redacted_headers(provider: str, headers: Mapping[str, str]) -> dict[str, str
     return kept
 
 
-def accept(delivery: Delivery, *, headers: Mapping[str, str], request_id: str = "") -> str:
+def event_accept(*, delivery: Delivery, headers: Mapping[str, str], request_id: str = "") -> str:
     """Store a verified delivery once; returns ``stored``, ``duplicate`` or ``ignored``.
 
     One INSERT, committed before this returns: the unique (provider, event_id)
@@ -162,7 +163,7 @@ def accept(delivery: Delivery, *, headers: Mapping[str, str], request_id: str = 
         "event_type": event_type,
         "received_at": now,
         "next_attempt_at": now,
-        # Noted in the INSERT (one round trip); enqueue clears it if the publish fails.
+        # Noted in the INSERT (one round trip); event_enqueue clears it if the publish fails.
         "enqueued_at": now,
         "payload": delivery.body,
         "headers": redacted_headers(provider, headers),
@@ -187,7 +188,7 @@ def accept(delivery: Delivery, *, headers: Mapping[str, str], request_id: str = 
     else:
         created = True
         pk = event.pk
-        transaction.on_commit(lambda: enqueue(pk, noted=True))
+        transaction.on_commit(lambda: event_enqueue(pk=pk, noted=True))
     logger.info(
         "webhooks.accepted",
         extra={
@@ -204,12 +205,12 @@ def _eager() -> bool:
     return bool(current_app.conf.task_always_eager)
 
 
-def enqueue(pk: int, *, countdown: float | None = None, noted: bool = False) -> bool:
+def event_enqueue(*, pk: int, countdown: float | None = None, noted: bool = False) -> bool:
     """Queue the processing task; with the broker down, leave it to the sweeper.
 
     ``enqueued_at`` is noted before publishing (so no claim can come before the note)
     and cleared when the publish fails, so that the sweeper knows which rows have a
-    task on its way. ``noted``: the caller set it already (accept's INSERT).
+    task on its way. ``noted``: the caller set it already (event_accept's INSERT).
     """
     from webhooks.tasks import process_event
 
@@ -318,7 +319,7 @@ def _error_text(exc: BaseException) -> str:
     return scrub_text(f"{type(exc).__name__}: {exc}")[:1000]
 
 
-def process(pk: int, *, force: bool = False) -> str | None:
+def event_process(*, pk: int, force: bool = False) -> str | None:
     """Process one stored event if it is due; returns its new status (None: not ours now)."""
     claimed_at = _claim(pk, force=force)
     if not isinstance(claimed_at, datetime):
@@ -337,7 +338,7 @@ def process(pk: int, *, force: bool = False) -> str | None:
         _finish(row, result.status, result.error, result.retry_in, reason=result.reason)
     if result.retry_in is not None and not _eager():
         # The sweeper is the backstop; the queued retry just makes it prompt.
-        enqueue(pk, countdown=result.retry_in.total_seconds())
+        event_enqueue(pk=pk, countdown=result.retry_in.total_seconds())
     return result.status
 
 
@@ -415,7 +416,7 @@ def _finish(
 # --- Sweeping and replaying ---------------------------------------------------------------
 
 
-def stalled(now: datetime | None = None) -> QuerySet[WebhookEvent]:
+def events_stalled(*, now: datetime | None = None) -> QuerySet[WebhookEvent]:
     """Rows that should have been processed by now and have no task on its way.
 
     A row needs a task when it is pending and has been due for
@@ -444,17 +445,17 @@ def stalled(now: datetime | None = None) -> QuerySet[WebhookEvent]:
     return WebhookEvent.objects.filter(needs_task & none_on_its_way)
 
 
-def sweep(*, limit: int = 500) -> int:
+def events_sweep(*, limit: int = 500) -> int:
     """Re-enqueue stalled events (Redis was down, a worker died); returns how many."""
-    pks = list(stalled().order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    queued = sum(enqueue(pk) for pk in pks)
+    pks = list(events_stalled().order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    queued = sum(event_enqueue(pk=pk) for pk in pks)
     if pks:
         logger.warning("webhooks.swept", extra={"found": len(pks), "queued": queued})
     return queued
 
 
-def replay(
-    events: Iterable[WebhookEvent], *, actor: Any, reason: str, inline: bool = False
+def events_replay(
+    *, events: Iterable[WebhookEvent], actor: Actor, reason: str, inline: bool = False
 ) -> list[tuple[WebhookEvent, str]]:
     """Process chosen events again through the same path, each replay audited.
 
@@ -477,9 +478,9 @@ def replay(
             row.save(update_fields=["status", "attempts", "next_attempt_at"])
             _audit(row, "replayed", {"previous_status": previous, "reason": reason}, actor=actor)
         if inline:
-            outcome = process(row.pk)
+            outcome = event_process(pk=row.pk)
             results.append((row, f"replayed: {outcome}"))
         else:
-            queued = enqueue(row.pk)
+            queued = event_enqueue(pk=row.pk)
             results.append((row, "queued" if queued else "stored; the sweeper will queue it"))
     return results

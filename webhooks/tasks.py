@@ -10,13 +10,13 @@ from webhooks import retention, services
 @shared_task(name="webhooks.tasks.process_event", ignore_result=True)
 def process_event(pk: int) -> None:
     """Apply one stored event (idempotent: a duplicate task finds it claimed or done)."""
-    services.process(pk)
+    services.event_process(pk=pk)
 
 
 @shared_task(name="webhooks.tasks.sweep", ignore_result=True)
 def sweep() -> int:
     """Periodic (beat): re-enqueue events stored but never processed."""
-    return services.sweep()
+    return services.events_sweep()
 
 
 @shared_task(name="webhooks.tasks.purge", ignore_result=True)

@@ -22,7 +22,7 @@ from webhooks.providers import providers
 
 def _quiet(response: HttpResponse) -> HttpResponse:
     # Django logs every 4xx with the request path, which holds the secret token;
-    # services.record_rejection has logged the reason already.
+    # services.rejection_record has logged the reason already.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
@@ -41,9 +41,11 @@ def receive(request: HttpRequest, provider: str, token: str) -> HttpResponse:
     try:
         delivery = verification.verify(webhook, request)
     except verification.Rejected as exc:
-        services.record_rejection(webhook.name, exc.reason, exc.detail)
+        services.rejection_record(provider=webhook.name, reason=exc.reason, detail=exc.detail)
         return _quiet(
             JsonResponse({"error": "invalid_request", "request_id": request_id}, status=400)
         )
-    outcome = services.accept(delivery, headers=request.headers, request_id=request_id)
+    outcome = services.event_accept(
+        delivery=delivery, headers=request.headers, request_id=request_id
+    )
     return JsonResponse({"status": outcome})

@@ -159,7 +159,9 @@ def test_personal_data_removed_without_a_redaction_is_named(entries):
 
 
 def test_redaction_keeps_the_chain_valid_and_is_recorded(entries, staff):
-    redacted = redact_personal_data(entries[1:3], actor=staff, reason="erasure request DSR-7")
+    redacted = redact_personal_data(
+        entries=entries[1:3], actor=staff, reason="erasure request DSR-7"
+    )
 
     assert redacted == 2
     report = verify_chain()

@@ -24,7 +24,7 @@ from sandbox.calendly_sandbox import services as calendly_sandbox
 from tests.bookings.world import PRICE, Slot, World, world
 from tests.sandbox.stripe.helpers import pay
 from webhooks.models import WebhookEvent
-from webhooks.services import replay
+from webhooks.services import events_replay
 
 __all__ = ["world"]
 
@@ -189,7 +189,7 @@ def test_a_reschedule_before_payment_ends_clean_whichever_event_comes_first(worl
     world.deliver(*((CANCELED, CREATED) if cancel_first else (CREATED, CANCELED)))
     world.retry_waiting()
     finish(world)
-    replay(WebhookEvent.objects.all(), actor="test", reason="again", inline=True)
+    events_replay(events=WebhookEvent.objects.all(), actor="test", reason="again", inline=True)
 
     old_booking.refresh_from_db()
     new = Slot(new_invitee, None).booking
@@ -412,7 +412,12 @@ def test_replaying_the_payment_after_a_partial_refund_refunds_nothing_more(world
     assert kept["refunds"] == [(PRICE // 2, "succeeded", False)]
 
     # Staff replay every Stripe event (say, after an incident): nothing changes.
-    replay(WebhookEvent.objects.filter(provider="stripe"), actor=staff, reason="test", inline=True)
+    events_replay(
+        events=WebhookEvent.objects.filter(provider="stripe"),
+        actor=staff,
+        reason="test",
+        inline=True,
+    )
     world.retry_waiting()
     assert world.state(slot) == kept
 

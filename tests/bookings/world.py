@@ -202,7 +202,7 @@ class World:
             if not waiting:
                 return
             for pk in waiting:
-                webhooks.process(pk, force=True)
+                webhooks.event_process(pk=pk, force=True)
 
     def settle_everything(self) -> None:
         for _ in range(3):

@@ -37,7 +37,7 @@ def test_a_checkout_lost_to_a_broker_outage_is_opened_when_it_returns(
     slot = world.book(come_back=False)
     world.deliver("invitee.created")
     [event] = WebhookEvent.objects.all()
-    webhooks.process(event.pk)  # the sweeper's job, with the broker down
+    webhooks.event_process(pk=event.pk)  # the sweeper's job, with the broker down
 
     booking = slot.booking
     assert booking.status == "pending_payment"
@@ -68,7 +68,7 @@ def test_a_checkout_queued_under_the_tasks_old_name_is_still_opened(
     slot = world.book(come_back=False)
     world.deliver("invitee.created")
     [event] = WebhookEvent.objects.all()
-    webhooks.process(event.pk)
+    webhooks.event_process(pk=event.pk)
     OutboxMessage.objects.filter(task="bookings.tasks.start_checkout").update(
         task="payments.tasks.start_checkout"
     )

@@ -44,14 +44,14 @@ def test_a_handler_that_kills_its_worker_is_dead_lettered_at_claim(handlers, cap
     event = stored()
     for attempt in (1, 2, 3):
         with pytest.raises(WorkerKilled):
-            services.process(event.pk)
+            services.event_process(pk=event.pk)
         event.refresh_from_db()
         assert (event.status, event.attempts) == (Status.PROCESSING, attempt)
         # The worker is gone; its claim is older than the processing timeout.
         WebhookEvent.objects.filter(pk=event.pk).update(claimed_at=ago(minutes=10))
 
     caplog.set_level(logging.INFO, logger="slotpay.webhooks")
-    assert services.sweep() == 1  # the takeover finds no attempt left
+    assert services.events_sweep() == 1  # the takeover finds no attempt left
 
     event.refresh_from_db()
     assert (event.status, event.attempts) == (Status.DEAD, 3)
@@ -62,21 +62,21 @@ def test_a_handler_that_kills_its_worker_is_dead_lettered_at_claim(handlers, cap
     assert entry.data["attempt"] == 3
     [dead] = [r for r in caplog.records if getattr(r, "outcome", None) == Status.DEAD]
     assert dead.levelno == logging.ERROR
-    assert services.sweep() == 0  # a dead letter waits for a replay
-    assert services.process(event.pk) is None
+    assert services.events_sweep() == 0  # a dead letter waits for a replay
+    assert services.event_process(pk=event.pk) is None
 
 
 @override_settings(WEBHOOK_MAX_ATTEMPTS=2)
 def test_the_claim_of_an_attempt_beyond_the_limit_returns_dead(handlers) -> None:
     event = stored(status=Status.PROCESSING, attempts=2, claimed_at=ago(hours=1))
-    assert services.process(event.pk) == Status.DEAD
+    assert services.event_process(pk=event.pk) == Status.DEAD
     assert handlers.calls == []
 
 
 @override_settings(WEBHOOK_MAX_ATTEMPTS=2)
 def test_the_last_allowed_attempt_still_runs(handlers) -> None:
     event = stored(status=Status.PROCESSING, attempts=1, claimed_at=ago(hours=1))
-    assert services.process(event.pk) == Status.PROCESSED
+    assert services.event_process(pk=event.pk) == Status.PROCESSED
     event.refresh_from_db()
     assert event.attempts == 2
     assert len(handlers.calls) == 1
@@ -85,7 +85,9 @@ def test_the_last_allowed_attempt_still_runs(handlers) -> None:
 @override_settings(WEBHOOK_MAX_ATTEMPTS=1)
 def test_a_replay_of_a_dead_letter_starts_counting_again(handlers, staff) -> None:
     event = stored(status=Status.DEAD, attempts=1, claimed_at=ago(hours=1))
-    [(_, outcome)] = services.replay([event], actor=staff, reason="fixed", inline=True)
+    [(_, outcome)] = services.events_replay(
+        events=[event], actor=staff, reason="fixed", inline=True
+    )
     assert outcome == "replayed: processed"
 
 
@@ -108,10 +110,10 @@ def test_a_failed_publish_leaves_no_enqueued_at_and_the_sweeper_queues_it(
     assert (event.status, event.enqueued_at) == (Status.RECEIVED, None)
 
     WebhookEvent.objects.update(next_attempt_at=ago(minutes=2))
-    assert services.sweep() == 0  # the broker is still down
+    assert services.events_sweep() == 0  # the broker is still down
     assert WebhookEvent.objects.get().enqueued_at is None
     celery_app.conf.task_always_eager = True  # the broker is back (in-process here)
-    assert services.sweep() == 1
+    assert services.events_sweep() == 1
     assert WebhookEvent.objects.get().status == Status.PROCESSED
 
 
@@ -119,7 +121,7 @@ def test_the_sweeper_leaves_a_row_whose_task_waits_in_a_backlog(handlers) -> Non
     """Published five minutes ago and not claimed since: a backlog, not a loss."""
     event = stored(received_at=ago(minutes=5), next_attempt_at=ago(minutes=5))
     WebhookEvent.objects.filter(pk=event.pk).update(enqueued_at=ago(minutes=5))
-    assert services.sweep() == 0
+    assert services.events_sweep() == 0
     assert handlers.calls == []
 
 
@@ -128,7 +130,7 @@ def test_the_sweeper_requeues_a_task_presumed_lost(handlers) -> None:
     worker holds it until Redis's visibility timeout. Queued again, once per timeout."""
     event = stored(received_at=ago(minutes=7), next_attempt_at=ago(minutes=7))
     WebhookEvent.objects.filter(pk=event.pk).update(enqueued_at=ago(minutes=7))
-    assert services.sweep() == 1
+    assert services.events_sweep() == 1
     event.refresh_from_db()
     assert event.status == Status.PROCESSED
 
@@ -143,9 +145,9 @@ def test_a_retry_published_with_a_countdown_waits_from_when_it_is_due(handlers) 
         next_attempt_at=ago(minutes=5),
     )
     WebhookEvent.objects.filter(pk=event.pk).update(enqueued_at=ago(minutes=40))
-    assert services.sweep() == 0
+    assert services.events_sweep() == 0
     WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=ago(minutes=7))
-    assert services.sweep() == 1
+    assert services.events_sweep() == 1
 
 
 def test_a_task_already_claimed_no_longer_counts_as_queued(handlers) -> None:
@@ -157,7 +159,7 @@ def test_a_task_already_claimed_no_longer_counts_as_queued(handlers) -> None:
         next_attempt_at=ago(minutes=2),
     )
     WebhookEvent.objects.filter(pk=event.pk).update(enqueued_at=ago(minutes=3, seconds=1))
-    assert services.sweep() == 1
+    assert services.events_sweep() == 1
     event.refresh_from_db()
     assert (event.status, event.attempts) == (Status.PROCESSED, 2)
 
@@ -168,7 +170,7 @@ def test_a_takeover_already_queued_is_not_queued_again(handlers) -> None:
     WebhookEvent.objects.filter(pk=queued.pk).update(enqueued_at=ago(minutes=1))
     abandoned = stored(status=Status.PROCESSING, attempts=1, claimed_at=ago(minutes=10))
     WebhookEvent.objects.filter(pk=abandoned.pk).update(enqueued_at=ago(minutes=11))
-    assert services.sweep() == 1
+    assert services.events_sweep() == 1
     queued.refresh_from_db()
     abandoned.refresh_from_db()
     assert (queued.status, abandoned.status) == (Status.PROCESSING, Status.PROCESSED)

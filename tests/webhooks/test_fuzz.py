@@ -340,4 +340,4 @@ def test_malformed_deliveries_are_never_a_5xx_and_always_the_generic_400(
     stored = WebhookEvent.objects.order_by("?").values_list("pk", flat=True)[:PROCESSED_SAMPLE]
     assert len(stored) == PROCESSED_SAMPLE
     for pk in stored:
-        assert services.process(pk) == WebhookEvent.Status.PROCESSED
+        assert services.event_process(pk=pk) == WebhookEvent.Status.PROCESSED

@@ -102,13 +102,13 @@ def test_a_failing_handler_is_retried_then_dead_lettered(stripe_sender: Sender, 
         assert "RuntimeError: boom" in event.last_error
         assert "owner@example.com" not in event.last_error  # scrubbed
         assert event.next_attempt_at > timezone.now() + timedelta(seconds=25)
-        assert services.process(event.pk) is None  # not due yet
+        assert services.event_process(pk=event.pk) is None  # not due yet
         for expected in (Status.FAILED, Status.DEAD):
             WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
-            assert services.process(event.pk) == expected
+            assert services.event_process(pk=event.pk) == expected
     assert len(handlers.calls) == 3
     assert actions()[-1] == "webhooks.event.dead_lettered"
-    assert services.process(event.pk) is None  # a dead letter waits for a replay
+    assert services.event_process(pk=event.pk) is None  # a dead letter waits for a replay
 
 
 def test_handler_writes_roll_back_when_it_fails(stripe_sender: Sender, handlers) -> None:
@@ -131,7 +131,7 @@ def test_an_early_event_waits_for_its_prerequisite(calendly_sender: Sender, hand
     assert event.status == Status.WAITING
     assert event.last_error == "waiting: the booking is not recorded yet"
     WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
-    assert services.process(event.pk) == Status.PROCESSED
+    assert services.event_process(pk=event.pk) == Status.PROCESSED
     assert len(handlers.calls) == 2
 
 
@@ -146,7 +146,7 @@ def test_the_sweeper_processes_events_stored_while_the_queue_was_down(handlers) 
     long_ago = timezone.now() - timedelta(minutes=5)
     old = stored(received_at=long_ago, next_attempt_at=long_ago)
     fresh = stored()
-    assert services.sweep() == 1
+    assert services.events_sweep() == 1
     old.refresh_from_db()
     fresh.refresh_from_db()
     assert (old.status, fresh.status) == (Status.PROCESSED, Status.RECEIVED)
@@ -156,12 +156,12 @@ def test_the_sweeper_takes_over_from_a_dead_worker_only_after_the_timeout(handle
     event = stored(
         status=Status.PROCESSING, claimed_at=timezone.now() - timedelta(seconds=30), attempts=1
     )
-    assert services.sweep() == 0
-    assert services.process(event.pk) is None  # a live claim is left alone
+    assert services.events_sweep() == 0
+    assert services.event_process(pk=event.pk) is None  # a live claim is left alone
     WebhookEvent.objects.filter(pk=event.pk).update(
         claimed_at=timezone.now() - timedelta(minutes=10)
     )
-    assert services.sweep() == 1
+    assert services.events_sweep() == 1
     event.refresh_from_db()
     assert (event.status, event.attempts) == (Status.PROCESSED, 2)
 
@@ -183,11 +183,11 @@ def test_a_row_locked_by_another_worker_is_skipped(handlers) -> None:
     thread.start()
     assert locked.wait(10)
     try:
-        assert services.process(event.pk) is None  # skipped at once, not blocked
+        assert services.event_process(pk=event.pk) is None  # skipped at once, not blocked
     finally:
         release.set()
         thread.join()
-    assert services.process(event.pk) == Status.PROCESSED
+    assert services.event_process(pk=event.pk) == Status.PROCESSED
     assert len(handlers.calls) == 1
 
 
@@ -197,7 +197,7 @@ def test_an_event_whose_handler_was_removed_is_ignored(stripe_sender: Sender, ha
     event = WebhookEvent.objects.get()
     registry.unregister("stripe", event.event_type)
     WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
-    assert services.process(event.pk) == Status.IGNORED
+    assert services.event_process(pk=event.pk) == Status.IGNORED
 
 
 def test_replay_command_reprocesses_and_audits_who(stripe_sender: Sender, handlers, staff):
@@ -251,7 +251,10 @@ def test_retention_purges_payloads_then_dedup_keys(stripe_sender: Sender, handle
     assert stripe_sender.post(
         json.loads(json.dumps(stripe_event(event_id=event.event_id)))
     ).json() == {"status": "duplicate"}
-    assert services.replay([event], actor="test", reason="t")[0][1] == "skipped: payload purged"
+    assert (
+        services.events_replay(events=[event], actor="test", reason="t")[0][1]
+        == "skipped: payload purged"
+    )
     WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(days=8))
     assert retention.purge()["events_deleted"] == 1
     assert AuditEntry.objects.filter(action="webhooks.retention.purged").count() == 2
@@ -272,11 +275,11 @@ def test_only_the_dedup_constraint_counts_as_a_duplicate(handlers) -> None:
 
     data = stripe_event()
     first = Delivery("stripe", json.dumps(data), data, data["id"], data["type"])
-    assert services.accept(first, headers={}) == "stored"
-    assert services.accept(first, headers={}) == "duplicate"
+    assert services.event_accept(delivery=first, headers={}) == "stored"
+    assert services.event_accept(delivery=first, headers={}) == "duplicate"
     # A NOT NULL failure is a bug, not "a copy came first": it must not be answered 200.
     other = stripe_event()
     broken = Delivery("stripe", json.dumps(other), other, None, other["type"])  # type: ignore[arg-type]
     with pytest.raises(IntegrityError):
-        services.accept(broken, headers={})
+        services.event_accept(delivery=broken, headers={})
     assert WebhookEvent.objects.count() == 1

@@ -66,8 +66,8 @@ def assert_ignored_for(event: WebhookEvent, *, error_class: str, reason: str) ->
     assert entry.data["reason"] == event.last_error
     # Final: neither a queued retry nor the sweeper runs it again.
     WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
-    assert services.process(event.pk) is None
-    assert services.sweep() == 0
+    assert services.event_process(pk=event.pk) is None
+    assert services.events_sweep() == 0
 
 
 # --- permanent: the provider does not know the object -----------------------------------------
@@ -197,4 +197,4 @@ def test_a_rate_limit_or_a_stripe_error_fails_and_retries(
     # Still failing at the last attempt: a dead letter, not an ignored event.
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
-    assert services.process(event.pk) == Status.DEAD
+    assert services.event_process(pk=event.pk) == Status.DEAD

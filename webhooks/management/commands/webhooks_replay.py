@@ -77,8 +77,8 @@ class Command(BaseCommand):
             for event in selected:
                 self.stdout.write(f"would replay #{event.pk} {event} ({event.status})")
             return
-        results = services.replay(
-            selected, actor=actor, reason=options["reason"], inline=options["inline"]
+        results = services.events_replay(
+            events=selected, actor=actor, reason=options["reason"], inline=options["inline"]
         )
         for event, outcome in results:
             self.stdout.write(f"#{event.pk} {event}: {outcome}")
