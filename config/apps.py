@@ -8,4 +8,10 @@ class SiteConfig(AppConfig):
     verbose_name = "Site configuration"
 
     def ready(self) -> None:
+        from django.contrib import admin
+
         from config import checks  # noqa: F401
+        from core.admin import harden
+
+        # After django.contrib.admin's ready(): every app's admin module is registered.
+        harden(admin.site)

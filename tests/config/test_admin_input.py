@@ -32,6 +32,10 @@ def test_a_search_for_a_huge_or_foreign_number_finds_nobody(admin_browser, path,
         ("/admin/audit/auditentry/", "created_at__year"),
         ("/admin/bookings/booking/", "start_at__year"),
         ("/admin/webhooks/webhookevent/", "received_at__year"),
+        ("/admin/bookings/eventtype/", "created_at__year"),
+        ("/admin/bookings/eventtype/", "created_at__iso_year"),
+        ("/admin/axes/accessattempt/", "attempt_time__year"),
+        ("/admin/axes/accessfailurelog/", "attempt_time__year"),
     ],
 )
 def test_a_date_no_calendar_holds_is_an_invalid_filter(admin_browser, path, lookup):
@@ -39,3 +43,18 @@ def test_a_date_no_calendar_holds_is_an_invalid_filter(admin_browser, path, look
 
     assert response.status_code == 302
     assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.parametrize(
+    ("path", "lookup"),
+    [
+        ("/admin/bookings/booking/", "start_at__regex"),
+        ("/admin/bookings/booking/", "status__regex"),
+        ("/admin/accounts/user/", "last_login__iregex"),
+        ("/admin/audit/auditentry/", "created_at__regex"),
+        ("/admin/auth/group/", "name__regex"),
+    ],
+)
+def test_a_regular_expression_in_a_list_url_is_refused(admin_browser, path, lookup):
+    """A broken pattern was a database error (a 500); no list needs one."""
+    assert admin_browser.get(path, {lookup: "("}).status_code == 400
