@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 MASK = "[redacted]"
 
@@ -67,7 +68,18 @@ def mask_email(address: str) -> str:
 
 
 def scrub_text(text: str) -> str:
-    """Mask emails, card-like numbers and secrets in free text."""
+    """Mask emails, card-like numbers and secrets in free text; percent-encoded ones
+    too (a request line's path, ``/x/someone%40example.com/``): where decoding reveals
+    something to mask, the decoded text is what is kept, masked."""
+    scrubbed = _scrub_plain(text)
+    if "%" in text or "+" in text:
+        decoded = unquote_plus(text)
+        if decoded != text and _scrub_plain(decoded) != decoded:
+            return _scrub_plain(decoded)
+    return scrubbed
+
+
+def _scrub_plain(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     text = _WEBHOOK_PATH.sub(lambda m: f"{m.group(1)}{MASK}", text)
     for pattern in _SECRETS:

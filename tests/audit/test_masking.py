@@ -1,6 +1,8 @@
 """What audit data, logs and Sentry events lose before they are written."""
 
-from core.masking import scrub
+import pytest
+
+from core.masking import scrub, scrub_text
 
 
 def test_emails_are_masked_in_keys_as_well_as_values():
@@ -39,3 +41,22 @@ def test_webhook_path_tokens_are_masked():
     assert scrub_text(line) == (
         "Not Found: /webhooks/stripe/[redacted]/ and /webhooks/calendly/[redacted]?x=1"
     )
+
+
+@pytest.mark.parametrize(
+    ("line", "leak"),
+    [
+        ("GET /x/leakc%40example%2Ecom/ HTTP/1.1", "leakc"),
+        ("GET /x/john%2Bdoe%40example.com/ HTTP/1.1", "doe"),
+        ("GET /x/4242%204242%204242%204242/ HTTP/1.1", "4242%204242"),
+        ("GET /x/4242+4242+4242+4242/ HTTP/1.1", "4242+4242"),
+    ],
+)
+def test_percent_encoded_personal_data_in_a_path_is_masked(line, leak):
+    """A request line's path is logged as sent: decoding it must not be what reveals
+    an email or a card number."""
+    masked = scrub_text(line)
+
+    assert leak not in masked
+    assert "4242 4242" not in masked
+    assert "@example" not in masked
