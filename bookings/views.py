@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -177,7 +179,8 @@ def scheduled(request: HttpRequest) -> HttpResponse:
             raise ValueError("not a time a session starts at")
         start = start.astimezone(UTC)
         calendly.uuid_from_uri(invitee_uuid, "invitees")
-    except (ValueError, OverflowError):
+        validate_email(email)  # bounded (254) and well-formed before Calendly hears it
+    except (ValueError, OverflowError, ValidationError):
         return _message(
             request,
             "This link is incomplete",
@@ -266,6 +269,17 @@ def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
     booking = selectors.booking_get_for_client(user=request.user, reference=reference)
     params = request.POST if request.method == "POST" else request.GET
     session_id = params.get("session_id", "")
+    if booking.rescheduled_to_id is not None:
+        # Moved (on Calendly) before or after paying: the payment went with it, and so
+        # does this page. The successor is the same client's (it takes over the client).
+        successor = booking
+        while successor.rescheduled_to_id is not None:
+            successor = Booking.objects.get(pk=successor.rescheduled_to_id)
+        moved = selectors.booking_get_for_client(user=request.user, reference=successor.reference)
+        query = urlencode({"session_id": session_id})
+        return HttpResponseRedirect(
+            f"{reverse('bookings:paid', args=[moved.reference])}?{query}", status=303
+        )
     payment = booking.payments.filter(checkout_session_id=session_id).first()
     if request.method == "POST":
         if payment is not None and payment.status == Payment.Status.OPEN:

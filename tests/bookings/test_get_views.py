@@ -3,14 +3,16 @@ Checkout show a page that continues by POST (with its script, or its button)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from bookings.models import Booking
 from config import outgoing
 from payments.models import Payment
+from sandbox.calendly_sandbox import services as calendly_sandbox
 from tests.bookings.world import World, world
+from tests.sandbox.stripe.helpers import pay
 
 __all__ = ["world"]
 
@@ -74,3 +76,44 @@ def test_an_impossible_start_time_is_a_bad_link_not_an_error(world: World, start
 
     assert page.status_code == 400
     assert b"This link is incomplete" in page.content
+
+
+def test_back_from_paying_a_booking_moved_before_payment(world: World) -> None:
+    """The client moved the session on Calendly, then paid the link they already had:
+    Checkout sends them to the first booking's page, which now follows the payment to
+    the booking it moved to (it said "Expired (not paid)")."""
+    slot = world.book(come_back=False)
+    world.deliver("invitee.created")
+    later = calendly_sandbox.open_slots(world.sandbox_type)[-1]
+    moved = calendly_sandbox.invitee_book(
+        event_type=world.sandbox_type,
+        start=later,
+        name="Clara Client",
+        email="clara@client.example",
+        invitee_timezone="America/New_York",
+        urls=world.site.urls,
+        rescheduling=slot.invitee,
+    )
+    world.deliver("invitee.canceled", "invitee.created")
+    world.retry_waiting()
+    [payment] = Payment.objects.all()
+
+    back = pay(payment.checkout_url)
+    shown = world.come_back(world.browser(world.client_user), back["Location"], follow=True)
+
+    new = Booking.objects.for_invitee(moved.uuid).get()
+    assert shown.status_code == 200
+    assert b"Booking confirmed" in shown.content
+    assert str(new.reference) in shown.request["PATH_INFO"]
+    assert new.status == "confirmed"
+
+
+def test_a_hand_made_continue_with_a_huge_email_is_a_bad_link(world: World) -> None:
+    slot = world.book(come_back=False)
+    fields = dict(parse_qsl(urlsplit(slot.redirect).query))
+    fields["invitee_email"] = "a" * 100_000 + "@example.com"
+
+    response = world.browser(world.client_user).post("/bookings/scheduled/", fields)
+
+    assert response.status_code == 400
+    assert not Booking.objects.exists()

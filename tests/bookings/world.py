@@ -144,9 +144,10 @@ class World:
         hand, posting the page's hidden fields. Returns the POST's answer (or the GET's
         when the page has nothing to continue)."""
         back = urlsplit(location)
-        page = browser.get(f"{back.path}?{back.query}")
+        page = browser.get(f"{back.path}?{back.query}", follow=True)
         if page.status_code != 200 or b"data-autosubmit" not in page.content:
             return page
+        back = back._replace(path=page.request["PATH_INFO"])  # where a redirect led
         fields = {
             html.unescape(name): html.unescape(value)
             for name, value in re.findall(
