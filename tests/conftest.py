@@ -122,7 +122,29 @@ def field_keys() -> Iterator[callable]:
     encryption.reload_keys()
 
 
-class WebhookReceiver:
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class LocalServer:
+    """A real HTTP server on 127.0.0.1, in a thread of the test, serving ``handler``
+    (what the providers' stand-ins in a test need: an endpoint, a failing API, a
+    proxy). ``close()`` stops it."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, path: str = "") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}{path}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+class WebhookReceiver(LocalServer):
     """A real HTTP endpoint on 127.0.0.1 that records what is posted to it and
     answers with the status codes queued in ``answers`` (then 200)."""
 
@@ -133,7 +155,7 @@ class WebhookReceiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
@@ -149,18 +171,7 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler, path="/hooks")
 
 
 @pytest.fixture

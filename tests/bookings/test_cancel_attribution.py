@@ -10,9 +10,7 @@ the test profile).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,20 +21,21 @@ from audit.models import AuditEntry
 from bookings.calendly import CalendlyClient
 from payments.models import Refund
 from tests.bookings.world import PRICE, World, world
+from tests.conftest import LocalServer, QuietHandler
 
 __all__ = ["world"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class CalendlyProxy:
+class CalendlyProxy(LocalServer):
     """Forwards every request to ``upstream``; after a cancellation, runs ``then``."""
 
     def __init__(self, upstream: str) -> None:
         self.then: Callable[[], None] | None = None
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
@@ -61,17 +60,7 @@ class CalendlyProxy:
 
             do_GET = do_POST = do_DELETE = _forward  # noqa: N815 (http.server's names)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

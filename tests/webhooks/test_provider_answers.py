@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,7 +21,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from sandbox.stripe_sandbox.models import RestrictedKey
-from tests.conftest import Site
+from tests.conftest import LocalServer, QuietHandler, Site
 from tests.webhooks.conftest import Sender, calendly_event, stripe_event
 from webhooks import services
 from webhooks.models import WebhookEvent
@@ -141,7 +139,7 @@ def test_a_restricted_key_without_the_permission_fails_and_retries(stripe: Sende
     assert_failed_and_retrying(WebhookEvent.objects.get(), error_class="PermissionDenied")
 
 
-class StrugglingStripe:
+class StrugglingStripe(LocalServer):
     """An HTTP server that answers every request as Stripe does when it cannot serve it:
     a rate limit (429) or an error with ``Stripe-Should-Retry: false`` (so stripe-python
     gives up at once instead of sleeping between its own retries)."""
@@ -153,8 +151,8 @@ class StrugglingStripe:
         }[status]
         body = json.dumps({"error": error}).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Stripe-Should-Retry", "false")
@@ -164,18 +162,7 @@ class StrugglingStripe:
 
             do_POST = do_GET  # noqa: N815 (the name BaseHTTPRequestHandler looks up)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler)
 
 
 @pytest.fixture(params=[429, 500])
