@@ -28,21 +28,6 @@ def _raw_emails() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-@pytest.fixture
-def old_key(settings):
-    """The key everything in the test database (canary included) was written with."""
-    return settings.FIELD_ENCRYPTION_KEY[0]
-
-
-@pytest.fixture
-def clients(old_key):
-    # Written under the old key: accounts, their creation audit entries, the canary.
-    return [
-        User.objects.create_user(email=f"client{n}@example.com", password=PASSWORD, name=f"C {n}")
-        for n in range(7)
-    ]
-
-
 def test_a_wrong_key_makes_check_fail_naming_the_field(clients, field_keys):
     field_keys(_new_key())
 

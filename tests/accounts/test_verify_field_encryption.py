@@ -32,19 +32,6 @@ def _slotpay_checks() -> list[str]:
 
 
 @pytest.fixture
-def old_key(settings):
-    return settings.FIELD_ENCRYPTION_KEY[0]
-
-
-@pytest.fixture
-def clients(old_key):
-    return [
-        User.objects.create_user(email=f"client{n}@example.com", password=PASSWORD, name=f"C {n}")
-        for n in range(7)
-    ]
-
-
-@pytest.fixture
 def new_key(clients, old_key, field_keys):
     """Half a rotation, new rows, then the old key dropped: the audit rows between
     the rotated ones and the new ones no longer decrypt."""

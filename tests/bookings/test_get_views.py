@@ -10,7 +10,6 @@ import pytest
 from bookings.models import Booking
 from config import outgoing
 from payments.models import Payment
-from sandbox.calendly_sandbox import services as calendly_sandbox
 from tests.bookings.world import World, world
 from tests.sandbox.stripe.helpers import pay
 
@@ -84,16 +83,7 @@ def test_back_from_paying_a_booking_moved_before_payment(world: World) -> None:
     the booking it moved to (it said "Expired (not paid)")."""
     slot = world.book(come_back=False)
     world.deliver("invitee.created")
-    later = calendly_sandbox.open_slots(world.sandbox_type)[-1]
-    moved = calendly_sandbox.invitee_book(
-        event_type=world.sandbox_type,
-        start=later,
-        name="Clara Client",
-        email="clara@client.example",
-        invitee_timezone="America/New_York",
-        urls=world.site.urls,
-        rescheduling=slot.invitee,
-    )
+    moved = world.reschedule(slot)
     world.deliver("invitee.canceled", "invitee.created")
     world.retry_waiting()
     [payment] = Payment.objects.all()

@@ -141,16 +141,7 @@ def test_a_dashboard_refund_before_or_after_completion(world: World, refund_firs
 def test_a_reschedule_moves_the_payment_whichever_event_comes_first(world, cancel_first):
     slot = paid(world, left_after_booking(world))
     old_booking = slot.booking
-    later = calendly_sandbox.open_slots(world.sandbox_type)[-1]
-    new_invitee = calendly_sandbox.invitee_book(
-        event_type=world.sandbox_type,
-        start=later,
-        name="Clara Client",
-        email="clara@client.example",
-        invitee_timezone="America/New_York",
-        urls=world.site.urls,
-        rescheduling=slot.invitee,
-    )
+    new_invitee = world.reschedule(slot)
 
     world.deliver(*((CANCELED, CREATED) if cancel_first else (CREATED, CANCELED)))
     world.retry_waiting()
@@ -164,7 +155,7 @@ def test_a_reschedule_moves_the_payment_whichever_event_comes_first(world, cance
     assert new.booking.client == world.client_user
     assert Payment.objects.count() == 1
     assert not Refund.objects.exists()
-    assert new.booking.start_at == later
+    assert new.booking.start_at == new_invitee.scheduled_event.start_time
 
 
 @pytest.mark.parametrize("cancel_first", [True, False])
@@ -174,16 +165,7 @@ def test_a_reschedule_before_payment_ends_clean_whichever_event_comes_first(worl
     flagged and Support is not emailed."""
     slot = left_after_booking(world)
     old_booking = slot.booking
-    later = calendly_sandbox.open_slots(world.sandbox_type)[-1]
-    new_invitee = calendly_sandbox.invitee_book(
-        event_type=world.sandbox_type,
-        start=later,
-        name="Clara Client",
-        email="clara@client.example",
-        invitee_timezone="America/New_York",
-        urls=world.site.urls,
-        rescheduling=slot.invitee,
-    )
+    new_invitee = world.reschedule(slot)
     mail.outbox.clear()
 
     world.deliver(*((CANCELED, CREATED) if cancel_first else (CREATED, CANCELED)))
@@ -431,16 +413,7 @@ def test_a_reschedule_never_raises_the_refund(world: World) -> None:
         actor="test",
     )
     slot = paid(world, left_after_booking(world, hours_ahead=26))
-    later = calendly_sandbox.open_slots(world.sandbox_type)[-1]
-    moved = calendly_sandbox.invitee_book(
-        event_type=world.sandbox_type,
-        start=later,
-        name="Clara Client",
-        email="clara@client.example",
-        invitee_timezone="America/New_York",
-        urls=world.site.urls,
-        rescheduling=slot.invitee,
-    )
+    moved = world.reschedule(slot)
     world.deliver(CANCELED, CREATED)
     world.retry_waiting()
     new = Slot(moved, None).booking

@@ -138,6 +138,20 @@ class World:
             response = self.come_back(browser, picked["Location"])
         return Slot(invitee, response, picked["Location"])
 
+    def reschedule(self, slot: Slot) -> Invitee:
+        """The client moves the booking on Calendly to the last open slot: Calendly
+        cancels the old invitee as rescheduled and creates the new one (deliveries
+        pending)."""
+        return calendly_sandbox.invitee_book(
+            event_type=self.sandbox_type,
+            start=calendly_sandbox.open_slots(self.sandbox_type)[-1],
+            name="Clara Client",
+            email="clara@client.example",
+            invitee_timezone="America/New_York",
+            urls=self.site.urls,
+            rescheduling=slot.invitee,
+        )
+
     def come_back(self, browser: Client, location: str, *, follow: bool = False) -> Any:
         """Follow a provider's redirect back to us as a browser does: our landing page
         (a GET, which never writes) continues by POST with its script; done here by
