@@ -56,32 +56,18 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection
 
-    from audit import Category, record
     from audit.models import AuditEntry
     from audit.services import verify_chain
+    from tests.audit.test_concurrency import append_entries
 
     call_command("migrate", verbosity=0)
-
-    def append(writer: int, count: int, start: threading.Barrier) -> None:
-        try:
-            start.wait()
-            for number in range(count):
-                record(
-                    "bench.entry.appended",
-                    category=Category.TRANSACTION,
-                    actor=f"writer-{writer}",
-                    data={"number": number},
-                )
-        finally:
-            connection.close()
 
     def run(writers: int) -> float:
         before = AuditEntry.objects.count()
         start = threading.Barrier(writers)
         threads = [
-            threading.Thread(target=append, args=(w, options.entries, start))
+            threading.Thread(target=append_entries, args=(w, start, options.entries))
             for w in range(writers)
         ]
         began = time.perf_counter()
