@@ -14,7 +14,6 @@ import audit
 from accounts import rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
-from core.admin import SafeChangeListMixin
 from core.encryption import blind_indexes
 
 admin.site.login_form = EmailAuthenticationForm
@@ -42,7 +41,7 @@ class ExactEmailSearchMixin:
 
 
 @admin.register(User)
-class UserAdmin(SafeChangeListMixin, ExactEmailSearchMixin, DjangoUserAdmin):
+class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
     """People, for staff who may view or correct them. Rights are a superuser's alone
     (``accounts.rights``): nobody else sees those fields, and a request that sets them
     anyway is refused and audited before anything is saved."""
@@ -164,7 +163,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Builder)
-class BuilderAdmin(SafeChangeListMixin, ExactEmailSearchMixin, admin.ModelAdmin):
+class BuilderAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
     list_display = ("name", "slug", "time_zone", "is_active", "created_at")
     list_filter = ("is_active",)
     prepopulated_fields = {"slug": ("name",)}

@@ -2,11 +2,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from audit.models import AuditEntry, SecurityEventCount
-from core.admin import ReadOnlyAdmin, SafeChangeListMixin
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(SafeChangeListMixin, admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
+class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
     """Read-only: the trail is written by audit.record() and nothing else."""
 
     list_display = (
