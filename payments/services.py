@@ -87,10 +87,6 @@ def refund_request(
     retried task) passes a reference derived from that decision (:func:`reference_for`):
     the second call finds the first refund, and Stripe's idempotency key is the same.
     """
-    if reference is not None:
-        existing = Refund.objects.filter(reference=reference).first()
-        if existing is not None:
-            return _submit_now_or_after_commit(existing, actor=actor)
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise RefundRefused("The refund amount must be a positive number of minor units.")
     if stripe_reason is not None and stripe_reason not in STRIPE_REASONS:
