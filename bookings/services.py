@@ -3,7 +3,7 @@
 One door per fact, each safe to go through twice and in any order:
 
 - :func:`booking_record_invitee`: the redirect back and ``invitee.created`` both end
-  here, keyed by the invitee URI, with the invitee as Calendly reports it now.
+  here, keyed by the invitee's UUID, with the invitee as Calendly reports it now.
 - :func:`invitee_canceled`: a cancellation on Calendly (or the cancel half of a
   reschedule, which moves the payment to the new booking instead of refunding).
 - :func:`booking_cancel_by_client`: the client's cancel button: Calendly first (the
@@ -383,15 +383,16 @@ def refund_percent(booking: Booking, at: datetime) -> int:
     it was rescheduled, so moving a session booked inside the no-refund window to next
     month and cancelling there refunds what cancelling the first would have.
     """
-    percent = agreed_policy(booking).percent_at(booking.start_at, at)
-    cap = reschedule_cap(booking)
+    policy = agreed_policy(booking)
+    percent = policy.percent_at(booking.start_at, at)
+    cap = reschedule_cap(booking, policy=policy)
     return percent if cap is None else min(percent, cap)
 
 
-def reschedule_cap(booking: Booking) -> int | None:
-    """The most a rescheduled booking can give back: what cancelling each booking it
-    replaced would have given when it was moved (None: it replaced none)."""
-    policy = agreed_policy(booking)
+def reschedule_cap(booking: Booking, *, policy: RefundPolicy) -> int | None:
+    """The most a rescheduled booking can give back under ``policy`` (the agreed one):
+    what cancelling each booking it replaced would have given when it was moved
+    (None: it replaced none)."""
     cap = None
     earlier = rescheduled_from(booking)
     while earlier is not None:

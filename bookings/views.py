@@ -350,7 +350,7 @@ def _deadline_lines(booking: Booking, zone: ZoneInfo) -> list[str]:
     """The agreed policy as dates in the reader's zone, named. Notice counts hours
     back from the start, so across a DST change a deadline's clock time moves."""
     policy = services.agreed_policy(booking)
-    cap = services.reschedule_cap(booking)
+    cap = services.reschedule_cap(booking, policy=policy)
     lines: list[str] = []
     for tier, deadline in zip(
         policy.tiers, policy.deadlines(booking.start_at, zone.key), strict=True
