@@ -72,11 +72,17 @@ def scrub_text(text: str) -> str:
     too (a request line's path, ``/x/someone%40example.com/``): where decoding reveals
     something to mask, the decoded text is what is kept, masked."""
     scrubbed = _scrub_plain(text)
-    if "%" in text or "+" in text:
+    # Decoding costs a second pass: only where something may be encoded (not the "+" of
+    # every "+00:00" a log line carries).
+    if "%" in text or _PLUS_JOINED_DIGITS.search(text):
         decoded = unquote_plus(text)
-        if decoded != text and _scrub_plain(decoded) != decoded:
-            return _scrub_plain(decoded)
+        masked = _scrub_plain(decoded)
+        if masked != decoded:
+            return masked
     return scrubbed
+
+
+_PLUS_JOINED_DIGITS = re.compile(r"\d{4}\+\d{4}")
 
 
 def _scrub_plain(text: str) -> str:
