@@ -143,3 +143,44 @@ def test_eight_parallel_submissions_of_one_refund_refund_once(world: World) -> N
     payment = Payment.objects.get(booking=booking)
     charge = stripe_gateway.retrieve_charge(payment.charge_id)
     assert [r.amount for r in charge.refunds] == [PRICE]
+
+
+def _waiting_for_locks() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]
+
+
+def test_cancels_queued_on_the_payment_lock_make_one_partial_refund(world: World) -> None:
+    """The race made deterministic: two cancels inside the 50 % window both get past
+    every check made before the payment's lock while another transaction holds it.
+    Once it is released, the second must find the first's refund (it used to insert
+    the same reference again: an IntegrityError, a 500)."""
+    slot = world.book(hours_ahead=30)
+    world.pay(slot)
+    world.deliver()
+    world.retry_waiting()
+    booking = slot.booking
+    assert booking.status == Booking.Status.CONFIRMED
+
+    def cancel(i: int) -> Any:
+        return world.browser(world.client_user).post(
+            f"/api/v1/bookings/{booking.reference}/cancel/"
+        )
+
+    results: list[Any] = []
+    with transaction.atomic():
+        Payment.objects.select_for_update().get(booking=booking)
+        runner = threading.Thread(target=lambda: results.extend(_together(2, cancel)))
+        runner.start()
+        for _ in range(400):  # both queued behind a lock, or both done
+            if _waiting_for_locks() >= 2 or not runner.is_alive():
+                break
+            threading.Event().wait(0.05)
+    runner.join(timeout=60)
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert {r.status_code for r in results} <= {200, 409}, [r.content[:300] for r in results]
+    world.settle_everything()
+    assert list(Refund.objects.values_list("amount", "status")) == [(PRICE // 2, "succeeded")]
+    assert Booking.objects.get(pk=booking.pk).status == Booking.Status.CANCELED
