@@ -80,6 +80,7 @@ def generated_development_values() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+        "AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),
         "STRIPE_API_KEY": f"sk_test_sandbox{secrets.token_hex(12)}",
         "STRIPE_WEBHOOK_SECRETS": f"whsec_sandbox{secrets.token_hex(16)}",
         "CALENDLY_API_TOKEN": f"sandbox-{secrets.token_urlsafe(24)}",

@@ -43,6 +43,9 @@ FIELD_ENCRYPTION_KEY = config_env.split_list(
 # Comma-separated: the first computes new email indexes, every key is tried on look-up.
 # Kept the string given (core.encryption.blind_index_keys splits it), as one key always was.
 BLIND_INDEX_KEY = _secret("BLIND_INDEX_KEY", test_default=secrets.token_urlsafe(32))
+# Ed25519 private key (32 random bytes, URL-safe base64) that signs the audit chain's
+# daily checkpoints; keep a copy of the exported checkpoints away from the database.
+AUDIT_CHECKPOINT_KEY = _secret("AUDIT_CHECKPOINT_KEY", test_default=secrets.token_urlsafe(32))
 
 DEBUG = env.bool("DEBUG", default=ENVIRONMENT == "development")
 
@@ -189,6 +192,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "config",
     "core",
     "audit",
@@ -301,6 +306,24 @@ AXES_CLIENT_IP_CALLABLE = "core.http.client_ip"
 # first this many of each per hour are audited.
 SECURITY_EVENT_AUDIT_LIMIT = env.int("SECURITY_EVENT_AUDIT_LIMIT", default=100)
 
+# --- Back-office ---------------------------------------------------------------------
+
+# Money, rights, erasure and replay actions need the password again (and a TOTP code
+# from staff who enrolled one) within this many seconds.
+STEP_UP_MAX_AGE_SECONDS = env.int("STEP_UP_MAX_AGE_SECONDS", default=300)
+# Staff groups whose members must have a TOTP device to step up at all.
+STEP_UP_TOTP_GROUPS = config_env.split_list(
+    env.str("STEP_UP_TOTP_GROUPS", default="Finance,Privacy" if PRODUCTION_LIKE else "")
+)
+OTP_TOTP_ISSUER = "Slotpay"
+# A refund from the back-office above any of these waits for a second Finance member:
+# "<currency>=<minor units>" entries and/or one "<percent>%" share of the payment.
+REFUND_APPROVAL_THRESHOLD = env.str(
+    "REFUND_APPROVAL_THRESHOLD", default="eur=10000,usd=10000,gbp=10000,chf=10000,jpy=15000"
+)
+# A data-subject access export's download link stays valid this long.
+DSR_EXPORT_LINK_MAX_AGE_SECONDS = env.int("DSR_EXPORT_LINK_MAX_AGE_SECONDS", default=3600)
+
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -368,6 +391,7 @@ CELERY_BEAT_SCHEDULE = {
     # The transactional outbox (core/outbox.py): what a broker outage left unsent.
     "core-relay-outbox": {"task": "core.tasks.relay_outbox", "schedule": 10.0},
     "core-purge-outbox": {"task": "core.tasks.purge_outbox", "schedule": 3600.0},
+    "audit-checkpoint": {"task": "audit.tasks.write_checkpoint", "schedule": 86400.0},
     "payments-retry-refunds": {
         "task": "payments.tasks.retry_unfinished_refunds",
         "schedule": 300.0,
