@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from accounts import stepup
 from accounts.forms import ClientAuthenticationForm
 
 app_name = "accounts"
@@ -16,4 +17,6 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("step-up/", stepup.step_up, name="step_up"),
+    path("two-factor/", stepup.two_factor, name="two_factor"),
 ]

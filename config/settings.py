@@ -316,6 +316,7 @@ STEP_UP_TOTP_GROUPS = config_env.split_list(
     env.str("STEP_UP_TOTP_GROUPS", default="Finance,Privacy" if PRODUCTION_LIKE else "")
 )
 OTP_TOTP_ISSUER = "Slotpay"
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # A refund from the back-office above any of these waits for a second Finance member:
 # "<currency>=<minor units>" entries and/or one "<percent>%" share of the payment.
 REFUND_APPROVAL_THRESHOLD = env.str(

@@ -33,6 +33,17 @@ from sandbox.models import Delivery
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
 
 
+def step_up(client: Any, password: str = PASSWORD, otp_token: str | None = None) -> Any:
+    """Confirm it is you on the step-up page (accounts.stepup), as staff do before a
+    money, rights, erasure or replay action. Returns the page's answer."""
+    data = {"password": password, "next": "/admin/"}
+    if otp_token is not None:
+        data["otp_token"] = otp_token
+    answer = client.post("/accounts/step-up/", data)
+    assert (answer.status_code, answer.get("Location")) == (302, "/admin/"), answer
+    return answer
+
+
 def _missing_service(item: pytest.Item) -> str | None:
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
         return "needs PostgreSQL (DATABASE_URL=postgres://...)"
