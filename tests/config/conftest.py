@@ -28,6 +28,7 @@ SECRET_VARIABLES = (
     "SECRET_KEY",
     "FIELD_ENCRYPTION_KEY",
     "BLIND_INDEX_KEY",
+    "AUDIT_CHECKPOINT_KEY",
     "DATABASE_URL",
     "REDIS_URL",
     "STRIPE_API_KEY",
@@ -49,6 +50,7 @@ def production_values(environment: str = "production") -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+        "AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{PROFILE_DATABASE}",
         "REDIS_URL": "redis://127.0.0.1:6379/6",
         # Built at run time: nothing resembling a live key sits in the source.
