@@ -15,6 +15,7 @@ from accounts import rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
 from core.encryption import blind_indexes
+from core.stepup import stepped_up_or_redirect
 
 admin.site.login_form = EmailAuthenticationForm
 
@@ -119,6 +120,12 @@ class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
                     attempted=attempted,
                     via="admin.change" if target else "admin.add",
                 )
+            # A superuser granting or removing rights confirms it is them first.
+            superuser = request.user.is_superuser
+            if superuser and rights.rights_posted_change(target, request.POST):
+                refused = stepped_up_or_redirect(request, request.get_full_path())
+                if refused is not None:
+                    return refused
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
@@ -127,6 +134,10 @@ class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
             rights.refuse(
                 actor=request.user, target=target, attempted=["password"], via="admin.password"
             )
+        if request.method == "POST":
+            refused = stepped_up_or_redirect(request, request.get_full_path())
+            if refused is not None:
+                return refused
         return super().user_change_password(request, id, form_url)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
@@ -187,7 +198,29 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class GroupAdmin(DjangoGroupAdmin):
     """A group's permissions are rights: a superuser's to change, whatever the
-    permissions say."""
+    permissions say, after stepping up."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        if request.method == "POST" and request.user.is_superuser:
+            refused = stepped_up_or_redirect(request, request.get_full_path())
+            if refused is not None:
+                return refused
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        if request.method == "POST" and request.user.is_superuser:
+            refused = stepped_up_or_redirect(request, request.get_full_path())
+            if refused is not None:
+                return refused
+        return super().delete_view(request, object_id, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser

@@ -66,6 +66,23 @@ def may_change_email(actor: Any, target: Any) -> bool:
     return actor is None or bool(actor.is_superuser) or not is_staff_account(target)
 
 
+def rights_posted_change(target: Any | None, posted: Any) -> list[str]:
+    """The rights fields whose value posted by a superuser's admin form (which shows
+    them all: an unticked box is absent) differs from ``target``'s."""
+    if target is None:
+        return [name for name in RIGHTS_FIELDS if posted.get(name)]
+    changed = [
+        name
+        for name in ("is_superuser", "is_staff", "is_active")
+        if bool(posted.get(name)) != bool(getattr(target, name))
+    ]
+    for name in ("groups", "user_permissions"):
+        current = {str(pk) for pk in getattr(target, name).values_list("pk", flat=True)}
+        if set(posted.getlist(name)) != current:
+            changed.append(name)
+    return changed
+
+
 def protected_fields(actor: Any, target: Any | None) -> list[str]:
     """The fields of ``target`` (None: a new user) that ``actor`` may not set."""
     if may_change_rights(actor):
@@ -233,4 +250,5 @@ __all__ = [
     "may_set_password",
     "protected_fields",
     "refuse",
+    "rights_posted_change",
 ]

@@ -18,7 +18,7 @@ from accounts.models import User
 from audit.models import AuditEntry
 from audit.services import verify_chain
 from core.http import current_user
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, step_up
 
 pytestmark = pytest.mark.django_db
 
@@ -213,9 +213,11 @@ def test_staff_cannot_change_a_groups_permissions(privacy):
 def test_a_superuser_grants_and_removes_rights_audited_as_themselves(superuser, client_user):
     finance = Group.objects.get(name="Finance")
     form = {**_change_form(client_user), "is_staff": "on", "groups": [str(finance.pk)]}
+    browser = _browser(superuser)
+    step_up(browser)
 
-    granted = _browser(superuser).post(f"/admin/accounts/user/{client_user.pk}/change/", form)
-    removed = _browser(superuser).post(
+    granted = browser.post(f"/admin/accounts/user/{client_user.pk}/change/", form)
+    removed = browser.post(
         f"/admin/accounts/user/{client_user.pk}/change/", _change_form(client_user)
     )
 
@@ -235,7 +237,9 @@ def test_a_superuser_grants_and_removes_rights_audited_as_themselves(superuser, 
 
 
 def test_a_password_set_by_a_superuser_names_the_superuser(superuser, client_user):
-    response = _browser(superuser).post(
+    browser = _browser(superuser)
+    step_up(browser)
+    response = browser.post(
         f"/admin/accounts/user/{client_user.pk}/password/",
         {
             "password1": NEW_PASSWORD,
@@ -267,3 +271,56 @@ def test_the_model_refuses_rights_changed_during_a_non_superusers_request(privac
     client_user.refresh_from_db()
     assert not client_user.is_superuser
     assert not client_user.groups.exists()
+
+
+@pytest.mark.parametrize("change", ["staff", "superuser", "group", "password"])
+def test_a_superuser_must_step_up_to_change_rights(superuser, client_user, change):
+    """Granting rights (or setting a password) with a session alone, say a stolen
+    cookie, sends the superuser to confirm their password, and nothing changes."""
+    finance = Group.objects.get(name="Finance")
+    url = f"/admin/accounts/user/{client_user.pk}/change/"
+    form = {
+        "staff": {**_change_form(client_user), "is_staff": "on"},
+        "superuser": {**_change_form(client_user), "is_superuser": "on"},
+        "group": {**_change_form(client_user), "groups": [str(finance.pk)]},
+    }.get(change)
+    if form is None:
+        url = f"/admin/accounts/user/{client_user.pk}/password/"
+        form = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"}
+
+    answer = _browser(superuser).post(url, form)
+
+    assert answer.status_code == 302
+    assert answer["Location"].startswith("/accounts/step-up/?next=")
+    client_user.refresh_from_db()
+    assert (client_user.is_staff, client_user.is_superuser) == (False, False)
+    assert not client_user.groups.exists()
+    assert client_user.check_password(PASSWORD)
+    assert not AuditEntry.objects.filter(
+        action="accounts.user.rights_changed", target_id=str(client_user.pk)
+    ).exists()
+
+
+def test_a_superuser_edits_a_name_without_stepping_up(superuser, client_user):
+    form = {**_change_form(client_user), "name": "Clara Corrected"}
+
+    answer = _browser(superuser).post(f"/admin/accounts/user/{client_user.pk}/change/", form)
+
+    assert answer.status_code == 302
+    assert "/step-up/" not in answer["Location"]
+    client_user.refresh_from_db()
+    assert client_user.name == "Clara Corrected"
+
+
+def test_a_superuser_must_step_up_to_change_a_groups_permissions(superuser):
+    support = Group.objects.get(name="Support")
+    before = set(support.permissions.values_list("pk", flat=True))
+    extra = Permission.objects.get(codename="change_user")
+
+    answer = _browser(superuser).post(
+        f"/admin/auth/group/{support.pk}/change/",
+        {"name": "Support", "permissions": [str(pk) for pk in {*before, extra.pk}]},
+    )
+
+    assert answer["Location"].startswith("/accounts/step-up/")
+    assert set(support.permissions.values_list("pk", flat=True)) == before
