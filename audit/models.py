@@ -81,3 +81,31 @@ class SecurityEventCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.hour:%Y-%m-%d %H}:00 x{self.count}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of the chain's head: "entry #sequence has this hash".
+
+    The signed text is a C2SP checkpoint body (``audit.checkpoints``): origin, the
+    chain's size, its head hash in base64 and the time. Exported and kept away from
+    the database, a checkpoint catches a chain rewritten by someone who could switch
+    the trigger off and rehash every entry, since they cannot sign without the key
+    (AUDIT_CHECKPOINT_KEY lives outside the database). On PostgreSQL a trigger
+    refuses UPDATE and DELETE.
+    """
+
+    sequence = models.PositiveBigIntegerField()
+    entry_hash = models.CharField(max_length=64)
+    entry_count = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField()
+    body = models.TextField()
+    signature = models.CharField(max_length=100)
+    public_key = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=8)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.sequence} ({self.created_at:%Y-%m-%d %H:%M} UTC)"

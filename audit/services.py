@@ -43,7 +43,8 @@ def _target(target: models.Model | tuple[str, Any] | None) -> tuple[str, str]:
     return target._meta.label_lower, str(target.pk)
 
 
-def _locked_head() -> AuditChainHead:
+def locked_head() -> AuditChainHead:
+    """The chain head, locked until the caller's transaction ends."""
     head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
     if head is None:
         # First entry ever (or after a test flush): create the head, tolerating a race.
@@ -88,7 +89,7 @@ def record(
         personal_digest = chain.digest(envelope)
 
     with transaction.atomic():
-        head = _locked_head()
+        head = locked_head()
         fields: dict[str, Any] = {
             "sequence": head.sequence + 1,
             "created_at": timezone.now(),
@@ -173,6 +174,9 @@ def _entry_fields(entry: AuditEntry) -> dict[str, Any]:
     return {name: getattr(entry, name) for name in chain.HASHED_FIELDS}
 
 
+REDACTED_ACTION = "audit.personal_data.redacted"
+
+
 def _personal_data_problem(entry: AuditEntry) -> str:
     if entry.personal_data is None:
         if entry.personal_data_digest and entry.personal_data_redacted_at is None:
@@ -201,14 +205,53 @@ def _unreadable_entry(after_sequence: int) -> AuditEntry | None:
     )
 
 
+def _entry_problem(entry: AuditEntry, expected_sequence: int, expected_previous: str) -> str:
+    if entry.sequence != expected_sequence:
+        return f"sequence {expected_sequence} is missing (found {entry.sequence})"
+    if entry.previous_hash != expected_previous:
+        return "previous_hash does not match the entry before it"
+    if chain.entry_hash(_entry_fields(entry)) != entry.entry_hash:
+        return "entry_hash does not match the entry's contents"
+    return _personal_data_problem(entry)
+
+
+def _listed_sequences(entry: AuditEntry) -> list[int]:
+    """The sequences a redaction entry says it redacted (earlier ones only count)."""
+    listed = entry.data.get("sequences") if isinstance(entry.data, dict) else None
+    if not isinstance(listed, list):
+        return []
+    return [number for number in listed if isinstance(number, int) and number < entry.sequence]
+
+
+def _unrecorded_redaction(unlisted: set[int], count: int) -> ChainReport | None:
+    """The first entry whose personal data is gone with no redaction entry naming it."""
+    if not unlisted:
+        return None
+    entry = AuditEntry.objects.defer("personal_data").get(sequence=min(unlisted))
+    return ChainReport(
+        count,
+        entry,
+        f"personal data was removed but no later {REDACTED_ACTION} entry lists it "
+        "(a redaction nobody recorded)",
+    )
+
+
 def verify_chain(*, batch_size: int = 2000) -> ChainReport:
-    """Walk the whole chain in order and report the first entry that does not hold."""
+    """Walk the whole chain in order and report the first entry that does not hold.
+
+    Beyond the links and hashes: an entry whose personal data is gone must be listed
+    by a later ``audit.personal_data.redacted`` entry (which names who redacted it
+    and why); one nobody recorded is reported after the walk, as the earliest such.
+    """
     # Entries committed while the walk runs are missing from its snapshot yet counted
     # by a later read of the head: bracket the walk between two head reads.
     head_before = _head_sequence()
     expected_previous = GENESIS_HASH
     expected_sequence = 1
     count = 0
+    # Redacted entries not yet listed by a redaction entry (sequences only: the walk
+    # keeps no entries in memory).
+    unlisted: set[int] = set()
     entries = AuditEntry.objects.order_by("sequence").iterator(chunk_size=batch_size)
     while True:
         try:
@@ -221,16 +264,13 @@ def verify_chain(*, batch_size: int = 2000) -> ChainReport:
                 return ChainReport(count, None, f"an entry after #{count} cannot be read: {exc}")
             return ChainReport(count + 1, unreadable, f"personal data cannot be read: {exc}")
         count += 1
-        if entry.sequence != expected_sequence:
-            reason = f"sequence {expected_sequence} is missing (found {entry.sequence})"
-        elif entry.previous_hash != expected_previous:
-            reason = "previous_hash does not match the entry before it"
-        elif chain.entry_hash(_entry_fields(entry)) != entry.entry_hash:
-            reason = "entry_hash does not match the entry's contents"
-        else:
-            reason = _personal_data_problem(entry)
+        reason = _entry_problem(entry, expected_sequence, expected_previous)
         if reason:
             return ChainReport(count, entry, reason)
+        if entry.personal_data is None and entry.personal_data_digest:
+            unlisted.add(entry.sequence)
+        if entry.action == REDACTED_ACTION:
+            unlisted.difference_update(_listed_sequences(entry))
         expected_previous = entry.entry_hash
         expected_sequence += 1
 
@@ -250,15 +290,18 @@ def verify_chain(*, batch_size: int = 2000) -> ChainReport:
             f"{stored} entries are stored but the chain head says {head_after} "
             "(entries were added past the head, or the head was moved back)",
         )
-    return ChainReport(count)
+    return _unrecorded_redaction(unlisted, count) or ChainReport(count)
 
 
 def redact_personal_data(*, entries: Iterable[AuditEntry], actor: Actor, reason: str) -> int:
     """Erase the personal-data part of entries (a data-subject erasure).
 
     The chain still verifies: the hash covers only the part's digest. The
-    redaction is itself recorded.
+    redaction is itself recorded, naming ``actor``, ``reason`` and the sequences
+    redacted: verify_chain reports any redacted entry that no such record lists.
     """
+    if actor is None or not reason.strip():
+        raise ValueError("a redaction names who did it and why (both are audited)")
     ids = [entry.pk for entry in entries]
     with transaction.atomic():
         redacted = AuditEntry.objects.select_for_update().filter(
@@ -270,9 +313,27 @@ def redact_personal_data(*, entries: Iterable[AuditEntry], actor: Actor, reason:
         )
         # Which entries, so that a redaction nobody recorded stands out.
         record(
-            "audit.personal_data.redacted",
+            REDACTED_ACTION,
             category=Category.DATA,
             actor=actor,
             data={"entries": count, "sequences": sequences, "reason": reason},
         )
     return count
+
+
+def chain_verify(*, actor: Actor) -> ChainReport:
+    """verify_chain on someone's request (the admin's button), audited with who asked
+    and what came out."""
+    report = verify_chain()
+    record(
+        "audit.chain.verified",
+        category=Category.SECURITY,
+        actor=actor,
+        data={
+            "ok": report.ok,
+            "entries": report.entries,
+            "broken_sequence": report.broken_at.sequence if report.broken_at else None,
+            "reason": report.reason,
+        },
+    )
+    return report

@@ -4,8 +4,9 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from audit import Category, record
-from audit.models import AuditEntry
-from audit.services import verify_chain
+from audit.checkpoints import checkpoint_write
+from audit.models import AuditCheckpoint, AuditEntry
+from audit.services import redact_personal_data, verify_chain
 
 pytestmark = pytest.mark.postgres
 
@@ -49,7 +50,9 @@ def test_delete_is_refused(entry):
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
 
 
-def test_redacting_personal_data_is_allowed(entry):
+def test_redacting_with_its_stamp_passes_the_trigger(entry):
+    # The trigger lets a stamped redaction through (erasure must work in SQL too);
+    # verification then asks for the entry that records it (tests/audit/test_redaction.py).
     changed = _execute(
         "UPDATE audit_auditentry SET personal_data = NULL, personal_data_redacted_at = now() "
         "WHERE id = %s",
@@ -60,4 +63,55 @@ def test_redacting_personal_data_is_allowed(entry):
     redacted = AuditEntry.objects.get(pk=entry.pk)
     assert redacted.personal_data is None
     assert redacted.personal_data_redacted_at is not None
+
+
+def test_nulling_personal_data_without_the_redaction_stamp_is_refused(entry):
+    with pytest.raises(DatabaseError, match="a redaction must set personal_data_redacted_at"):
+        _execute("UPDATE audit_auditentry SET personal_data = NULL WHERE id = %s", [entry.pk])
+
+    assert AuditEntry.objects.get(pk=entry.pk).personal_data is not None
+
+
+def test_the_redaction_stamp_is_set_once_and_the_data_never_comes_back(entry, staff):
+    redact_personal_data(entries=[entry], actor=staff, reason="erasure request DSR-1")
+
+    with pytest.raises(DatabaseError, match="set once"):
+        _execute(
+            "UPDATE audit_auditentry SET personal_data_redacted_at = NULL WHERE id = %s",
+            [entry.pk],
+        )
+    # Through the ORM, so that the value is encrypted as the column expects.
+    with pytest.raises(DatabaseError, match="cannot come back"), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).update(personal_data='{"values": {}}')
+
+
+def test_a_stamp_without_a_redaction_is_refused(entry):
+    with pytest.raises(DatabaseError, match="set once"):
+        _execute(
+            "UPDATE audit_auditentry SET personal_data_redacted_at = now() WHERE id = %s",
+            [entry.pk],
+        )
+
+
+def test_re_encryption_is_allowed(entry):
+    # What key rotation does: the same value written again under the newest key.
+    current = AuditEntry.objects.get(pk=entry.pk).personal_data
+    with transaction.atomic():
+        changed = AuditEntry.objects.filter(pk=entry.pk).update(personal_data=current)
+
+    assert changed == 1
     assert verify_chain().ok
+
+
+def test_checkpoints_cannot_be_changed_or_deleted(entry):
+    checkpoint = checkpoint_write(actor="tests")
+
+    with pytest.raises(DatabaseError, match="append-only: UPDATE refused"):
+        _execute(
+            "UPDATE audit_auditcheckpoint SET entry_hash = %s WHERE id = %s",
+            ["0" * 64, checkpoint.pk],
+        )
+    with pytest.raises(DatabaseError, match="append-only: DELETE refused"):
+        _execute("DELETE FROM audit_auditcheckpoint WHERE id = %s", [checkpoint.pk])
+
+    assert AuditCheckpoint.objects.get(pk=checkpoint.pk).entry_hash == checkpoint.entry_hash

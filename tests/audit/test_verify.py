@@ -5,8 +5,6 @@ PostgreSQL that means switching the append-only trigger off first.
 """
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from cryptography.fernet import Fernet
@@ -16,22 +14,7 @@ from django.db import connection
 from audit import Category, chain, record
 from audit.models import AuditChainHead, AuditEntry
 from audit.services import redact_personal_data, verify_chain
-
-TRIGGER = "audit_entry_append_only"
-
-
-@contextmanager
-def trigger_disabled() -> Iterator[None]:
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE audit_auditentry DISABLE TRIGGER {TRIGGER}")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"ALTER TABLE audit_auditentry ENABLE TRIGGER {TRIGGER}")
+from tests.audit.tamper import trigger_disabled
 
 
 @pytest.fixture
@@ -147,10 +130,10 @@ def test_altered_personal_data_is_named(entries):
 
 
 def test_personal_data_removed_without_a_redaction_is_named(entries):
-    # The trigger lets personal_data change (erasure, key rotation), so only
-    # verification can tell a redaction from a silent removal.
+    # The trigger refuses this; someone who can switch it off is caught here.
     altered = entries[3]
-    AuditEntry.objects.filter(pk=altered.pk).update(personal_data=None)
+    with trigger_disabled():
+        AuditEntry.objects.filter(pk=altered.pk).update(personal_data=None)
 
     message = _broken_message()
 

@@ -80,6 +80,11 @@ def test_verify_chain_runs_in_a_real_worker(redis_app):
             bound.declare()
             bound.delete()
 
-    assert outcome == {"ok": True, "entries": 3, "reason": ""}
+    assert outcome == {
+        "ok": True,
+        "entries": 3,
+        "reason": "",
+        "security_event_counts_purged": 0,
+    }
     assert not isinstance(result, EagerResult)
     assert stored_in_redis
