@@ -81,6 +81,22 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    user = getattr(request, "user", None)
+    if request.path.startswith("/admin/") and user is not None and user.is_staff:
+        # Staff stay in the back-office: its own page, their roles, a way back.
+        from django.contrib import admin
+
+        return render(
+            request,
+            "admin/403.html",
+            {
+                **admin.site.each_context(request),
+                "title": "You do not have permission for this",
+                "roles": list(user.groups.values_list("name", flat=True)),
+                "request_id": getattr(request, "request_id", None),
+            },
+            status=403,
+        )
     return _error(request, 403, "Forbidden")
 
 
