@@ -1,24 +1,48 @@
-"""Event types (what builders sell) in the back-office; bookings read-only.
+"""Event types (what builders sell) in the back-office; bookings read-only, with the
+two things staff do to one: refund it (a Finance member, stepped up; above the
+approval threshold or beyond the agreed policy a second member approves) and cancel
+it for the client when the provider is at fault (a full refund).
 
-Refunds and data-subject requests from the back-office are a later issue: they will
-go through ``payments.services.refund_request`` like everything else.
+Both pages need their permission before anything else (403), then a fresh step-up,
+then go through ``bookings.services``, which audits them with the person acting.
+Personal data (the invitee's name, email and answers) stays off these pages.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
-from django.contrib import admin
-from django.db import models
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 
+from bookings.calendly import CalendlyError
 from bookings.models import Booking, EventType
+from bookings.services import (
+    CANCEL_FOR_CLIENT,
+    CancelRefused,
+    RefundStanding,
+    booking_cancel_for_client,
+    booking_refund_by_staff,
+    refund_standing,
+)
 from core.admin import ReadOnlyAdmin
-from payments.money import format_money
+from core.stepup import stepped_up_or_redirect
+from payments.admin import HttpsUrlFields, refund_outcome_message
+from payments.models import Payment
+from payments.money import format_money, parse_amount
+from payments.services import ISSUE_REFUND, REASON_MAX, RefundRefused
+from payments.stripe_gateway import PaymentProviderError
 
 
 @admin.register(EventType)
-class EventTypeAdmin(admin.ModelAdmin):
+class EventTypeAdmin(HttpsUrlFields, admin.ModelAdmin):
     list_display = (
         "title",
         "builder",
@@ -29,11 +53,6 @@ class EventTypeAdmin(admin.ModelAdmin):
     )
     list_filter = ("active", "builder", "currency")
     readonly_fields = ("refund_policy_version", "created_at")
-
-    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if isinstance(db_field, models.URLField):
-            kwargs["assume_scheme"] = "https"  # Django 6's default, and Calendly's scheme
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     fields = (
         "builder",
@@ -66,10 +85,209 @@ class EventTypeAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class RefundForm(forms.Form):
+    amount = forms.CharField(
+        max_length=40,
+        help_text="In the currency's units: 12.50, or 1500 for a currency without decimals.",
+    )
+    reason = forms.CharField(
+        max_length=REASON_MAX, widget=forms.Textarea(attrs={"rows": 3, "cols": 60})
+    )
+    # One per form shown: submitting it twice (or from two tabs) refunds once.
+    nonce = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, currency: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+        self.fields["amount"].label = f"Amount ({currency.upper()})"
+
+    def clean_amount(self) -> int:
+        try:
+            return parse_amount(self.cleaned_data["amount"], self.currency)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from None
+
+
+class CancelForClientForm(forms.Form):
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="What went wrong on the provider's side (kept in the audit trail).",
+    )
+
+
 @admin.register(Booking)
 class BookingAdmin(ReadOnlyAdmin):
     list_display = ("reference", "builder", "event_type", "start_at", "status", "needs_review")
     list_filter = ("status", "needs_review", "builder")
     search_fields = ("=reference", "=calendly_invitee_uuid")
     date_hierarchy = "start_at"
-    exclude = ("answers",)
+    # Personal data stays off the page until staff can reveal it deliberately.
+    exclude = ("answers", "invitee_name", "invitee_email")
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<int:object_id>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="bookings_booking_refund",
+            ),
+            path(
+                "<int:object_id>/cancel-for-client/",
+                self.admin_site.admin_view(self.cancel_for_client_view),
+                name="bookings_booking_cancel_for_client",
+            ),
+        ]
+        return own + super().get_urls()
+
+    # --- Refund ---
+
+    def refund_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not request.user.has_perm(ISSUE_REFUND):
+            raise PermissionDenied
+        booking = get_object_or_404(Booking.objects.select_related("event_type"), pk=object_id)
+        payment = _payment_of(booking, request.GET.get("payment") or request.POST.get("payment"))
+        page = reverse("admin:bookings_booking_refund", args=[booking.pk])
+        if payment is not None:
+            page += f"?payment={payment.pk}"
+        refused = stepped_up_or_redirect(request, next_url=page)
+        if refused is not None:
+            return refused
+        form = None
+        standing = None
+        if payment is not None:
+            standing = refund_standing(booking=booking, payment=payment, at=timezone.now())
+            if request.method == "POST":
+                form = RefundForm(request.POST, currency=payment.currency)
+                if form.is_valid() and self._refund(request, form, booking, payment, standing):
+                    return HttpResponseRedirect(page)
+            else:
+                form = RefundForm(initial={"nonce": uuid4()}, currency=payment.currency)
+        elif request.method == "POST":
+            messages.error(request, "This booking has no payment to refund.")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Refund booking {booking.pk}",
+            "booking": booking,
+            "payment": payment,
+            "standing": standing,
+            "shown": _shown(standing),
+            "refunds": list(payment.refunds.order_by("-created_at")) if payment else [],
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/bookings/booking/refund.html", context)
+
+    def _refund(
+        self,
+        request: HttpRequest,
+        form: RefundForm,
+        booking: Booking,
+        payment: Payment,
+        standing: RefundStanding,
+    ) -> bool:
+        """Make (or propose) the refund; False with the form's error when refused."""
+        amount = form.cleaned_data["amount"]
+        if amount > standing.remaining:
+            form.add_error(
+                "amount", f"Only {format_money(standing.remaining, payment.currency)} remains."
+            )
+            return False
+        try:
+            outcome = booking_refund_by_staff(
+                booking=booking,
+                payment=payment,
+                amount=amount,
+                reason=form.cleaned_data["reason"],
+                actor=request.user,  # type: ignore[arg-type]  # staff: the admin signed them in
+                nonce=form.cleaned_data["nonce"],
+            )
+        except RefundRefused as exc:
+            form.add_error(None, str(exc))
+            return False
+        level, text = refund_outcome_message(outcome)
+        messages.add_message(request, level, text)
+        return True
+
+    # --- Cancel for the client ---
+
+    def cancel_for_client_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not request.user.has_perm(CANCEL_FOR_CLIENT):
+            raise PermissionDenied
+        booking = get_object_or_404(Booking, pk=object_id)
+        page = reverse("admin:bookings_booking_cancel_for_client", args=[booking.pk])
+        refused = stepped_up_or_redirect(request, next_url=page)
+        if refused is not None:
+            return refused
+        form = CancelForClientForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                amount = booking_cancel_for_client(
+                    booking=booking,
+                    actor=request.user,  # type: ignore[arg-type]  # staff, signed in
+                    reason=form.cleaned_data["reason"],
+                )
+            except CancelRefused as exc:
+                form.add_error(None, str(exc))
+            except (CalendlyError, PaymentProviderError):
+                form.add_error(
+                    None, "Calendly or Stripe could not be reached: nothing changed, try again."
+                )
+            else:
+                messages.success(
+                    request,
+                    f"Booking {booking.pk} is canceled for the client; "
+                    f"{format_money(amount, booking.currency)} refunded in full.",
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:bookings_booking_change", args=[booking.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Cancel booking {booking.pk} for the client",
+            "booking": booking,
+            "form": form,
+            "paid": format_money(
+                sum(p.amount for p in booking.payments.filter(status__in=Payment.REFUNDABLE)),
+                booking.currency,
+            ),
+        }
+        return TemplateResponse(request, "admin/bookings/booking/cancel_for_client.html", context)
+
+
+def _payment_of(booking: Booking, wanted: str | None) -> Payment | None:
+    """The payment the page is about: the one asked for (it must be the booking's),
+    else the first one that can still be refunded, else the latest one paid."""
+    payments = booking.payments.exclude(paid_at__isnull=True)
+    if wanted:
+        if not wanted.isascii() or not wanted.isdigit():
+            raise Http404("no such payment")
+        return get_object_or_404(payments, pk=int(wanted))
+    return (
+        payments.filter(status__in=Payment.REFUNDABLE).order_by("paid_at", "pk").first()
+        or payments.order_by("-paid_at").first()
+    )
+
+
+def _shown(standing: RefundStanding | None) -> dict[str, str] | None:
+    """The standing's amounts as people read them."""
+    if standing is None:
+        return None
+    currency = standing.currency
+
+    def money(amount: int) -> str:
+        return format_money(amount, currency)
+
+    return {
+        "paid": money(standing.payment.amount),
+        "succeeded": money(standing.refunded.get("succeeded", 0)),
+        "pending": money(
+            standing.refunded.get("pending", 0) + standing.refunded.get("requires_action", 0)
+        ),
+        "failed": money(standing.refunded.get("failed", 0)),
+        "remaining": money(standing.remaining),
+        "policy": money(standing.policy_amount),
+        "policy_remaining": money(standing.policy_remaining),
+        "waiting": money(sum(a.amount for a in standing.waiting)),
+    }

@@ -191,12 +191,18 @@ class Booking(models.Model):
         related_name="+",
     )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # Staff cancelled it for the client, the provider being at fault: whichever of
+    # their request and Calendly's invitee.canceled gets there first refunds in full.
+    cancel_refund_full = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = BookingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-start_at"]
+        permissions = [
+            ("cancel_for_client", "Can cancel a booking for the client with a full refund"),
+        ]
         indexes = [
             models.Index(fields=["client", "-start_at"], name="bookings_client_idx"),
             models.Index(fields=["builder", "-start_at"], name="bookings_builder_idx"),

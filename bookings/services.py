@@ -8,6 +8,10 @@ One door per fact, each safe to go through twice and in any order:
   reschedule, which moves the payment to the new booking instead of refunding).
 - :func:`booking_cancel_by_client`: the client's cancel button: Calendly first (the
   slot is freed), then the booking, then the refund the policy gives.
+- :func:`booking_cancel_for_client`: staff cancel for the client (the provider's
+  fault), the same way, refunding in full.
+- :func:`booking_refund_by_staff`: a refund from the back-office, with what the
+  agreed policy gives now (:func:`refund_standing`) deciding whether it goes beyond it.
 - :func:`booking_release_unpaid`: an unpaid booking past its hold, or whose payment
   failed or expired: the Checkout Session and the Calendly event are cancelled.
 - :func:`booking_dispute`: Stripe reports a dispute: the payment is marked by
@@ -24,9 +28,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -40,13 +46,16 @@ from core.encryption import normalize_email
 from core.http import truncate_ip
 from core.notify import staff_alert
 from payments import stripe_gateway
-from payments.models import Payment, Refund
+from payments.models import Payment, Refund, RefundApproval
 from payments.services import (
+    REASON_MAX,
     NotReady,
     RefundRefused,
+    backoffice_reference,
     payment_for_charge,
     payment_mark_disputed,
     reference_for,
+    refund_propose,
     refund_request,
 )
 
@@ -341,12 +350,16 @@ def invitee_canceled(invitee: calendly.Invitee) -> Booking | None:
 
 
 def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
-    booking.refresh_from_db(fields=["cancel_requested_by", "cancel_requested_at"])
+    booking.refresh_from_db(
+        fields=["cancel_requested_by", "cancel_requested_at", "cancel_refund_full"]
+    )
     if booking.cancel_requested_at is not None:
-        # Our client asked first and Calendly's event overtook their request: the
-        # cancellation is theirs, at the time they asked.
+        # Our client (or staff for them) asked first and Calendly's event overtook the
+        # request: the cancellation is theirs, at the time they asked.
         actor: Actor = booking.cancel_requested_by or ACTOR
         at, where = booking.cancel_requested_at, "canceled by the client"
+        if booking.cancel_refund_full:
+            where = "canceled for the client by staff"
     else:
         actor, where = ACTOR, "canceled on Calendly"
         at = (invitee.cancellation.created_at if invitee.cancellation else None) or timezone.now()
@@ -355,7 +368,9 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
             booking=booking, reason=f"{where} before payment", cancel_event=False, actor=actor
         )
     elif booking.status == Booking.Status.CONFIRMED:
-        booking_refund_cancellation(booking=booking, at=at, actor=actor, reason=where)
+        booking_refund_cancellation(
+            booking=booking, at=at, actor=actor, reason=where, full=booking.cancel_refund_full
+        )
 
 
 def agreed_policy(booking: Booking) -> RefundPolicy:
@@ -364,14 +379,17 @@ def agreed_policy(booking: Booking) -> RefundPolicy:
     return booking.event_type.policy if consent is None else RefundPolicy.from_json(consent.policy)
 
 
-def policy_refund(booking: Booking, at: datetime) -> tuple[int, Payment | None]:
-    """What cancelling at ``at`` gives back, under the policy the client agreed to."""
+def policy_refund(
+    booking: Booking, at: datetime, *, full: bool = False
+) -> tuple[int, Payment | None]:
+    """What cancelling at ``at`` gives back, under the policy the client agreed to
+    (everything that remains with ``full``: the provider was at fault)."""
     payment = (
         booking.payments.filter(status__in=Payment.REFUNDABLE).order_by("paid_at", "pk").first()
     )
     if payment is None:
         return 0, None
-    percent = refund_percent(booking, at)
+    percent = 100 if full else refund_percent(booking, at)
     amount = min(payment.amount * percent // 100, payment.refundable())
     return amount, payment
 
@@ -408,12 +426,13 @@ def rescheduled_from(booking: Booking) -> Booking | None:
 
 
 def booking_refund_cancellation(
-    *, booking: Booking, at: datetime, actor: Actor, reason: str
+    *, booking: Booking, at: datetime, actor: Actor, reason: str, full: bool = False
 ) -> int:
-    """Confirmed → canceled, and the policy's refund (once). Returns the amount, the
-    same for a repeat or a concurrent second cancel as for the first."""
+    """Confirmed → canceled, and the policy's refund (once; all that remains with
+    ``full``). Returns the amount, the same for a repeat or a concurrent second cancel
+    as for the first."""
     reference = reference_for(f"cancel:{booking.reference}")
-    amount, payment = policy_refund(booking, at)
+    amount, payment = policy_refund(booking, at, full=full)
     changed = booking.cancel(actor=actor, reason=reason)
     if amount > 0 and payment is not None:
         try:
@@ -449,37 +468,172 @@ def booking_cancel_by_client(*, booking: Booking, actor: Actor) -> int:
     Calendly cannot be reached: whichever of this request and Calendly's
     ``invitee.canceled`` gets there first, the cancellation is the client's, at the
     time they asked."""
-    if booking.status not in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT):
-        raise CancelRefused(f"This booking is {booking.get_status_display().lower()}.")
+    _refuse_unless_cancellable(booking)
     if booking.end_at <= timezone.now():
         raise CancelRefused("This session is over and can no longer be canceled.")
-    asked_at = _note_cancel_request(booking, actor=actor)
+    return _cancel_as_asked(
+        booking,
+        actor=actor,
+        by="the client",
+        calendly_reason="Canceled by the client on Slotpay",
+    )
+
+
+CANCEL_FOR_CLIENT = "bookings.cancel_for_client"
+
+
+def booking_cancel_for_client(*, booking: Booking, actor: User, reason: str) -> int:
+    """Staff cancel for the client, the provider being at fault: the Calendly event is
+    cancelled and everything paid is refunded, whatever the policy says. Returns the
+    amount refunded (minor units); audited with the staff member and ``reason``.
+
+    As for the client's own cancel, the request is recorded first, so Calendly's
+    ``invitee.canceled`` arriving before this finishes refunds in full too."""
+    if not actor.has_perm(CANCEL_FOR_CLIENT):
+        raise PermissionDenied("cancelling for the client needs bookings.cancel_for_client")
+    reason = reason.strip()
+    if not reason or len(reason) > REASON_MAX:
+        raise CancelRefused(f"Give a reason (at most {REASON_MAX} characters).")
+    _refuse_unless_cancellable(booking)
+    amount = _cancel_as_asked(
+        booking,
+        actor=actor,
+        by="staff for the client",
+        calendly_reason="Canceled on Slotpay: the session cannot take place",
+        full=True,
+        note=reason,
+    )
+    audit.record(
+        "bookings.booking.canceled_for_client",
+        category=audit.Category.TRANSACTION,
+        actor=actor,
+        target=booking,
+        data={"reason": reason, "refunded": amount, "currency": booking.currency},
+    )
+    return amount
+
+
+def _refuse_unless_cancellable(booking: Booking) -> None:
+    if booking.status not in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT):
+        raise CancelRefused(f"This booking is {booking.get_status_display().lower()}.")
+
+
+def _cancel_as_asked(
+    booking: Booking,
+    *,
+    actor: Actor,
+    by: str,
+    calendly_reason: str,
+    full: bool = False,
+    note: str = "",
+) -> int:
+    """Note the request, free the slot on Calendly, then cancel and refund."""
+    asked_at = _note_cancel_request(booking, actor=actor, full=full, reason=note)
     try:
-        cancel_calendly_event(booking, reason="Canceled by the client on Slotpay")
+        cancel_calendly_event(booking, reason=calendly_reason)
     except calendly.CalendlyError:
         Booking.objects.filter(pk=booking.pk, cancel_requested_at=asked_at).update(
-            cancel_requested_by=None, cancel_requested_at=None
+            cancel_requested_by=None, cancel_requested_at=None, cancel_refund_full=False
         )
         raise
     booking.refresh_from_db()
     if booking.status == Booking.Status.PENDING_PAYMENT:
         booking_release_unpaid(
             booking=booking,
-            reason="canceled by the client before payment",
+            reason=f"canceled by {by} before payment",
             cancel_event=False,
             actor=actor,
         )
         return 0
     return booking_refund_cancellation(
-        booking=booking, at=asked_at, actor=actor, reason="canceled by the client"
+        booking=booking, at=asked_at, actor=actor, reason=f"canceled by {by}", full=full
     )
 
 
-def _note_cancel_request(booking: Booking, *, actor: Actor) -> datetime:
-    """Record who asked to cancel and when (once: a repeat keeps the first time)."""
+# --- Refunds from the back-office ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundStanding:
+    """A payment as the refund page shows it, in minor units of its currency."""
+
+    payment: Payment
+    refunded: dict[str, int]  # by refund status
+    remaining: int
+    policy_percent: int  # what the agreed policy gives now
+    policy_amount: int
+    policy_remaining: int  # of that, not yet refunded or on its way
+    waiting: list[RefundApproval]
+
+    @property
+    def currency(self) -> str:
+        return self.payment.currency
+
+
+def refund_standing(*, booking: Booking, payment: Payment, at: datetime) -> RefundStanding:
+    """What was paid, refunded so far, remains, and what the agreed policy gives at
+    ``at``: a confirmed booking as if cancelled then, a cancelled one as when it was
+    (everything when staff cancelled it for the client), any other nothing."""
+    if booking.status == Booking.Status.CONFIRMED:
+        percent = refund_percent(booking, at)
+    elif booking.status == Booking.Status.CANCELED:
+        when = booking.cancel_requested_at or booking.status_changed_at
+        percent = 100 if booking.cancel_refund_full else refund_percent(booking, when)
+    else:
+        percent = 0
+    refunded: dict[str, int] = {}
+    for status, amount in payment.refunds.values_list("status", "amount"):
+        refunded[status] = refunded.get(status, 0) + amount
+    committed = payment.committed_refunds()
+    policy_amount = payment.amount * percent // 100
+    return RefundStanding(
+        payment=payment,
+        refunded=refunded,
+        remaining=payment.refundable() if payment.status in Payment.REFUNDABLE else 0,
+        policy_percent=percent,
+        policy_amount=policy_amount,
+        policy_remaining=max(0, policy_amount - committed),
+        waiting=list(payment.approvals.filter(status=RefundApproval.Status.PENDING)),
+    )
+
+
+def booking_refund_by_staff(
+    *,
+    booking: Booking,
+    payment: Payment,
+    amount: int,
+    reason: str,
+    actor: User,
+    nonce: UUID,
+) -> Refund | RefundApproval:
+    """A Finance member's refund from the booking's page: made now, or waiting for a
+    second member when above the threshold or beyond what the agreed policy gives now
+    (``payments.services.refund_propose`` decides and audits). ``nonce`` comes with
+    the form: the same submission twice refunds once."""
+    if payment.booking_id != booking.pk:
+        raise RefundRefused("That payment is not this booking's.")
+    standing = refund_standing(booking=booking, payment=payment, at=timezone.now())
+    return refund_propose(
+        payment=payment,
+        amount=amount,
+        reason=reason,
+        actor=actor,
+        beyond_policy=amount > standing.policy_remaining,
+        reference=backoffice_reference(payment=payment, nonce=nonce),
+    )
+
+
+def _note_cancel_request(
+    booking: Booking, *, actor: Actor, full: bool = False, reason: str = ""
+) -> datetime:
+    """Record who asked to cancel and when (once: a repeat keeps the first time).
+    ``full``: staff cancel for the client, refunding everything (it sticks)."""
     now = timezone.now()
     with transaction.atomic():
         row = Booking.objects.select_for_update().get(pk=booking.pk)
+        if full and not row.cancel_refund_full:
+            row.cancel_refund_full = True
+            row.save(update_fields=["cancel_refund_full"])
         if row.cancel_requested_at is not None:
             return row.cancel_requested_at
         row.cancel_requested_at = now
@@ -490,7 +644,7 @@ def _note_cancel_request(booking: Booking, *, actor: Actor) -> datetime:
             category=audit.Category.TRANSACTION,
             actor=actor,
             target=row,
-            data={"status": row.status},
+            data={"status": row.status, "full_refund": full, "reason": reason},
         )
     return now
 

@@ -1,17 +1,80 @@
-"""Payments and refunds in the back-office, read-only: Radar's risk level is shown and
-an elevated one is flagged for review (the payment's ``needs_review``)."""
+"""Payments, refunds and refund approvals in the back-office, read-only.
+
+Radar's risk level is shown and an elevated one is flagged for review (the
+payment's ``needs_review``). A refund is made from its booking's page (bookings
+knows the agreed policy; a payment's page links there). Refunds waiting for a
+second Finance member are listed first among the approvals, where another member
+approves or rejects them after stepping up.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.http import HttpRequest
 
 from core.admin import ReadOnlyAdmin
-from payments.models import Payment, Refund
+from core.stepup import StepUpAdminMixin
+from payments.models import Payment, Refund, RefundApproval
 from payments.money import format_money
+from payments.services import (
+    APPROVE_REFUND,
+    ISSUE_REFUND,
+    ApprovalRefused,
+    RefundRefused,
+    refund_approve,
+    refund_reject,
+)
+
+
+def refund_outcome_message(outcome: Refund | RefundApproval) -> tuple[int, str]:
+    """What the person who refunded (or approved) is told: a message level and text."""
+    amount = format_money(outcome.amount, outcome.payment.currency)
+    if isinstance(outcome, RefundApproval):
+        if outcome.status != RefundApproval.Status.PENDING:
+            return messages.INFO, f"This refund of {amount} was {outcome.status} already."
+        why = "beyond the agreed policy" if outcome.beyond_policy else "above the threshold"
+        return (
+            messages.WARNING,
+            f"The refund of {amount} is {why}: it waits for another Finance member's "
+            "approval, and nothing was sent to Stripe yet.",
+        )
+    if outcome.status == Refund.Status.SUCCEEDED:
+        return messages.SUCCESS, f"Refunded {amount}: Stripe reports the refund succeeded."
+    if outcome.status == Refund.Status.FAILED:
+        return (
+            messages.ERROR,
+            f"Stripe refused the refund of {amount}: {outcome.last_error or 'no reason given'}.",
+        )
+    if outcome.last_error:
+        return (
+            messages.WARNING,
+            f"The refund of {amount} is pending: Stripe could not be reached "
+            f"({outcome.last_error}); it is retried automatically.",
+        )
+    return (
+        messages.INFO,
+        f"The refund of {amount} is {outcome.get_status_display().lower()}: Stripe has "
+        "not finished it yet.",
+    )
+
+
+class HttpsUrlFields:
+    """For a ModelAdmin: URL fields assume https (Django 6's default, and the
+    providers' scheme), without Django 5's deprecation warning."""
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if isinstance(db_field, models.URLField):
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)  # type: ignore[misc]
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
+class PaymentAdmin(HttpsUrlFields, ReadOnlyAdmin):
     list_display = (
         "created_at",
         "booking",
@@ -25,6 +88,7 @@ class PaymentAdmin(ReadOnlyAdmin):
     list_filter = ("status", "needs_review", "risk_level", "currency")
     search_fields = ("=checkout_session_id", "=payment_intent_id", "=charge_id")
     exclude = ("checkout_url",)
+    readonly_fields = ("refund_summary",)
 
     @admin.display(description="amount")
     def shown_amount(self, obj: Payment) -> str:
@@ -35,9 +99,108 @@ class PaymentAdmin(ReadOnlyAdmin):
         """As every page says it: a bank debit on its way is "Payment processing"."""
         return obj.display_status
 
+    @admin.display(description="refunds")
+    def refund_summary(self, obj: Payment) -> str:
+        refunded = sum(r.amount for r in obj.refunds.all() if r.status == Refund.Status.SUCCEEDED)
+        return (
+            f"{format_money(refunded, obj.currency)} refunded, "
+            f"{format_money(obj.refundable(), obj.currency)} remains"
+        )
+
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "payment", "amount", "status", "external", "requested_by")
+    list_display = (
+        "created_at",
+        "payment",
+        "shown_amount",
+        "status",
+        "stripe_answer",
+        "external",
+        "requested_by",
+    )
     list_filter = ("status", "external")
     search_fields = ("=reference", "=stripe_refund_id")
+
+    @admin.display(description="amount")
+    def shown_amount(self, obj: Refund) -> str:
+        return format_money(obj.amount, obj.payment.currency)
+
+    @admin.display(description="Stripe's answer")
+    def stripe_answer(self, obj: Refund) -> str:
+        return obj.last_error or "—"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Refund]:
+        return super().get_queryset(request).select_related("payment")
+
+
+@admin.register(RefundApproval)
+class RefundApprovalAdmin(StepUpAdminMixin, ReadOnlyAdmin):
+    list_display = (
+        "requested_at",
+        "status",
+        "payment",
+        "shown_amount",
+        "beyond_policy",
+        "reason",
+        "requested_by",
+        "decided_by",
+        "decided_at",
+        "outcome",
+    )
+    list_filter = ("status", "beyond_policy", "currency")
+    # Waiting ones first, newest first within each.
+    ordering = (
+        Case(
+            When(status=RefundApproval.Status.PENDING, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        ).asc(),
+        "-requested_at",
+    )
+    actions = ("approve_selected", "reject_selected")
+    step_up_actions = frozenset({"approve_selected", "reject_selected"})
+
+    @admin.display(description="amount")
+    def shown_amount(self, obj: RefundApproval) -> str:
+        return format_money(obj.amount, obj.currency)
+
+    @admin.display(description="refund")
+    def outcome(self, obj: RefundApproval) -> str:
+        if obj.refund is None:
+            return "—"
+        answer = f" ({obj.refund.last_error})" if obj.refund.last_error else ""
+        return f"{obj.refund.get_status_display()}{answer}"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RefundApproval]:
+        return super().get_queryset(request).select_related("refund", "payment")
+
+    def has_approve_refund_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(APPROVE_REFUND)
+
+    def has_decide_refund_permission(self, request: HttpRequest) -> bool:
+        """Reject: an approver, or a requester withdrawing their own."""
+        return request.user.has_perm(APPROVE_REFUND) or request.user.has_perm(ISSUE_REFUND)
+
+    @admin.action(permissions=["approve_refund"], description="Approve and refund")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[RefundApproval]) -> None:
+        for approval in queryset.order_by("pk"):
+            try:
+                refund = refund_approve(approval_id=approval.pk, actor=request.user)  # type: ignore[arg-type]
+            except (ApprovalRefused, RefundRefused) as exc:
+                self.message_user(request, f"Approval {approval.pk}: {exc}", messages.ERROR)
+                continue
+            level, text = refund_outcome_message(refund)
+            self.message_user(request, f"Approval {approval.pk}: {text}", level)
+
+    @admin.action(permissions=["decide_refund"], description="Reject (nothing is refunded)")
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[RefundApproval]) -> None:
+        for approval in queryset.order_by("pk"):
+            try:
+                refund_reject(approval_id=approval.pk, actor=request.user)  # type: ignore[arg-type]
+            except (ApprovalRefused, PermissionDenied) as exc:
+                self.message_user(request, f"Approval {approval.pk}: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request, f"Approval {approval.pk}: rejected; nothing was refunded.", messages.INFO
+            )

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 import audit
 from core.actors import Actor
+from payments import checks  # noqa: F401 (registers the system checks)
 
 
 class Payment(models.Model):
@@ -166,3 +167,68 @@ class Refund(models.Model):
     @property
     def idempotency_ref(self) -> str:
         return f"rf_{self.reference.hex}"
+
+
+class RefundApproval(models.Model):
+    """A refund from the back-office waiting for a second Finance member ("four eyes"):
+    above ``REFUND_APPROVAL_THRESHOLD`` or beyond what the agreed policy gives.
+
+    Stripe is called only once someone other than the requester approves; the refund
+    then made carries this approval's ``reference``, so approving twice refunds once.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="approvals")
+    # From the request's form: the same submission twice is one approval (and one refund).
+    reference = models.UUIDField(unique=True, editable=False)
+    amount = models.PositiveBigIntegerField()  # minor units
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=200)
+    # Beyond what the agreed policy gives now, as the booking's page computed it.
+    beyond_policy = models.BooleanField(default=False)
+    # The record of who asked and who decided must outlive any change to the accounts.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    refund = models.OneToOneField(
+        Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="approval"
+    )
+
+    class Meta:
+        ordering = ["-requested_at"]
+        permissions = [
+            ("issue_refund", "Can issue refunds from the back-office"),
+            ("approve_refund", "Can approve another member's refund"),
+        ]
+        constraints = [
+            # The requester may withdraw (reject) their own request, never approve it.
+            models.CheckConstraint(
+                condition=~models.Q(status="approved")
+                | (
+                    models.Q(decided_by__isnull=False)
+                    & ~models.Q(decided_by=models.F("requested_by"))
+                ),
+                name="refund_approval_second_person",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="refund_approval_positive"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "requested_at"], name="refund_approval_queue")]
+
+    def __str__(self) -> str:
+        return f"Refund approval {self.pk} {self.amount} {self.currency} ({self.status})"

@@ -47,3 +47,35 @@ def validate_amount(amount: int, currency: str) -> None:
             f"{currency.upper()} amounts must be a multiple of 10 minor units (Stripe rounds "
             "three-decimal currencies to two)."
         )
+
+
+# Far more than any payment: a longer number is a typo or an attack, refused as such.
+MAX_DIGITS = 12
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """What a person typed, in the currency's units (``"12.50"`` EUR, ``"1500"`` JPY),
+    as minor units; ValidationError with a message for them otherwise.
+
+    Only ASCII digits with at most the currency's decimals: no sign, no exponent, no
+    separators, no other script's digits (``int()`` would take ``"١٢"``)."""
+    value = text.strip()
+    places = decimals(currency)
+    whole, dot, fraction = value.partition(".")
+    if not value or "\x00" in value or not value.isascii():
+        raise ValidationError("Enter an amount using the digits 0-9, like 12.50.")
+    if not whole.isdigit() or (dot and not fraction.isdigit()):
+        raise ValidationError("Enter a positive amount using the digits 0-9, like 12.50.")
+    if len(fraction) > places:
+        raise ValidationError(
+            f"{currency.upper()} amounts have no decimals."
+            if not places
+            else f"{currency.upper()} amounts have at most {places} decimals."
+        )
+    if len(whole.lstrip("0")) > MAX_DIGITS:
+        raise ValidationError("That amount is far too large.")
+    minor = int(whole + fraction.ljust(places, "0"))
+    if minor <= 0:
+        raise ValidationError("The amount must be more than zero.")
+    validate_amount(minor, currency)
+    return minor

@@ -8,7 +8,9 @@ booking. A payment belongs to a booking only by its ``booking_id``: nothing here
 imports ``bookings``.
 
 Refunds go through :func:`refund_request`. Clients reach it by cancelling (the
-policy's amount), staff from the back-office, handlers when a booking was paid twice.
+policy's amount), staff from the back-office (:func:`refund_propose`, and above the
+approval threshold :func:`refund_approve` by a second Finance member), handlers when a
+booking was paid twice.
 The refund row is committed before Stripe is called, and Stripe's idempotency key is
 built from that row, so a crash or a retry between the two can never refund twice:
 :func:`refund_submit` is safe to run again.
@@ -22,7 +24,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -31,8 +34,8 @@ from core import outbox
 from core.actors import Actor
 from core.masking import scrub_text
 from core.notify import staff_alert
-from payments import stripe_gateway
-from payments.models import Payment, Refund
+from payments import stripe_gateway, thresholds
+from payments.models import Payment, Refund, RefundApproval
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -95,9 +98,7 @@ def refund_request(
         # Every payment of the booking is locked, whatever its status, before anything
         # is read: requests for one decision (a double click, eight parallel cancels)
         # queue here, and each after the first finds the first's refund.
-        locked = list(
-            Payment.objects.select_for_update().filter(booking_id=booking_id).order_by("pk")
-        )
+        locked = _lock_payments(booking_id)
         existing = Refund.objects.filter(reference=reference).first() if reference else None
         refund = existing or _create_refund(
             booking_id,
@@ -112,18 +113,15 @@ def refund_request(
     return _submit_now_or_after_commit(refund, actor=actor)
 
 
-def _create_refund(
-    booking_id: int,
-    locked: list[Payment],
-    *,
-    amount: int,
-    reason: str,
-    actor: Actor,
-    payment: Payment | None,
-    stripe_reason: str | None,
-    reference: uuid.UUID | None,
-) -> Refund:
-    """The refund row and its audit entry, with the booking's payments locked."""
+def _lock_payments(booking_id: int) -> list[Payment]:
+    return list(Payment.objects.select_for_update().filter(booking_id=booking_id).order_by("pk"))
+
+
+def _refundable(
+    locked: list[Payment], *, amount: int, payment: Payment | None
+) -> tuple[Payment, int]:
+    """Of the booking's locked payments, the one to refund (``payment`` if given, else
+    the first paid) and what remains of it; RefundRefused if ``amount`` is more."""
     candidates = [
         p
         for p in locked
@@ -137,6 +135,22 @@ def _create_refund(
         raise RefundRefused(
             f"Only {remaining} {paid.currency.upper()} (minor units) remain to refund."
         )
+    return paid, remaining
+
+
+def _create_refund(
+    booking_id: int,
+    locked: list[Payment],
+    *,
+    amount: int,
+    reason: str,
+    actor: Actor,
+    payment: Payment | None,
+    stripe_reason: str | None,
+    reference: uuid.UUID | None,
+) -> Refund:
+    """The refund row and its audit entry, with the booking's payments locked."""
+    paid, remaining = _refundable(locked, amount=amount, payment=payment)
     refund = Refund.objects.create(
         payment=paid,
         amount=amount,
@@ -395,6 +409,228 @@ def _sync_one(payment: Payment, remote: stripe_gateway.Refund, *, actor: Actor) 
         data={"stripe_refund_id": remote.id, "amount": row.amount, "source": "stripe"},
     )
     return 1
+
+
+# --- Refunds from the back-office, with four eyes above the threshold ---------------------
+
+ISSUE_REFUND = "payments.issue_refund"
+APPROVE_REFUND = "payments.approve_refund"
+REASON_MAX = 200
+
+
+class ApprovalRefused(Exception):  # noqa: N818 (the outcome the page shows)
+    """The approval cannot be decided as asked; the message says why."""
+
+
+def backoffice_reference(*, payment: Payment, nonce: uuid.UUID) -> uuid.UUID:
+    """The reference of one refund form's submission (``nonce`` comes with the form):
+    submitting it twice, or from two tabs at once, is one decision."""
+    return reference_for(f"backoffice:{payment.pk}:{nonce}")
+
+
+def refund_propose(
+    *,
+    payment: Payment,
+    amount: int,
+    reason: str,
+    actor: User,
+    beyond_policy: bool,
+    reference: uuid.UUID,
+) -> Refund | RefundApproval:
+    """A Finance member's refund of ``amount`` minor units of ``payment``.
+
+    At or under ``REFUND_APPROVAL_THRESHOLD`` and within what the agreed policy gives
+    (``beyond_policy`` is the booking's page's reckoning: payments knows no policy),
+    the refund is made now (:func:`refund_request`); otherwise it waits, as a
+    :class:`RefundApproval`, for a second member. ``reference`` identifies the
+    submission: a repeat returns what the first made.
+    """
+    if not actor.has_perm(ISSUE_REFUND):
+        raise PermissionDenied("issuing refunds needs payments.issue_refund")
+    reason = reason.strip()
+    if not reason:
+        raise RefundRefused("Give a reason for the refund.")
+    if len(reason) > REASON_MAX:
+        raise RefundRefused(f"The reason may be at most {REASON_MAX} characters.")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise RefundRefused("The refund amount must be a positive number of minor units.")
+    waiting = RefundApproval.objects.filter(reference=reference).first()
+    if waiting is not None:
+        return _same_submission(waiting, payment)
+    over = thresholds.current().exceeded_by(
+        amount=amount, currency=payment.currency, paid=payment.amount
+    )
+    if not over and not beyond_policy:
+        made = Refund.objects.filter(reference=reference).first()
+        if made is not None and made.payment_id != payment.pk:
+            raise RefundRefused("This form was used for another payment: open it again.")
+        return refund_request(
+            booking_id=payment.booking_id,
+            amount=amount,
+            reason=reason,
+            actor=actor,
+            payment=payment,
+            reference=reference,
+        )
+    try:
+        return _approval_create(
+            payment=payment,
+            amount=amount,
+            reason=reason,
+            actor=actor,
+            beyond_policy=beyond_policy,
+            over_threshold=over,
+            reference=reference,
+        )
+    except IntegrityError:
+        # The same form submitted twice at once: the other request made it.
+        return _same_submission(RefundApproval.objects.get(reference=reference), payment)
+
+
+def _same_submission(approval: RefundApproval, payment: Payment) -> RefundApproval:
+    if approval.payment_id != payment.pk:
+        raise RefundRefused("This form was used for another payment: open it again.")
+    return approval
+
+
+@transaction.atomic
+def _approval_create(
+    *,
+    payment: Payment,
+    amount: int,
+    reason: str,
+    actor: User,
+    beyond_policy: bool,
+    over_threshold: bool,
+    reference: uuid.UUID,
+) -> RefundApproval:
+    # The booking's payments locked as refund_request locks them: what remains is exact.
+    current, remaining = _refundable(
+        _lock_payments(payment.booking_id), amount=amount, payment=payment
+    )
+    approval = RefundApproval.objects.create(
+        payment=current,
+        reference=reference,
+        amount=amount,
+        currency=current.currency,
+        reason=reason,
+        beyond_policy=beyond_policy,
+        requested_by=actor,
+    )
+    audit.record(
+        "payments.refund.approval_requested",
+        category=audit.Category.TRANSACTION,
+        actor=actor,
+        target=approval,
+        data={
+            "payment": current.pk,
+            "booking": current.booking_id,
+            "amount": amount,
+            "currency": current.currency,
+            "reason": reason,
+            "over_threshold": over_threshold,
+            "beyond_policy": beyond_policy,
+            "remaining_before": remaining,
+        },
+    )
+    return approval
+
+
+def refund_approve(*, approval_id: int, actor: User) -> Refund:
+    """A second Finance member approves: the refund is made (once) and returned.
+
+    The approval's row is locked while it is decided, so of two approvers at once
+    one refunds and the other is told it was approved already. The requester cannot
+    approve their own (refused and audited)."""
+    if not actor.has_perm(APPROVE_REFUND):
+        raise PermissionDenied("approving refunds needs payments.approve_refund")
+    with transaction.atomic():
+        approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
+        refusal = _approval_refusal(approval, actor)
+        if refusal is None:
+            # The refund row is made under the payment's lock in this transaction,
+            # and sent to Stripe once it commits (here, or by the outbox's task).
+            refund = refund_request(
+                booking_id=approval.payment.booking_id,
+                amount=approval.amount,
+                reason=approval.reason,
+                actor=actor,
+                payment=approval.payment,
+                reference=approval.reference,
+            )
+            approval.status = RefundApproval.Status.APPROVED
+            approval.decided_by = actor
+            approval.decided_at = timezone.now()
+            approval.refund = refund
+            approval.save(update_fields=["status", "decided_by", "decided_at", "refund"])
+            audit.record(
+                "payments.refund.approved",
+                category=audit.Category.TRANSACTION,
+                actor=actor,
+                target=approval,
+                data={
+                    "refund": str(refund.reference),
+                    "requested_by": approval.requested_by_id,
+                    "amount": approval.amount,
+                    "currency": approval.currency,
+                },
+            )
+    if refusal is not None:
+        _audit_refusal(approval, actor, refusal)
+        raise ApprovalRefused(refusal)
+    return refund_submit(refund=refund, actor=actor)
+
+
+def refund_reject(*, approval_id: int, actor: User) -> RefundApproval:
+    """Reject a waiting refund: a Finance member who may approve, or the requester
+    withdrawing their own. Nothing reaches Stripe."""
+    with transaction.atomic():
+        approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
+        own = approval.requested_by_id == actor.pk
+        if not own and not actor.has_perm(APPROVE_REFUND):
+            raise PermissionDenied("rejecting refunds needs payments.approve_refund")
+        refusal = _decided_already(approval)
+        if refusal is None:
+            approval.status = RefundApproval.Status.REJECTED
+            approval.decided_by = actor
+            approval.decided_at = timezone.now()
+            approval.save(update_fields=["status", "decided_by", "decided_at"])
+            audit.record(
+                "payments.refund.withdrawn" if own else "payments.refund.rejected",
+                category=audit.Category.TRANSACTION,
+                actor=actor,
+                target=approval,
+                data={"amount": approval.amount, "currency": approval.currency},
+            )
+    if refusal is not None:
+        raise ApprovalRefused(refusal)
+    return approval
+
+
+def _decided_already(approval: RefundApproval) -> str | None:
+    if approval.status == RefundApproval.Status.PENDING:
+        return None
+    return f"This refund was {approval.get_status_display().lower()} already."
+
+
+def _approval_refusal(approval: RefundApproval, actor: User) -> str | None:
+    if approval.requested_by_id == actor.pk:
+        return "You asked for this refund: another Finance member must approve it."
+    return _decided_already(approval)
+
+
+def _audit_refusal(approval: RefundApproval, actor: User, refusal: str) -> None:
+    audit.record(
+        "payments.refund.approval_refused",
+        category=audit.Category.SECURITY,
+        actor=actor,
+        target=approval,
+        data={
+            "reason": refusal,
+            "own_request": approval.requested_by_id == actor.pk,
+            "status": approval.status,
+        },
+    )
 
 
 # --- What Stripe reports about a payment -------------------------------------------------
