@@ -39,6 +39,7 @@ def test_seed_demo_creates_what_the_flow_needs_and_prints_how_to_sign_in(setting
             "support@slotpay.localhost",
             "finance@slotpay.localhost",
             "privacy@slotpay.localhost",
+            "auditor@slotpay.localhost",
             "demo-studio@slotpay.localhost",
             "tokyo-works@slotpay.localhost",
         }
@@ -47,7 +48,7 @@ def test_seed_demo_creates_what_the_flow_needs_and_prints_how_to_sign_in(setting
     for email, password in second.items():
         user = authenticate(RequestFactory().post("/"), username=email, password=password)
         assert user is not None, email
-        if email.split("@")[0] in ("support", "finance", "privacy"):
+        if email.split("@")[0] in ("support", "finance", "privacy", "auditor"):
             assert user.is_staff
             assert user.groups.filter(name__iexact=email.split("@")[0]).exists()
     assert EventType.objects.count() == 2

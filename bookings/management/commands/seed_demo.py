@@ -23,7 +23,7 @@ from accounts.models import Builder, BuilderMembership, User
 from bookings.models import EventType
 
 DEMO_CLIENT_EMAIL = "client@slotpay.localhost"
-STAFF_GROUPS = ("Support", "Finance", "Privacy")
+STAFF_GROUPS = ("Support", "Finance", "Privacy", "Auditor")
 
 
 @dataclass(frozen=True)
