@@ -6,6 +6,8 @@ one module answers "what makes a deployment unsafe".
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -23,6 +25,14 @@ MIN_PATH_TOKEN_LENGTH = 24
 
 def _production_like() -> bool:
     return settings.ENVIRONMENT in ("staging", "production")
+
+
+def _is_ed25519_seed(value: Any) -> bool:
+    raw = str(value or "").strip()
+    try:
+        return len(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 @register(Tags.security, deploy=False)
@@ -52,6 +62,14 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                     id="slotpay.E003",
                 )
             )
+    if not _is_ed25519_seed(settings.AUDIT_CHECKPOINT_KEY):
+        errors.append(
+            Error(
+                "AUDIT_CHECKPOINT_KEY is not 32 bytes of URL-safe base64 (an Ed25519 seed).",
+                hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="slotpay.E014",
+            )
+        )
     if not settings.FIELD_ENCRYPTION_KEY:
         errors.append(Error("FIELD_ENCRYPTION_KEY is missing.", id="slotpay.E004"))
     for position, key in enumerate(settings.FIELD_ENCRYPTION_KEY, start=1):

@@ -20,6 +20,7 @@ GOOD_PRODUCTION = {
     "DEBUG": False,
     "SECRET_KEY": secrets.token_urlsafe(50),
     "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+    "AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),
     "FIELD_ENCRYPTION_KEY": [Fernet.generate_key().decode()],
     "SECURE_HSTS_SECONDS": 31_536_000,
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
@@ -103,6 +104,12 @@ def test_provider_settings_that_are_unsafe(overrides, expected):
         pytest.param({"DEBUG": True}, ["slotpay.E001"], id="E001-debug"),
         pytest.param({"SECRET_KEY": "x" * 49}, ["slotpay.E002"], id="E002-short-secret-key"),
         pytest.param({"BLIND_INDEX_KEY": "y" * 31}, ["slotpay.E003"], id="E003-short-index-key"),
+        pytest.param(
+            {"AUDIT_CHECKPOINT_KEY": "short"}, ["slotpay.E014"], id="E014-short-checkpoint-key"
+        ),
+        pytest.param(
+            {"AUDIT_CHECKPOINT_KEY": "not base64!" * 4}, ["slotpay.E014"], id="E014-not-base64"
+        ),
         pytest.param(
             {"FIELD_ENCRYPTION_KEY": ["not-a-fernet-key"]}, ["slotpay.E004"], id="E004-bad-key"
         ),
