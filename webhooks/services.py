@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -455,12 +455,19 @@ def events_sweep(*, limit: int = 500) -> int:
 
 
 def events_replay(
-    *, events: Iterable[WebhookEvent], actor: Actor, reason: str, inline: bool = False
+    *,
+    events: Iterable[WebhookEvent],
+    actor: Actor,
+    reason: str,
+    inline: bool = False,
+    statuses: Collection[str] | None = None,
 ) -> list[tuple[WebhookEvent, str]]:
-    """Process chosen events again through the same path, each replay audited.
+    """Process chosen events again through the same path, each replay audited with
+    ``actor`` (the staff member, or the command's operator) and ``reason``.
 
     The attempt count starts over. Events whose payload was purged cannot be replayed
-    (the provider's API still has Stripe's for 30 days: use reconciliation).
+    (the provider's API still has Stripe's for 30 days: use reconciliation), nor, when
+    ``statuses`` is given, events not in one of them (checked under the row's lock).
     Returns (event, what happened) pairs.
     """
     results = []
@@ -472,6 +479,9 @@ def events_replay(
             row = WebhookEvent.objects.select_for_update().get(pk=event.pk)
             if row.status == Status.PROCESSING and not _claimable(row, timezone.now(), force=True):
                 results.append((row, "skipped: being processed"))
+                continue
+            if statuses is not None and row.status not in statuses:
+                results.append((row, f"skipped: {row.get_status_display().lower()}"))
                 continue
             previous = row.status
             row.status, row.attempts, row.next_attempt_at = Status.RECEIVED, 0, timezone.now()
