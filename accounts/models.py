@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -11,6 +12,7 @@ from django.utils import timezone
 from core.encryption import (
     EncryptedCharField,
     EncryptedEmailField,
+    EncryptedTextField,
     blind_index,
     blind_index_key_fingerprint,
     blind_indexes,
@@ -90,6 +92,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["id"]
+        permissions = [
+            ("reveal_personal_data", "Can reveal masked personal data, with a reason"),
+            ("view_personal_data", "Can see clients' personal data in clear"),
+        ]
 
     def __str__(self) -> str:
         return f"User {self.pk}"
@@ -245,3 +251,108 @@ class FieldKeyVerification(models.Model):
     def complete(self) -> bool:
         """Every value decrypts with the first key alone: the older keys can go."""
         return not self.older_key_values and not self.undecryptable_values
+
+
+DSR_RESPONSE_DAYS = 30
+
+
+class DataSubjectRequest(models.Model):
+    """A person's request about the data we hold on them (GDPR Art. 15-17), answered
+    within a month of receipt (Art. 12(3)). The subject is an account, found by email
+    through the blind index; what is done is in ``accounts.dsr``."""
+
+    class Kind(models.TextChoices):
+        ACCESS = "access", "Access (export)"
+        RECTIFICATION = "rectification", "Rectification"
+        ERASURE = "erasure", "Erasure"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        IN_PROGRESS = "in_progress", "In progress"
+        HELD = "held", "Held (legal hold)"
+        COMPLETED = "completed", "Completed"
+        REJECTED = "rejected", "Rejected"
+
+    OPEN_STATUSES = (Status.OPEN, Status.IN_PROGRESS, Status.HELD)
+
+    subject = models.ForeignKey(User, on_delete=models.PROTECT, related_name="data_requests")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    received_at = models.DateTimeField(default=timezone.now)
+    # Received + DSR_RESPONSE_DAYS unless set (an extension is told to the person).
+    due_at = models.DateTimeField(blank=True)
+    handler = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    filed_by_subject = models.BooleanField(
+        default=False, help_text="Filed by the person from their account page."
+    )
+    # Free text by staff: it may name people, so it is encrypted (and wiped by an erasure).
+    notes = EncryptedTextField(blank=True, default="")
+    # Why the request (or part of it) waits: an open dispute, a pending refund, ...
+    hold_reason = models.TextField(blank=True)
+    # The prepared access export (JSON), encrypted; a new preparation bumps the version,
+    # which every signed download link names, so older links stop working.
+    export = EncryptedTextField(null=True, blank=True)
+    export_prepared_at = models.DateTimeField(null=True, blank=True)
+    export_version = models.PositiveIntegerField(default=0)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        verbose_name = "data-subject request"
+        permissions = [("carry_out_erasure", "Can carry out an erasure")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject", "kind"],
+                condition=models.Q(status__in=["open", "in_progress", "held"]),
+                name="accounts_one_open_request_per_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} request {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.due_at is None:
+            self.due_at = self.received_at + timedelta(days=DSR_RESPONSE_DAYS)
+        super().save(*args, **kwargs)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.is_open and self.due_at < timezone.now()
+
+
+class ErasureStep(models.Model):
+    """One step of an erasure and its outcome: each is idempotent, so a step that
+    failed (a provider was down) or was held is simply run again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        HELD = "held", "Held"
+        FAILED = "failed", "Failed, to retry"
+
+    request = models.ForeignKey(DataSubjectRequest, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=64)
+    position = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # What a provider step needs after the account is anonymised (the emails to send to
+    # Calendly, Stripe's ids): encrypted, and cleared once the step is done.
+    arguments = EncryptedTextField(null=True, blank=True)
+    outcome = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["request", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "name"], name="accounts_unique_erasure_step")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.status}"

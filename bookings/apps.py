@@ -11,3 +11,9 @@ class BookingsConfig(AppConfig):
         from webhooks.providers import providers
 
         providers.register(CALENDLY)
+
+        # accounts knows no app above it: this tells its data-subject requests what
+        # bookings holds on a person.
+        from bookings import privacy
+
+        privacy.register()

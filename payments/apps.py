@@ -11,3 +11,9 @@ class PaymentsConfig(AppConfig):
         from webhooks.providers import providers
 
         providers.register(STRIPE)
+
+        # accounts knows no app above it: this tells its data-subject requests what
+        # payments holds on a person.
+        from payments import privacy
+
+        privacy.register()

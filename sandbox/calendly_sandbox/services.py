@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from django.db import IntegrityError
 from django.utils import timezone
 
-from sandbox import db, delivery
+from sandbox import db, delivery, scrub
 from sandbox.calendly_sandbox.models import (
     EventType,
     Fault,
@@ -25,6 +25,7 @@ from sandbox.calendly_sandbox.models import (
     WebhookSubscription,
 )
 from sandbox.calendly_sandbox.resources import Urls, invitee_resource, stamp
+from sandbox.models import Delivery
 
 SCHEDULING_DAYS = 14
 WORKDAY_START = time(9, 0)
@@ -342,28 +343,42 @@ def invitee_mark_no_show(*, invitee: Invitee, urls: Urls) -> bool:
 
 
 def invitees_erase(*, emails: Iterable[str]) -> int:
-    """Data-compliance deletion: the invitees' personal data is blanked."""
+    """Data-compliance deletion, as Calendly does it: each invitee's name and answers
+    are deleted and its email becomes ``…@deleted.calendly.com``; the copies in the
+    webhook deliveries go too. Returns how many invitees were erased."""
     wanted = {e.strip().lower() for e in emails if e}
     erased = 0
+    values: set[str] = set()
     with db.atomic():
-        for invitee in Invitee.objects.select_for_update():
-            if invitee.email.lower() in wanted:
-                invitee.name = "Deleted invitee"
-                invitee.first_name = invitee.last_name = None
-                invitee.email = "deleted@calendly.invalid"
-                invitee.questions_and_answers = []
-                invitee.updated_at = timezone.now()
-                invitee.save(
-                    update_fields=[
-                        "name",
-                        "first_name",
-                        "last_name",
-                        "email",
-                        "questions_and_answers",
-                        "updated_at",
-                    ]
-                )
-                erased += 1
+        for invitee in Invitee.objects.select_for_update().select_related("scheduled_event"):
+            if invitee.email.lower() not in wanted:
+                continue
+            values |= {v for v in (invitee.email, invitee.name) if v and len(v) >= 3}
+            values |= {v for v in (invitee.first_name, invitee.last_name) if v and len(v) >= 3}
+            event = invitee.scheduled_event
+            if event.canceled_by and event.canceled_by == invitee.name:
+                event.canceled_by = ""
+                event.save(update_fields=["canceled_by", "updated_at"])
+            if invitee.canceled_by == invitee.name:
+                invitee.canceled_by = ""
+            invitee.name = "Deleted invitee"
+            invitee.first_name = invitee.last_name = None
+            invitee.email = f"{invitee.uuid[:8]}@deleted.calendly.com"
+            invitee.questions_and_answers = []
+            invitee.updated_at = timezone.now()
+            invitee.save(
+                update_fields=[
+                    "name",
+                    "first_name",
+                    "last_name",
+                    "email",
+                    "questions_and_answers",
+                    "canceled_by",
+                    "updated_at",
+                ]
+            )
+            erased += 1
+        scrub.deliveries_scrub(provider=Delivery.Provider.CALENDLY, values=values, mask="[deleted]")
     return erased
 
 

@@ -321,8 +321,23 @@ def refund(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> 
 @endpoint("customers", {"GET": READ, "DELETE": WRITE})
 def customer(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
     if request.method == "DELETE":
-        return services.customer_delete(id)
+        return services.customer_delete(id, ctx=ctx)
     return services.get(id, "customer").data
+
+
+@endpoint("privacy_redaction_jobs", {"POST": WRITE})
+def redaction_jobs(request: HttpRequest, ctx: RequestContext, params: dict) -> dict:
+    return services.redaction_job_create(ctx, params)
+
+
+@endpoint("privacy_redaction_jobs", {"GET": READ})
+def redaction_job(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    return services.get(id, "privacy.redaction_job").data
+
+
+@endpoint("privacy_redaction_jobs", {"POST": WRITE})
+def redaction_job_run(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> dict:
+    return services.redaction_job_run(id)
 
 
 @endpoint("disputes", {"GET": READ})

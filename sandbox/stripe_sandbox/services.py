@@ -18,9 +18,10 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from sandbox import db, delivery
+from sandbox import db, delivery, scrub
+from sandbox.models import Delivery
 from sandbox.stripe_sandbox import shapes
-from sandbox.stripe_sandbox.models import StripeObject
+from sandbox.stripe_sandbox.models import IdempotencyRecord, StripeObject
 
 # The version the sandbox answers when a request names none (stripe-python pins one).
 DEFAULT_API_VERSION = "2026-10-28.endive"
@@ -864,14 +865,145 @@ def refund_create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
     return refund
 
 
-def customer_delete(customer_id: str) -> dict[str, Any]:
+def customer_delete(customer_id: str, *, ctx: RequestContext | None = None) -> dict[str, Any]:
     customer = get(customer_id, "customer", for_update=True)
     if customer.data.get("deleted"):
         raise missing("customer", customer_id)
-    # Stripe keeps only a tombstone: the personal data is gone.
+    # Stripe keeps only a tombstone: the personal data is gone. When it went is kept
+    # beside it (the dashboard shows it) and announced as customer.deleted, whose
+    # object here is the tombstone (Stripe's carries the customer as it was).
     customer.data = {"id": customer.id, "object": "customer", "deleted": True}
+    customer.private["deleted_at"] = now_ts()
     _save(customer)
+    emit(
+        "customer.deleted",
+        customer.data,
+        api_version=customer.api_version or DEFAULT_API_VERSION,
+        ctx=ctx,
+    )
     return customer.data
+
+
+# --- Redaction jobs (Stripe's privacy API, public preview) ---------------------------
+
+REDACTED = "[redacted]"
+REDACTION_ROOTS = {
+    "customers": "customer",
+    "checkout_sessions": "checkout.session",
+    "payment_intents": "payment_intent",
+    "charges": "charge",
+}
+# Fields that hold a person's data, wherever they appear in an object.
+PERSONAL_FIELDS = frozenset(
+    {"email", "name", "phone", "address", "customer_email", "receipt_email", "shipping"}
+)
+
+
+def redaction_job_create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the objects named (they must exist) and keep the job, ready to run."""
+    objects = params.get("objects") or {}
+    if not isinstance(objects, dict) or not any(objects.get(kind) for kind in REDACTION_ROOTS):
+        raise ApiError(400, "Name at least one object to redact.", param="objects")
+    unknown = set(objects) - set(REDACTION_ROOTS)
+    if unknown:
+        raise ApiError(400, f"Cannot redact {sorted(unknown)[0]}.", param="objects")
+    wanted = {kind: list(objects.get(kind) or []) for kind in REDACTION_ROOTS}
+    for kind, ids in wanted.items():
+        for object_id in ids:
+            get(object_id, REDACTION_ROOTS[kind])
+    job_id = shapes.new_id("prj")
+    data = {
+        "id": job_id,
+        "object": "privacy.redaction_job",
+        "created": now_ts(),
+        "livemode": False,
+        "objects": wanted,
+        "status": "ready",
+        "validation_behavior": params.get("validation_behavior") or "error",
+    }
+    StripeObject.objects.create(
+        id=job_id, object="privacy.redaction_job", data=data, api_version=ctx.api_version
+    )
+    return data
+
+
+def redaction_job_run(job_id: str) -> dict[str, Any]:
+    """Redact the job's objects, those that point at them, and every copy of their
+    personal values the sandbox keeps (events, idempotent answers, webhook
+    deliveries: Stripe's events and request logs). Runs to the end at once."""
+    job = get(job_id, "privacy.redaction_job", for_update=True)
+    if job.data["status"] != "ready":
+        raise ApiError(400, f"This job is {job.data['status']}: only a ready job runs.")
+    roots = {object_id for ids in job.data["objects"].values() for object_id in ids}
+    related = [
+        obj
+        for obj in StripeObject.objects.exclude(object__in=("event", "privacy.redaction_job"))
+        if obj.id in roots or _points_at(obj.data, roots)
+    ]
+    values: set[str] = set()
+    for obj in related:
+        values |= _personal_values(obj.data)
+    for obj in related:
+        obj.data = _redact_fields(obj.data)
+        _save(obj)
+    _redact_copies(values)
+    job.data["status"] = "succeeded"
+    _save(job)
+    return job.data
+
+
+def _points_at(data: Any, ids: set[str]) -> bool:
+    if isinstance(data, dict):
+        return any(
+            (key in ("customer", "payment_intent", "charge") and value in ids)
+            or _points_at(value, ids)
+            for key, value in data.items()
+            if key != "id"
+        )
+    if isinstance(data, list):
+        return any(_points_at(item, ids) for item in data)
+    return False
+
+
+def _personal_values(data: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in PERSONAL_FIELDS and isinstance(value, str) and len(value) >= 3:
+                found.add(value)
+            else:
+                found |= _personal_values(value)
+    elif isinstance(data, list):
+        for item in data:
+            found |= _personal_values(item)
+    return found
+
+
+def _redact_fields(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            key: (REDACTED if key in PERSONAL_FIELDS and value else _redact_fields(value))
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [_redact_fields(item) for item in data]
+    return data
+
+
+def _redact_copies(values: set[str]) -> None:
+    if not values:
+        return
+    for obj in StripeObject.objects.filter(object="event"):
+        redacted = scrub.without(obj.data, values, REDACTED)
+        if redacted != obj.data:
+            obj.data = redacted
+            _save(obj)
+    for record in IdempotencyRecord.objects.all():
+        redacted = scrub.without(record.body, values, REDACTED)
+        if redacted != record.body:
+            record.body = redacted
+            record.save(update_fields=["body"])
+    scrub.deliveries_scrub(provider=Delivery.Provider.STRIPE, values=values, mask=REDACTED)
 
 
 # --- Events -------------------------------------------------------------------------
