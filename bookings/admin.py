@@ -5,7 +5,7 @@ it for the client when the provider is at fault (a full refund).
 
 Both pages need their permission before anything else (403), then a fresh step-up,
 then go through ``bookings.services``, which audits them with the person acting.
-Personal data (the invitee's name, email and answers) stays off these pages.
+The invitee's name, email and answers are masked (``accounts.reveal``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from accounts.reveal import PersonalDataAdminMixin
 from bookings.calendly import CalendlyError
 from bookings.models import Booking, EventType
 from bookings.services import (
@@ -117,13 +118,13 @@ class CancelForClientForm(forms.Form):
 
 
 @admin.register(Booking)
-class BookingAdmin(ReadOnlyAdmin):
+class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
     list_display = ("reference", "builder", "event_type", "start_at", "status", "needs_review")
     list_filter = ("status", "needs_review", "builder")
     search_fields = ("=reference", "=calendly_invitee_uuid")
     date_hierarchy = "start_at"
-    # Personal data stays off the page until staff can reveal it deliberately.
-    exclude = ("answers", "invitee_name", "invitee_email")
+    # Masked, in clear only for those allowed (audited), revealed with a reason.
+    personal_fields = {"invitee_name": "name", "invitee_email": "email", "answers": "text"}
 
     def get_urls(self) -> list[URLPattern]:
         own = [
