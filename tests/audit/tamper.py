@@ -8,6 +8,9 @@ from contextlib import contextmanager
 
 from django.db import connection
 
+from audit import chain
+from audit.models import AuditChainHead, AuditEntry
+
 TRIGGERS = {
     "audit_auditentry": "audit_entry_append_only",
     "audit_auditcheckpoint": "audit_checkpoint_append_only",
@@ -32,3 +35,20 @@ def execute(sql: str, params: list[object] | None = None) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params or [])
         return cursor.rowcount
+
+
+def rewrite_and_rehash(from_sequence: int) -> None:
+    """Alter an entry and rehash everything after it, head included: the chain then
+    verifies on its own, as it would after a careful attacker."""
+    previous = AuditEntry.objects.get(sequence=from_sequence - 1).entry_hash
+    with trigger_disabled():
+        for entry in AuditEntry.objects.filter(sequence__gte=from_sequence).order_by("sequence"):
+            fields = {name: getattr(entry, name) for name in chain.HASHED_FIELDS}
+            if entry.sequence == from_sequence:
+                fields["data"] = {"amount": 1}
+            fields["previous_hash"] = previous
+            previous = chain.entry_hash(fields)
+            AuditEntry.objects.filter(pk=entry.pk).update(
+                data=fields["data"], previous_hash=fields["previous_hash"], entry_hash=previous
+            )
+    AuditChainHead.objects.filter(pk=1).update(entry_hash=previous)

@@ -10,12 +10,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.core.management import CommandError, call_command
 
-from audit import Category, chain, record
+from audit import Category, record
 from audit.checkpoints import ChainBrokenError, checkpoint_check, checkpoint_write, origin
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEntry
 from audit.services import verify_chain
 from audit.tasks import write_checkpoint
-from tests.audit.tamper import trigger_disabled
+from tests.audit.tamper import rewrite_and_rehash, trigger_disabled
 
 
 @pytest.fixture
@@ -42,23 +42,6 @@ def _verify_message(exported: Path, *extra: str) -> str:
     with pytest.raises(CommandError) as raised:
         call_command("audit_checkpoint", "verify", str(exported), *extra)
     return str(raised.value)
-
-
-def _rewrite_and_rehash(from_sequence: int) -> None:
-    """Alter an entry and rehash everything after it, head included: the chain then
-    verifies on its own, as it would after a careful attacker."""
-    previous = AuditEntry.objects.get(sequence=from_sequence - 1).entry_hash
-    with trigger_disabled():
-        for entry in AuditEntry.objects.filter(sequence__gte=from_sequence).order_by("sequence"):
-            fields = {name: getattr(entry, name) for name in chain.HASHED_FIELDS}
-            if entry.sequence == from_sequence:
-                fields["data"] = {"amount": 1}
-            fields["previous_hash"] = previous
-            previous = chain.entry_hash(fields)
-            AuditEntry.objects.filter(pk=entry.pk).update(
-                data=fields["data"], previous_hash=fields["previous_hash"], entry_hash=previous
-            )
-    AuditChainHead.objects.filter(pk=1).update(entry_hash=previous)
 
 
 def test_a_checkpoint_signs_the_chains_head(entries):
@@ -102,7 +85,7 @@ def test_an_exported_checkpoint_catches_a_rewritten_chain(entries, tmp_path):
     exported = _export(tmp_path)
     # The attacker rewrites entry 2, rehashes the rest and deletes the checkpoints
     # in the database; the chain alone now verifies.
-    _rewrite_and_rehash(2)
+    rewrite_and_rehash(2)
     with trigger_disabled("audit_auditcheckpoint"):
         AuditCheckpoint.objects.all().delete()
     assert verify_chain().ok
