@@ -44,7 +44,7 @@ def masked(value: Any, *, key: str = "") -> Any:
     if key and _PERSONAL_KEYS.match(key) and value not in (None, "", [], {}):
         return MASK
     if isinstance(value, dict):
-        return {name: masked(item, key=str(name)) for name, item in value.items()}
+        return {scrub_text(str(name)): masked(item, key=str(name)) for name, item in value.items()}
     if isinstance(value, list):
         return [masked(item) for item in value]
     return scrub(value, key=key or None)

@@ -13,6 +13,7 @@ from accounts.models import User
 from audit.models import AuditEntry
 from tests.conftest import PASSWORD, step_up
 from tests.webhooks.conftest import Recorder, Sender, calendly_event
+from webhooks.admin import masked
 from webhooks.models import WebhookEvent, WebhookRejection
 
 pytestmark = pytest.mark.django_db
@@ -202,3 +203,21 @@ def test_a_failed_event_is_replayable_too(client, stripe_sender, handlers) -> No
     failed.refresh_from_db()
     assert failed.status == WebhookEvent.Status.PROCESSED
     assert json.loads(failed.payload)["id"] == failed.event_id
+
+
+def test_masking_reaches_keys_nested_lists_and_card_numbers() -> None:
+    shown = masked(
+        {
+            "jane@example.org": {"note": "call 4242 4242 4242 4242"},
+            "customer_details": {"name": "Jane Doe", "address": {"line1": "1 Main St"}},
+            "items": [{"first_name": "Jane", "quantity": 1}],
+            "name": None,
+        }
+    )
+
+    assert shown == {
+        "j***@e***.org": {"note": "call [card]"},
+        "customer_details": {"name": "[redacted]", "address": "[redacted]"},
+        "items": [{"first_name": "[redacted]", "quantity": 1}],
+        "name": None,
+    }
