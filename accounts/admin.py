@@ -2,16 +2,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 import audit
-from accounts import rights
+from accounts import dsr, rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
 from core.encryption import blind_indexes
@@ -162,9 +165,57 @@ class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
         )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Deleting a person is erasing them: for whoever may carry out an erasure."""
         if obj is not None and rights.is_staff_account(obj) and not request.user.is_superuser:
             return False
-        return super().has_delete_permission(request, obj)
+        return request.user.has_perm("accounts.carry_out_erasure")
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        # A bulk delete would cascade; an erasure is one person at a time.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """ "Delete" files (or carries on with) an erasure request and runs it, stepped
+        up: the account is anonymised, never deleted with everything pointing at it."""
+        user = self.get_object(request, unquote(object_id))
+        if user is None:
+            return super().delete_view(request, object_id, extra_context)
+        if not self.has_delete_permission(request, user):
+            raise PermissionDenied
+        if request.method == "POST":
+            refused = stepped_up_or_redirect(request, request.get_full_path())
+            if refused is not None:
+                return refused
+            try:
+                erasure = dsr.user_delete(user=user, actor=request.user)  # type: ignore[arg-type]
+            except dsr.DsrRefused as exc:
+                messages.error(request, str(exc))
+                return HttpResponseRedirect(request.get_full_path())
+            messages.info(request, f"Erasure {erasure.get_status_display().lower()}.")
+            return HttpResponseRedirect(
+                reverse("admin:accounts_datasubjectrequest_change", args=[erasure.pk])
+            )
+        return TemplateResponse(
+            request,
+            "accounts/dsr/user_delete.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": user,
+                "title": "Erase this person",
+                "holds": dsr.holds_for_subject(subject=user),
+            },
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        raise PermissionDenied("A person is erased (delete_view), never deleted by cascade.")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        raise PermissionDenied("A person is erased (delete_view), never deleted by cascade.")
 
 
 class MembershipInline(admin.TabularInline):
@@ -230,3 +281,7 @@ class GroupAdmin(DjangoGroupAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
+
+
+# Data-subject requests (registered by importing their admin).
+from accounts import dsr_admin  # noqa: E402, F401

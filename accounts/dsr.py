@@ -352,6 +352,29 @@ def erasure_holds(*, request: DataSubjectRequest) -> dict[str, list[str]]:
     return holds
 
 
+def holds_for_subject(*, subject: User) -> list[str]:
+    """What would hold an erasure of ``subject`` now, before any request is filed."""
+    person = subject_for(subject)
+    reasons = [
+        f"{other.get_kind_display()} request {other.pk} is still open: complete it first."
+        for other in _open(subject).exclude(kind=DataSubjectRequest.Kind.ERASURE)
+    ]
+    return reasons + [reason for kind in registry for reason in kind.holds(person)]
+
+
+def user_delete(*, user: User, actor: AbstractBaseUser) -> DataSubjectRequest:
+    """ "Delete" in the back-office: an erasure request (the open one, else a new one),
+    carried out. Never a cascade."""
+    request = _open(user, DataSubjectRequest.Kind.ERASURE).first() or dsr_file(
+        subject=user,
+        kind=DataSubjectRequest.Kind.ERASURE,
+        actor=actor,
+        handler=actor,  # type: ignore[arg-type]
+        notes="Deleted from the back-office's user list.",
+    )
+    return subject_erase(request=request, actor=actor)
+
+
 def subject_erase(*, request: DataSubjectRequest, actor: AbstractBaseUser) -> DataSubjectRequest:
     """Carry out (or carry on with) an erasure: plan its steps on the first run, run
     our database's steps that are not done and not held, then queue the providers'.
