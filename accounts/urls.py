@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from accounts import stepup
 from accounts.forms import ClientAuthenticationForm
@@ -19,4 +19,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("step-up/", stepup.step_up, name="step_up"),
     path("two-factor/", stepup.two_factor, name="two_factor"),
+    path("privacy/", include("accounts.dsr_urls")),
 ]
