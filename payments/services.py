@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -439,11 +439,14 @@ def refund_propose(
 ) -> Refund | RefundApproval:
     """A Finance member's refund of ``amount`` minor units of ``payment``.
 
-    At or under ``REFUND_APPROVAL_THRESHOLD`` and within what the agreed policy gives
-    (``beyond_policy`` is the booking's page's reckoning: payments knows no policy),
-    the refund is made now (:func:`refund_request`); otherwise it waits, as a
-    :class:`RefundApproval`, for a second member. ``reference`` identifies the
-    submission: a repeat returns what the first made.
+    Made now (:func:`refund_request`) when everything refunded of the payment, this
+    included, stays within ``REFUND_APPROVAL_THRESHOLD`` and the refund is within what
+    the agreed policy gives (``beyond_policy`` is the booking's page's reckoning:
+    payments knows no policy); otherwise it waits, as a :class:`RefundApproval`, for a
+    second member. Counting what was refunded before means small refunds one after
+    another cannot add up past the threshold. Decided with the booking's payments
+    locked; ``reference`` identifies the submission: a repeat returns what the first
+    made.
     """
     if not actor.has_perm(ISSUE_REFUND):
         raise PermissionDenied("issuing refunds needs payments.issue_refund")
@@ -454,67 +457,65 @@ def refund_propose(
         raise RefundRefused(f"The reason may be at most {REASON_MAX} characters.")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise RefundRefused("The refund amount must be a positive number of minor units.")
-    waiting = RefundApproval.objects.filter(reference=reference).first()
-    if waiting is not None:
-        return _same_submission(waiting, payment)
-    over = thresholds.current().exceeded_by(
-        amount=amount, currency=payment.currency, paid=payment.amount
-    )
-    if not over and not beyond_policy:
-        made = Refund.objects.filter(reference=reference).first()
-        if made is not None and made.payment_id != payment.pk:
-            raise RefundRefused("This form was used for another payment: open it again.")
-        return refund_request(
-            booking_id=payment.booking_id,
-            amount=amount,
-            reason=reason,
-            actor=actor,
-            payment=payment,
-            reference=reference,
+    with transaction.atomic():
+        # The same lock as refund_request's: concurrent submissions decide one by one.
+        locked = _lock_payments(payment.booking_id)
+        earlier: Refund | RefundApproval | None = (
+            RefundApproval.objects.filter(reference=reference).first()
+            or Refund.objects.filter(reference=reference).first()
         )
-    try:
-        return _approval_create(
-            payment=payment,
-            amount=amount,
-            reason=reason,
-            actor=actor,
-            beyond_policy=beyond_policy,
-            over_threshold=over,
-            reference=reference,
-        )
-    except IntegrityError:
-        # The same form submitted twice at once: the other request made it.
-        return _same_submission(RefundApproval.objects.get(reference=reference), payment)
+        if earlier is not None:
+            if earlier.payment_id != payment.pk:
+                raise RefundRefused("This form was used for another payment: open it again.")
+            if isinstance(earlier, RefundApproval):
+                return earlier
+            refund = earlier
+        else:
+            current, remaining = _refundable(locked, amount=amount, payment=payment)
+            over = thresholds.current().exceeded_by(
+                amount=current.committed_refunds() + amount,
+                currency=current.currency,
+                paid=current.amount,
+            )
+            if over or beyond_policy:
+                return _approval_create(
+                    payment=current,
+                    amount=amount,
+                    reason=reason,
+                    actor=actor,
+                    why={"over_threshold": over, "beyond_policy": beyond_policy},
+                    reference=reference,
+                    remaining=remaining,
+                )
+            # The row now, under the lock; Stripe once the lock is let go.
+            refund = refund_request(
+                booking_id=payment.booking_id,
+                amount=amount,
+                reason=reason,
+                actor=actor,
+                payment=current,
+                reference=reference,
+            )
+    return refund_submit(refund=refund, actor=actor)
 
 
-def _same_submission(approval: RefundApproval, payment: Payment) -> RefundApproval:
-    if approval.payment_id != payment.pk:
-        raise RefundRefused("This form was used for another payment: open it again.")
-    return approval
-
-
-@transaction.atomic
 def _approval_create(
     *,
     payment: Payment,
     amount: int,
     reason: str,
     actor: User,
-    beyond_policy: bool,
-    over_threshold: bool,
+    why: dict[str, bool],
     reference: uuid.UUID,
+    remaining: int,
 ) -> RefundApproval:
-    # The booking's payments locked as refund_request locks them: what remains is exact.
-    current, remaining = _refundable(
-        _lock_payments(payment.booking_id), amount=amount, payment=payment
-    )
     approval = RefundApproval.objects.create(
-        payment=current,
+        payment=payment,
         reference=reference,
         amount=amount,
-        currency=current.currency,
+        currency=payment.currency,
         reason=reason,
-        beyond_policy=beyond_policy,
+        beyond_policy=why["beyond_policy"],
         requested_by=actor,
     )
     audit.record(
@@ -523,14 +524,13 @@ def _approval_create(
         actor=actor,
         target=approval,
         data={
-            "payment": current.pk,
-            "booking": current.booking_id,
+            "payment": payment.pk,
+            "booking": payment.booking_id,
             "amount": amount,
-            "currency": current.currency,
+            "currency": payment.currency,
             "reason": reason,
-            "over_threshold": over_threshold,
-            "beyond_policy": beyond_policy,
             "remaining_before": remaining,
+            **why,
         },
     )
     return approval

@@ -80,6 +80,20 @@ def test_at_the_threshold_it_does_not(stripe_sandbox, requester) -> None:
     assert RefundApproval.objects.count() == 0
 
 
+@override_settings(REFUND_APPROVAL_THRESHOLD="eur=5000")
+def test_small_refunds_cannot_add_up_past_the_threshold(stripe_sandbox, requester) -> None:
+    booking = paid_booking()
+    browser = signed_in(requester)
+
+    first = submit(browser, booking, "30.00")
+    second = submit(browser, booking, "30.00")
+
+    assert shown_messages(first) == ["Refunded €30.00: Stripe reports the refund succeeded."]
+    assert "waits for another Finance member's approval" in shown_messages(second)[0]
+    assert refunded_at_stripe(booking) == 3000
+    assert RefundApproval.objects.get().amount == 3000
+
+
 def test_beyond_the_policy_it_waits_under_the_threshold(stripe_sandbox, requester) -> None:
     # 30 hours ahead, the default policy gives 50%: EUR 40.00 of 80.00.
     booking = paid_booking(days_ahead=1.25)
