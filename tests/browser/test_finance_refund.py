@@ -22,8 +22,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(t
 
 
 def finance_may_refund() -> None:
-    """What the staff groups' migration gives Finance (added here too, so this test
-    does not depend on which of the two lands first: adding is idempotent)."""
+    """What the staff groups' migration (accounts 0006) gives Finance: a transactional
+    test's flush empties the tables the migration filled, so seed_demo's group is
+    bare here."""
     group = Group.objects.get(name="Finance")
     group.permissions.add(
         *Permission.objects.filter(
