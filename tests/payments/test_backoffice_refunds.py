@@ -21,6 +21,7 @@ from bookings.models import Booking
 from payments import stripe_gateway
 from payments.models import Payment, Refund, RefundApproval
 from tests.bookings.factories import make_booking, make_event_type
+from tests.bookings.test_concurrent_cancels import _together
 from tests.conftest import PASSWORD, step_up
 from tests.sandbox.stripe.helpers import paid_session
 
@@ -269,3 +270,32 @@ def test_stripe_refusing_the_refund_shows_its_reason(stripe_sandbox, finance) ->
     assert AuditEntry.objects.filter(
         action="payments.refund.failed", actor_id=str(finance.pk)
     ).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("amount", ["20.00", "80.00"])
+def test_the_same_form_submitted_twice_at_once_refunds_once(
+    stripe_sandbox, finance, amount, settings
+) -> None:
+    """From two tabs, or a double click that beat the page: one decision. 80.00 is over
+    the threshold set here, so the two race to file the one approval instead."""
+    settings.REFUND_APPROVAL_THRESHOLD = "eur=5000"
+    booking = paid_booking()
+    browsers = [signed_in(finance), signed_in(finance)]
+    form = {
+        "amount": amount,
+        "reason": "Two tabs",
+        "nonce": nonce_of(browsers[0].get(refund_page(booking))),
+    }
+
+    answers = _together(2, lambda i: browsers[i].post(refund_page(booking), form))
+
+    assert [a.status_code for a in answers] == [302, 302]
+    made = list(Refund.objects.values_list("amount", "status"))
+    waiting = list(RefundApproval.objects.values_list("amount", "status"))
+    if amount == "20.00":
+        assert (made, waiting) == ([(2000, "succeeded")], [])
+        assert refunded_at_stripe(booking) == 2000
+    else:
+        assert (made, waiting) == ([], [(8000, "pending")])
+        assert refunded_at_stripe(booking) == 0
