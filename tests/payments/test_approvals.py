@@ -288,3 +288,19 @@ def test_a_refund_approval_needs_finance(stripe_sandbox) -> None:
     step_up(browser)
     assert browser.get(LIST).status_code == 403
     assert browser.post(LIST, {"action": "approve_selected"}).status_code == 403
+
+
+@override_settings(REFUND_APPROVAL_THRESHOLD="eur=5000")
+def test_the_requester_may_withdraw_their_own(stripe_sandbox) -> None:
+    issuer = member("issuer@slotpay.example", "view_booking", "view_refundapproval", "issue_refund")
+    approval = waiting_refund(issuer)
+    browser = signed_in(issuer)
+
+    answer = decide(browser, "reject_selected", approval)
+
+    assert shown_messages(answer) == [f"Approval {approval.pk}: rejected; nothing was refunded."]
+    approval.refresh_from_db()
+    assert (approval.status, approval.decided_by) == ("rejected", issuer)
+    withdrawn = AuditEntry.objects.get(action="payments.refund.withdrawn")
+    assert withdrawn.actor_id == str(issuer.pk)
+    assert Refund.objects.count() == 0
