@@ -7,7 +7,9 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import rights, signals
+        from accounts import rights, roles, signals
 
         rights.connect_signals(self.get_model("User"))
         post_migrate.connect(signals.ensure_encryption_canary, sender=self)
+        # After every app's migrate (the permissions of later apps exist by then).
+        post_migrate.connect(roles.ensure_staff_groups, dispatch_uid="ensure_staff_groups")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import User
+from accounts.roles import STAFF_GROUP_PERMISSIONS
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -122,3 +124,22 @@ def test_least_privilege_enforcement(group: str | None) -> None:
     for page, allowed in PAGES:
         status = browser.get(page).status_code
         assert status == (200 if group in allowed else 403), (group, page, status)
+
+
+def test_the_stated_sets_are_the_roles_module() -> None:
+    assert {name: set(perms) for name, perms in STAFF_GROUP_PERMISSIONS.items()} == {
+        name: _permissions(name) for name in GROUPS
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_group_comes_back_with_its_permissions_and_an_edited_one_is_kept() -> None:
+    """A flushed database (a transactional test, a fresh install) gets its groups back;
+    a superuser's deliberate change to an existing group survives the next migrate."""
+    Group.objects.filter(name="Auditor").delete()
+    Group.objects.get(name="Support").permissions.clear()
+
+    call_command("migrate", verbosity=0)
+
+    assert _permissions("Auditor") == set(STAFF_GROUP_PERMISSIONS["Auditor"])
+    assert _permissions("Support") == set()

@@ -1,0 +1,82 @@
+"""The staff roles: each group and exactly the permissions its job needs.
+
+accounts/migrations/0006 gives the groups these sets (a frozen copy, as migrations
+keep theirs); ``ensure_staff_groups`` recreates a group that is missing (a fresh
+database, or one a test flushed) with its set. A group that exists is left alone:
+changing a group's permissions is a superuser's decision, stepped up and audited.
+tests/accounts/test_staff_groups.py states each set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    # Helps clients: reads bookings, payments, refunds and people, masked; may reveal a
+    # person's data with a reason (audited).
+    "Support": (
+        "accounts.view_user",
+        "accounts.view_builder",
+        "accounts.view_buildermembership",
+        "accounts.reveal_personal_data",
+        "bookings.view_booking",
+        "bookings.view_eventtype",
+        "payments.view_payment",
+        "payments.view_refund",
+    ),
+    # Moves money: refunds, approves another member's refund, cancels for the client.
+    "Finance": (
+        "accounts.view_builder",
+        "bookings.view_booking",
+        "bookings.cancel_for_client",
+        "payments.view_payment",
+        "payments.view_refund",
+        "payments.view_refundapproval",
+        "payments.issue_refund",
+        "payments.approve_refund",
+    ),
+    # Answers data-subject requests: clients' data in clear (each view audited),
+    # corrections, erasures.
+    "Privacy": (
+        "accounts.view_user",
+        "accounts.change_user",
+        "accounts.view_personal_data",
+        "accounts.view_datasubjectrequest",
+        "accounts.add_datasubjectrequest",
+        "accounts.change_datasubjectrequest",
+        "accounts.carry_out_erasure",
+        "bookings.view_booking",
+    ),
+    # Reads the audit trail, its checkpoints and the webhook inbox; changes nothing.
+    "Auditor": (
+        "audit.view_auditentry",
+        "audit.view_auditcheckpoint",
+        "audit.view_securityeventcount",
+        "webhooks.view_webhookevent",
+    ),
+}
+
+
+def ensure_staff_groups(**kwargs: Any) -> None:
+    """post_migrate: create any missing staff group with its permissions."""
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Group, Permission
+
+    using = kwargs.get("using", "default")
+    missing = set(STAFF_GROUP_PERMISSIONS) - set(
+        Group.objects.using(using)
+        .filter(name__in=STAFF_GROUP_PERMISSIONS)
+        .values_list("name", flat=True)
+    )
+    if not missing:
+        return
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using)
+    for name in sorted(missing):
+        group = Group.objects.using(using).create(name=name)
+        wanted = [label.split(".") for label in STAFF_GROUP_PERMISSIONS[name]]
+        group.permissions.set(
+            Permission.objects.using(using).get(content_type__app_label=app, codename=codename)
+            for app, codename in wanted
+        )
