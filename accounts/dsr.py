@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -523,6 +524,29 @@ def erasure_step_run(step_pk: int) -> str:
     _step_outcome(step, ErasureStep.Status.DONE, result.outcome, actor=actor, clear_arguments=True)
     _refresh_status(step.request, actor=actor)
     return step.status
+
+
+def erasure_steps_retry(*, older_than_seconds: int = 3600, limit: int = 100) -> int:
+    """Queue again the provider steps that failed a while ago (a provider down past
+    the outbox's retries, Stripe still validating a redaction job): for beat. Returns
+    how many were queued."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    steps = ErasureStep.objects.filter(
+        status=ErasureStep.Status.FAILED,
+        updated_at__lte=cutoff,
+        request__status__in=DataSubjectRequest.OPEN_STATUSES,
+    ).order_by("updated_at")[:limit]
+    queued = 0
+    for step in steps:
+        if registry.get(step.name).provider:
+            _step_queue(step)
+            queued += 1
+    return queued
+
+
+@shared_task(name="accounts.dsr.erasure_steps_retry_task")
+def erasure_steps_retry_task() -> int:
+    return erasure_steps_retry()
 
 
 def _refresh_status(request: DataSubjectRequest, *, actor: Actor) -> DataSubjectRequest:

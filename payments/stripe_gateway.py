@@ -647,6 +647,13 @@ def redact_objects(*, job_ref: str, objects: Mapping[str, Sequence[str]]) -> Red
         validation_behavior="fix",
         idempotency_key=f"slotpay:redaction:{job_ref}",
     )
+    if job["status"] == "validating":
+        # A retry replays the creation's first answer: ask how the job stands now.
+        job = _raw(
+            "privacy.redaction_jobs.retrieve",
+            f"/v1/privacy/redaction_jobs/{job['id']}",
+            method="get",
+        )
     if job["status"] == "ready":
         job = _raw(
             "privacy.redaction_jobs.run",
@@ -656,9 +663,9 @@ def redact_objects(*, job_ref: str, objects: Mapping[str, Sequence[str]]) -> Red
     return RedactionJob(id=job["id"], status=job["status"])
 
 
-def _raw(operation: str, path: str, **params: Any) -> dict[str, Any]:
-    """A POST to an endpoint stripe-python has no service for yet (previews)."""
-    response = _call(operation, lambda c: c.raw_request("post", path, **params))
+def _raw(operation: str, path: str, *, method: str = "post", **params: Any) -> dict[str, Any]:
+    """A call to an endpoint stripe-python has no service for yet (previews)."""
+    response = _call(operation, lambda c: c.raw_request(method, path, **params))
     data: dict[str, Any] = json.loads(response.body)
     return data
 

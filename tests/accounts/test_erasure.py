@@ -24,7 +24,7 @@ from audit.models import AuditEntry
 from bookings.models import Booking, PolicyConsent
 from payments.models import Payment
 from sandbox.calendly_sandbox.models import DataDeletionRequest, Invitee
-from sandbox.stripe_sandbox.models import StripeObject
+from sandbox.stripe_sandbox.models import RestrictedKey, StripeObject
 from tests.accounts.test_dsr_export import OTHER_EMAIL, OTHER_NAME, paid_booking, privacy_officer
 from tests.bookings.world import PRICE, Slot, World, world
 
@@ -172,12 +172,15 @@ def test_running_an_erasure_again_changes_nothing(world: World) -> None:
     assert DataDeletionRequest.objects.count() == 1
 
 
-def test_a_provider_that_is_down_fails_its_step_and_the_retry_finishes(
+def test_a_provider_refusal_fails_its_step_and_the_retry_finishes(
     world: World, settings: Any
 ) -> None:
     slot = paid_booking(world)
-    good_base = settings.STRIPE_API_BASE
-    settings.STRIPE_API_BASE = "http://127.0.0.1:1/v1-down"
+    good_key = settings.STRIPE_API_KEY
+    # A restricted key that may not touch customers: Stripe answers 403.
+    settings.STRIPE_API_KEY = RestrictedKey.objects.create(
+        name="no customers", key="rk_test_nocustomers0001", permissions={"charges": "read"}
+    ).key
 
     request = erase(world)
 
@@ -191,13 +194,32 @@ def test_a_provider_that_is_down_fails_its_step_and_the_retry_finishes(
     assert stripe_step.arguments
     assert not StripeObject.objects.get(id=slot.payment.customer_id).data.get("deleted")
 
-    settings.STRIPE_API_BASE = good_base
+    settings.STRIPE_API_KEY = good_key
     request = dsr.subject_erase(request=request, actor=request.handler)
 
     assert request.status == "completed"
     stripe_step.refresh_from_db()
     assert (stripe_step.status, stripe_step.arguments) == ("done", None)
     assert StripeObject.objects.get(id=slot.payment.customer_id).data["deleted"] is True
+
+
+def test_beat_queues_a_failed_provider_step_again(world: World, settings: Any) -> None:
+    slot = paid_booking(world)
+    good_key = settings.STRIPE_API_KEY
+    settings.STRIPE_API_KEY = RestrictedKey.objects.create(
+        name="no customers", key="rk_test_nocustomers0002", permissions={"charges": "read"}
+    ).key
+    request = erase(world)
+    assert request.steps.get(name="stripe.customers").status == "failed"
+    assert dsr.erasure_steps_retry(older_than_seconds=3600) == 0  # too recent
+
+    settings.STRIPE_API_KEY = good_key
+    assert dsr.erasure_steps_retry(older_than_seconds=0) == 1
+
+    request.refresh_from_db()
+    assert request.status == "completed"
+    assert StripeObject.objects.get(id=slot.payment.customer_id).data["deleted"] is True
+    assert dsr.erasure_steps_retry(older_than_seconds=0) == 0
 
 
 def test_a_pending_refund_holds_the_payment_side_and_says_why(world: World) -> None:
