@@ -172,15 +172,21 @@ def test_running_an_erasure_again_changes_nothing(world: World) -> None:
     assert DataDeletionRequest.objects.count() == 1
 
 
+def stripe_refuses_customers(settings: Any) -> str:
+    """Use a restricted key that may not touch customers (Stripe answers 403);
+    returns the key to put back."""
+    good_key = settings.STRIPE_API_KEY
+    settings.STRIPE_API_KEY = RestrictedKey.objects.create(
+        name="no customers", key="rk_test_nocustomers0001", permissions={"charges": "read"}
+    ).key
+    return good_key
+
+
 def test_a_provider_refusal_fails_its_step_and_the_retry_finishes(
     world: World, settings: Any
 ) -> None:
     slot = paid_booking(world)
-    good_key = settings.STRIPE_API_KEY
-    # A restricted key that may not touch customers: Stripe answers 403.
-    settings.STRIPE_API_KEY = RestrictedKey.objects.create(
-        name="no customers", key="rk_test_nocustomers0001", permissions={"charges": "read"}
-    ).key
+    good_key = stripe_refuses_customers(settings)
 
     request = erase(world)
 
@@ -205,10 +211,7 @@ def test_a_provider_refusal_fails_its_step_and_the_retry_finishes(
 
 def test_beat_queues_a_failed_provider_step_again(world: World, settings: Any) -> None:
     slot = paid_booking(world)
-    good_key = settings.STRIPE_API_KEY
-    settings.STRIPE_API_KEY = RestrictedKey.objects.create(
-        name="no customers", key="rk_test_nocustomers0002", permissions={"charges": "read"}
-    ).key
+    good_key = stripe_refuses_customers(settings)
     request = erase(world)
     assert request.steps.get(name="stripe.customers").status == "failed"
     assert dsr.erasure_steps_retry(older_than_seconds=3600) == 0  # too recent
