@@ -35,6 +35,12 @@ def _holds(subject: Subject) -> list[str]:
         .values_list("checkout_session_id", flat=True)
     ]
     reasons += [
+        f"Payment {session} is open at Checkout: expire it (or let it settle) first."
+        for session in _payments(subject)
+        .filter(status=Payment.Status.OPEN)
+        .values_list("checkout_session_id", flat=True)
+    ]
+    reasons += [
         f"Refund {reference} is not settled yet: a pending refund keeps its payment."
         for reference in _refunds(subject)
         .filter(status__in=(Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION))

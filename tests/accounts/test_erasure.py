@@ -248,6 +248,17 @@ def test_a_pending_refund_holds_the_payment_side_and_says_why(world: World) -> N
     assert dsr.subject_erase(request=request, actor=request.handler).status == "completed"
 
 
+def test_a_payment_still_open_at_checkout_holds_the_payment_side(world: World) -> None:
+    slot = world.book()  # consented and scheduled, not paid yet
+
+    request = erase(world)
+
+    assert request.status == "held"
+    session = slot.payment.checkout_session_id
+    assert f"Payment {session} is open at Checkout" in request.hold_reason
+    assert request.steps.get(name="stripe.customers").status == "held"
+
+
 def test_an_open_access_request_holds_the_erasure(world: World) -> None:
     paid_booking(world)
     officer = privacy_officer(*ERASER)
