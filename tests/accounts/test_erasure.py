@@ -248,6 +248,22 @@ def test_a_pending_refund_holds_the_payment_side_and_says_why(world: World) -> N
     assert dsr.subject_erase(request=request, actor=request.handler).status == "completed"
 
 
+def test_an_open_dispute_holds_the_booking_and_the_payment(world: World) -> None:
+    slot = paid_booking(world)
+    slot.booking.dispute(actor="webhooks.stripe", reason="charge.dispute.created")
+    Payment.objects.filter(pk=slot.payment.pk).update(status="disputed")
+
+    request = erase(world)
+
+    assert request.status == "held"
+    assert f"Booking {slot.booking.reference} is disputed" in request.hold_reason
+    assert f"Payment {slot.payment.checkout_session_id} is disputed" in request.hold_reason
+    held = {step.name for step in request.steps.filter(status="held")}
+    assert {"bookings.bookings", "calendly.invitees", "stripe.customers"} <= held
+    assert Booking.objects.get(pk=slot.booking.pk).invitee_email == EMAIL
+    assert not DataDeletionRequest.objects.exists()
+
+
 def test_a_payment_still_open_at_checkout_holds_the_payment_side(world: World) -> None:
     slot = world.book()  # consented and scheduled, not paid yet
 
