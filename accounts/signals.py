@@ -44,20 +44,24 @@ def audit_login_failed(
         "accounts.user.login_failed",
         category=Category.SECURITY,
         actor=None,
-        data={"email_index": blind_index(attempted) if attempted else ""},
-        personal_data={"email": attempted} if attempted else None,
+        # Both sealed and redactable: the index in the chained data could never be
+        # removed, and anyone with the index key could confirm a guess after an erasure.
+        personal_data={"email": attempted, "email_index": blind_index(attempted)}
+        if attempted
+        else None,
     )
 
 
 @receiver(user_locked_out, dispatch_uid="audit_locked_out")
 def audit_locked_out(sender: Any, request: Any, username: str | None, **kwargs: Any) -> None:
     """Sent by django-axes for the failure that reaches a limit and for every attempt
-    refused while it holds. ``username`` is already the blind index (axes_username)."""
+    refused while it holds. ``username`` is already the blind index (axes_username),
+    kept in the sealed, redactable part."""
     record_capped(
         "accounts.user.locked_out",
         category=Category.SECURITY,
         actor=None,
-        data={"email_index": username or ""},
+        personal_data={"email_index": username} if username else None,
     )
 
 

@@ -393,6 +393,11 @@ CELERY_BEAT_SCHEDULE = {
     "core-relay-outbox": {"task": "core.tasks.relay_outbox", "schedule": 10.0},
     "core-purge-outbox": {"task": "core.tasks.purge_outbox", "schedule": 3600.0},
     "audit-checkpoint": {"task": "audit.tasks.write_checkpoint", "schedule": 86400.0},
+    # An erasure's provider steps (Stripe, Calendly) that failed: tried again.
+    "accounts-retry-erasure-steps": {
+        "task": "accounts.dsr.erasure_steps_retry_task",
+        "schedule": 3600.0,
+    },
     "payments-retry-refunds": {
         "task": "payments.tasks.retry_unfinished_refunds",
         "schedule": 300.0,

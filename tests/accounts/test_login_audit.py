@@ -67,9 +67,11 @@ def test_audited_failures_keep_the_email_out_of_data(client, db):
     )
 
     entry = AuditEntry.objects.get(action=FAILED)
-    assert entry.data == {"email_index": blind_index("Someone@Example.net"), "count_this_hour": 1}
-    assert "example.net" not in json.dumps(entry.data).lower()
-    assert json.loads(entry.personal_data)["values"] == {"email": "Someone@Example.net"}
+    assert entry.data == {"count_this_hour": 1}  # the chained part: nothing about the person
+    assert json.loads(entry.personal_data)["values"] == {
+        "email": "Someone@Example.net",
+        "email_index": blind_index("Someone@Example.net"),
+    }
 
 
 def test_a_lockout_is_audited(client, owner):
@@ -81,7 +83,10 @@ def test_a_lockout_is_audited(client, owner):
 
     entry = AuditEntry.objects.get(action=LOCKED)
     assert entry.category == "security"
-    assert entry.data == {"email_index": blind_index("owner@example.com"), "count_this_hour": 1}
+    assert entry.data == {"count_this_hour": 1}
+    assert json.loads(entry.personal_data)["values"] == {
+        "email_index": blind_index("owner@example.com")
+    }
     # The right password is refused while locked: counted again, as a failure too.
     client.post("/accounts/login/", {"username": "owner@example.com", "password": PASSWORD})
     assert (_counted(FAILED), _counted(LOCKED)) == (settings.AXES_FAILURE_LIMIT + 1, 2)
