@@ -17,6 +17,7 @@ import audit
 from accounts import dsr, rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
+from accounts.reveal import PersonalDataAdminMixin
 from core.encryption import blind_indexes
 from core.stepup import stepped_up_or_redirect
 
@@ -45,13 +46,16 @@ class ExactEmailSearchMixin:
 
 
 @admin.register(User)
-class UserAdmin(ExactEmailSearchMixin, DjangoUserAdmin):
+class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
     """People, for staff who may view or correct them. Rights are a superuser's alone
     (``accounts.rights``): nobody else sees those fields, and a request that sets them
     anyway is refused and audited before anything is saved."""
 
     form = UserEditForm
     add_form = UserCreationForm
+    # Masked in the list for everyone; in clear on a client's page for Privacy and
+    # superusers (audited), revealed by Support with a reason (accounts/reveal.py).
+    personal_fields: ClassVar[dict[str, str]] = {"email": "email", "name": "name"}
     list_display = ("id", "email", "name", "is_staff", "is_active", "date_joined")
     list_filter = ("is_staff", "is_superuser", "is_active", "groups")
     search_fields = ("email_index",)

@@ -49,8 +49,15 @@ def mask(kind: str, value: Any) -> str:
     return MASK
 
 
-def may_see_in_clear(user: Any) -> bool:
-    return bool(user and user.is_active and user.has_perm("accounts.view_personal_data"))
+def may_see_in_clear(user: Any, subject: Any = None) -> bool:
+    """Superusers; and staff allowed to see clients' data, for a client (a staff
+    member's own data is not a Privacy officer's to read)."""
+    if not (user and user.is_active):
+        return False
+    if user.is_superuser:
+        return True
+    staff_subject = subject is not None and (subject.is_staff or subject.is_superuser)
+    return user.has_perm("accounts.view_personal_data") and not staff_subject
 
 
 def may_reveal(user: Any) -> bool:
@@ -132,7 +139,7 @@ class PersonalDataAdminMixin(_AdminBase):
             value = _value(obj, name)
             if value in (None, ""):
                 return "-"
-            if detail and may_see_in_clear(acting_user()):
+            if detail and may_see_in_clear(acting_user(), self.personal_subject(obj)):
                 return value
             masked = mask(kind, value)
             if detail and may_reveal(acting_user()):
@@ -163,22 +170,26 @@ class PersonalDataAdminMixin(_AdminBase):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
         readonly += [f"{n}_shown" for n in self.personal_fields]
-        if not may_see_in_clear(request.user):
+        if not may_see_in_clear(request.user, self._subject(obj)):
             readonly += [n for n in self.personal_fields if n not in readonly]
         return readonly
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self._swap_form(super().get_fields(request, obj), request)
+        return self._swap_form(super().get_fields(request, obj), request, obj)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)
         return [
-            (title, {**options, "fields": self._swap_form(options["fields"], request)})
+            (title, {**options, "fields": self._swap_form(options["fields"], request, obj)})
             for title, options in fieldsets
         ]
 
-    def _swap_form(self, names: Any, request: HttpRequest) -> Any:
-        if may_see_in_clear(request.user) and self.has_change_permission(request):
+    def _subject(self, obj: Any) -> User | None:
+        return None if obj is None else self.personal_subject(obj)
+
+    def _swap_form(self, names: Any, request: HttpRequest, obj: Any = None) -> Any:
+        clear = may_see_in_clear(request.user, self._subject(obj))
+        if clear and self.has_change_permission(request, obj):
             return names  # editable in clear (Privacy correcting a client)
         return [
             f"{n}_shown" if isinstance(n, str) and n in self.personal_fields else n for n in names
@@ -202,14 +213,9 @@ class PersonalDataAdminMixin(_AdminBase):
         extra_context: dict[str, Any] | None = None,
     ) -> Any:
         response = super().change_view(request, object_id, form_url, extra_context)
-        shown_in_clear = (
-            request.method == "GET"
-            and response.status_code == 200
-            and bool(self.personal_fields)
-            and may_see_in_clear(request.user)
-        )
-        obj = self.get_object(request, unquote(object_id)) if shown_in_clear else None
-        if obj is not None:
+        viewed = request.method == "GET" and response.status_code == 200 and self.personal_fields
+        obj = self.get_object(request, unquote(object_id)) if viewed else None
+        if obj is not None and may_see_in_clear(request.user, self.personal_subject(obj)):
             record_access(
                 request=request,
                 subject=self.personal_subject(obj),
