@@ -33,6 +33,7 @@ import audit
 from accounts import rights
 from accounts.models import DataSubjectRequest, ErasureStep, User, validate_time_zone
 from accounts.privacy import DataKind, Step, Subject, jsonable, registry, subject_for
+from accounts.signals import BUCKET_LENGTH
 from audit.models import AuditEntry
 from audit.services import redact_personal_data
 from core import outbox
@@ -671,6 +672,21 @@ class WebhookPayloads(DataKind):
         return Step(f"{purged} webhook payload(s) purged")
 
 
+def _sealed_index_matches(indexes: list[str]) -> list[int]:
+    """Entries whose chained bucket matches one of ``indexes`` and whose sealed part
+    holds that exact index (accounts/signals.py)."""
+    buckets = {index[:BUCKET_LENGTH] for index in indexes}
+    matches = []
+    candidates = AuditEntry.objects.filter(
+        data__email_bucket__in=buckets, personal_data__isnull=False
+    ).only("pk", "personal_data")
+    for entry in candidates.iterator():
+        values = json.loads(entry.personal_data or "{}").get("values", {})
+        if values.get("email_index") in indexes:
+            matches.append(entry.pk)
+    return matches
+
+
 class AuditTrail(DataKind):
     """Entries about the person: exported; their sealed personal part redacted (the
     chain still verifies, and the redaction is itself an entry naming who and why)."""
@@ -689,7 +705,10 @@ class AuditTrail(DataKind):
             about |= Q(target_type=target_type, target_id=target_id)
         indexes = [index for email in subject.emails for index in blind_indexes(email)]
         if indexes:
+            # Sign-in failures and lockouts: entries written before the bucket kept the
+            # whole index; since, only its bucket is chained and the index is sealed.
             about |= Q(data__email_index__in=indexes)
+            about |= Q(pk__in=_sealed_index_matches(indexes))
         return AuditEntry.objects.filter(about)
 
     def export(self, subject: Subject) -> Any:

@@ -34,6 +34,21 @@ def audit_login_succeeded(sender: Any, request: Any, user: User, **kwargs: Any) 
     record("accounts.user.login_succeeded", category=Category.SECURITY, actor=user, target=user)
 
 
+# Hex characters of the blind index kept in an entry's chained data: one in 65,536
+# addresses share a bucket, so the chain (which can never forget) cannot confirm a
+# guessed address, yet an erasure finds the person's entries among few candidates.
+BUCKET_LENGTH = 4
+
+
+def _sealed_index(index: str, *, email: str = "") -> dict[str, Any]:
+    """The email tried and its full blind index in the sealed, redactable part; only
+    a bucket of the index in the chained part."""
+    if not index:
+        return {}
+    personal = {"email": email, "email_index": index} if email else {"email_index": index}
+    return {"data": {"email_bucket": index[:BUCKET_LENGTH]}, "personal_data": personal}
+
+
 @receiver(user_login_failed, dispatch_uid="audit_login_failed")
 def audit_login_failed(
     sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
@@ -44,11 +59,7 @@ def audit_login_failed(
         "accounts.user.login_failed",
         category=Category.SECURITY,
         actor=None,
-        # Both sealed and redactable: the index in the chained data could never be
-        # removed, and anyone with the index key could confirm a guess after an erasure.
-        personal_data={"email": attempted, "email_index": blind_index(attempted)}
-        if attempted
-        else None,
+        **_sealed_index(blind_index(attempted) if attempted else "", email=attempted),
     )
 
 
@@ -61,7 +72,7 @@ def audit_locked_out(sender: Any, request: Any, username: str | None, **kwargs: 
         "accounts.user.locked_out",
         category=Category.SECURITY,
         actor=None,
-        personal_data={"email_index": username} if username else None,
+        **_sealed_index(username or ""),
     )
 
 
