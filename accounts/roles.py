@@ -73,10 +73,18 @@ def ensure_staff_groups(**kwargs: Any) -> None:
         return
     for app_config in apps.get_app_configs():
         create_permissions(app_config, verbosity=0, using=using)
+    through = Group.permissions.through
     for name in sorted(missing):
         group = Group.objects.using(using).create(name=name)
         wanted = [label.split(".") for label in STAFF_GROUP_PERMISSIONS[name]]
-        group.permissions.set(
-            Permission.objects.using(using).get(content_type__app_label=app, codename=codename)
+        # As the migrations that first gave them: a missing group is the install's,
+        # not a person's change of rights (bulk_create sends no m2m_changed to audit).
+        through.objects.using(using).bulk_create(
+            through(
+                group_id=group.pk,
+                permission_id=Permission.objects.using(using)
+                .get(content_type__app_label=app, codename=codename)
+                .pk,
+            )
             for app, codename in wanted
         )
