@@ -30,6 +30,8 @@ from tests.bookings.world import PRICE, Slot, World, world
 
 __all__ = ["world"]
 
+MISTYPED = "not it"  # pragma: allowlist secret
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EMAIL, NAME = "clara@client.example", "Clara Client"
@@ -88,7 +90,7 @@ def test_after_an_erasure_the_name_and_email_are_nowhere(world: World) -> None:
     slot = paid_booking(world)
     other = paid_booking(world, world.person(OTHER_EMAIL, OTHER_NAME))
     # A mistyped password: the failure's audit entry seals the address typed.
-    Client().post("/accounts/login/", {"username": EMAIL, "password": "not it"})
+    Client().post("/accounts/login/", {"username": EMAIL, "password": MISTYPED})
     payment = slot.payment
     before = raw_scan(EMAIL, NAME)
     assert any(hit.startswith("accounts_user.email") for hit in before)

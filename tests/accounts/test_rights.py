@@ -23,6 +23,7 @@ from tests.conftest import PASSWORD, step_up
 pytestmark = pytest.mark.django_db
 
 NEW_PASSWORD = "an entirely new passphrase 42"  # pragma: allowlist secret
+USABLE = {"usable_password": "true"}  # pragma: allowlist secret
 
 
 def _staff(email: str, group: str) -> User:
@@ -286,7 +287,7 @@ def test_a_superuser_must_step_up_to_change_rights(superuser, client_user, chang
     }.get(change)
     if form is None:
         url = f"/admin/accounts/user/{client_user.pk}/password/"
-        form = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"}
+        form = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, **USABLE}
 
     answer = _browser(superuser).post(url, form)
 
