@@ -27,8 +27,9 @@ REFUSED_LOOKUPS = frozenset({"regex", "iregex"})
 
 def harden(site: admin.AdminSite) -> None:
     """Give every list registered on ``site``, ours and third-party ones (axes'), the
-    same answers to hand-edited URLs: an impossible date is the admin's "invalid
-    filter" notice, a regular expression is refused (400), never a 500."""
+    same answers to hand-edited URLs: an impossible date or a NUL character is the
+    admin's "invalid filter" notice, a regular expression is refused (400), never a
+    500."""
     for model_admin in site._registry.values():
         _guard_changelist(model_admin)
 
@@ -38,6 +39,9 @@ def _guard_changelist(model_admin: Any) -> None:
     lookup_allowed = model_admin.lookup_allowed
 
     def guarded_changelist(request: HttpRequest) -> Any:
+        # PostgreSQL text cannot hold NUL: a filter or search with one is invalid.
+        if any("\x00" in value for values in request.GET.lists() for value in values[1]):
+            raise IncorrectLookupParameters("a NUL character in the list's URL")
         try:
             return get_changelist_instance(request)
         except (OverflowError, ValueError) as exc:
