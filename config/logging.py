@@ -43,6 +43,18 @@ def _redact(value: Any) -> Any:
     return redact_queries(str(value))  # what a formatter would print
 
 
+class ForbiddenFilter(logging.Filter):
+    """A refused request (403) is one line, not a traceback: a permission check
+    that worked is not an error, and 275 tracebacks from staff trying pages they may
+    not open would bury the ones that are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", None) == 403:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class QueryStringFilter(logging.Filter):
     """Query values out of every record: message, arguments, extras and traceback.
 

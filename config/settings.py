@@ -484,6 +484,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_context": {"()": "config.logging.RequestContextFilter"},
+        "forbidden_without_traceback": {"()": "config.logging.ForbiddenFilter"},
         "redact_query_strings": {"()": "config.logging.QueryStringFilter"},
         "mask_personal_data": {"()": "core.masking.MaskingFilter"},
     },
@@ -501,7 +502,12 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["request_context", "redact_query_strings", "mask_personal_data"],
+            "filters": [
+                "request_context",
+                "forbidden_without_traceback",
+                "redact_query_strings",
+                "mask_personal_data",
+            ],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -269,3 +269,18 @@ def test_djangos_own_records_go_through_our_filters_only():
     for handler in handlers:
         names = {type(f).__name__ for f in handler.filters}
         assert {"MaskingFilter", "QueryStringFilter"} <= names
+
+
+def test_a_refused_request_is_one_line_without_a_traceback(console, staff, client):
+    """A permission check that worked is not an error: no traceback buries real ones."""
+    stream = console("text")
+    staff.is_superuser = False
+    staff.is_staff = True
+    staff.save()
+    client.force_login(staff)
+
+    assert client.get("/admin/auth/group/").status_code == 403
+
+    logged = stream.getvalue()
+    assert "Forbidden (Permission denied): /admin/auth/group/" in logged
+    assert "Traceback" not in logged
