@@ -337,31 +337,27 @@ def subject_rectify(
 # --- Erasure --------------------------------------------------------------------------
 
 
-def erasure_holds(*, request: DataSubjectRequest) -> dict[str, list[str]]:
-    """Why each kind's data must stay for now, by kind name ("*": everything)."""
-    subject = subject_for(request.subject)
-    holds: dict[str, list[str]] = {}
-    others = _open(request.subject).exclude(pk=request.pk)
-    if others.exists():
-        holds["*"] = [
-            f"{other.get_kind_display()} request {other.pk} is still open: complete it first."
-            for other in others
-        ]
-    for kind in registry:
-        reasons = kind.holds(subject)
-        if reasons:
-            holds[kind.name] = reasons
-    return holds
+def erasure_holds(*, request: DataSubjectRequest) -> list[str]:
+    """Every reason the erasure must wait now, each once (two kinds may give the same
+    one: a disputed booking holds the booking and Calendly's copy). While any applies,
+    no step runs: a hold for one thing keeps everything a dispute or a refund may need
+    (sessions, emails, webhook payloads are evidence too)."""
+    return _reasons(request.subject, others=_open(request.subject).exclude(pk=request.pk))
 
 
 def holds_for_subject(*, subject: User) -> list[str]:
     """What would hold an erasure of ``subject`` now, before any request is filed."""
+    return _reasons(subject, others=_open(subject).exclude(kind=DataSubjectRequest.Kind.ERASURE))
+
+
+def _reasons(subject: User, *, others: Any) -> list[str]:
     person = subject_for(subject)
     reasons = [
         f"{other.get_kind_display()} request {other.pk} is still open: complete it first."
-        for other in _open(subject).exclude(kind=DataSubjectRequest.Kind.ERASURE)
+        for other in others.order_by("pk")
     ]
-    return reasons + [reason for kind in registry for reason in kind.holds(person)]
+    reasons += [reason for kind in registry for reason in kind.holds(person)]
+    return list(dict.fromkeys(reasons))
 
 
 def user_delete(*, user: User, actor: AbstractBaseUser) -> DataSubjectRequest:
@@ -384,14 +380,15 @@ def subject_erase(*, request: DataSubjectRequest, actor: AbstractBaseUser) -> Da
     if request.kind != DataSubjectRequest.Kind.ERASURE or not request.is_open:
         raise DsrRefused("Only an open erasure request is carried out.")
     holds = erasure_holds(request=request)
+    if holds:
+        return _hold(request, holds, actor=actor)
     _plan(request, actor)
     steps = list(request.steps.exclude(status=ErasureStep.Status.DONE).order_by("position"))
     for step in steps:
         kind = registry.get(step.name)
-        reasons = holds.get("*", []) + holds.get(step.name, [])
-        if not reasons and kind.position >= FINAL_POSITION:
-            # The account and the audit trail go once everything else has gone: a held
-            # booking must stay findable.
+        reasons = []
+        if kind.position >= FINAL_POSITION:
+            # The account and the audit trail go once everything else has gone.
             reasons = _waiting_for(request, step)
         if reasons:
             _step_outcome(step, ErasureStep.Status.HELD, " ".join(reasons), actor=actor)
@@ -400,6 +397,34 @@ def subject_erase(*, request: DataSubjectRequest, actor: AbstractBaseUser) -> Da
         else:
             _step_run_local(step, kind, actor=actor)
     return _refresh_status(request, actor=actor)
+
+
+def _hold(request: DataSubjectRequest, reasons: list[str], *, actor: Actor) -> DataSubjectRequest:
+    """The whole erasure waits, no step run: held, saying every reason once
+    (audited when they change). Run again once they are settled."""
+    with transaction.atomic():
+        request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+        reason = "\n".join(reasons)
+        changed = (request.status, request.hold_reason) != (
+            DataSubjectRequest.Status.HELD,
+            reason,
+        )
+        request.status = DataSubjectRequest.Status.HELD
+        request.hold_reason = reason
+        fields = ["status", "hold_reason"]
+        if request.handler_id is None and isinstance(actor, User):
+            request.handler = actor
+            fields.append("handler")
+        request.save(update_fields=fields)
+        if changed:
+            audit.record(
+                "accounts.dsr.held",
+                category=audit.Category.DATA,
+                actor=actor,
+                target=request,
+                data={"kind": request.kind, "reasons": len(reasons)},
+            )
+    return request
 
 
 FINAL_POSITION = 90
@@ -539,9 +564,14 @@ def erasure_steps_retry(*, older_than_seconds: int = 3600, limit: int = 100) -> 
     ).order_by("updated_at")[:limit]
     queued = 0
     for step in steps:
-        if registry.get(step.name).provider:
-            _step_queue(step)
-            queued += 1
+        if not registry.get(step.name).provider:
+            continue
+        holds = erasure_holds(request=step.request)
+        if holds:  # a hold came up since: nothing runs until it is settled
+            _hold(step.request, holds, actor="accounts.dsr.retry")
+            continue
+        _step_queue(step)
+        queued += 1
     return queued
 
 

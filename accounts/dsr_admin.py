@@ -228,9 +228,7 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
                 via="admin.dsr_rectify",
             )
         if obj.kind == DataSubjectRequest.Kind.ERASURE and obj.is_open:
-            panels["holds"] = [
-                reason for reasons in dsr.erasure_holds(request=obj).values() for reason in reasons
-            ]
+            panels["holds"] = dsr.erasure_holds(request=obj)
         return panels
 
     @staticmethod
@@ -309,6 +307,9 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
         except dsr.DsrRefused as exc:
             self._refused(request, exc)
         else:
+            if obj.status == DataSubjectRequest.Status.HELD and not obj.steps.exists():
+                messages.warning(request, "Erasure held: nothing was erased. " + obj.hold_reason)
+                return self._back(pk)
             done = obj.steps.filter(status="done").count()
             messages.info(
                 request,

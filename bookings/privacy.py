@@ -7,9 +7,11 @@ the refund-policy consents, and what Calendly holds on the invitee.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 import audit
 from accounts.privacy import DataKind, Step, Subject, registry
@@ -28,6 +30,23 @@ def _disputed(subject: Subject) -> list[str]:
         for reference in _bookings(subject)
         .filter(status=Booking.Status.DISPUTED)
         .values_list("reference", flat=True)
+    ]
+
+
+def _upcoming(subject: Subject) -> list[str]:
+    """A confirmed session still to come: erasing would leave it confirmed for an
+    anonymous client while Calendly forgets the invitee. It is canceled (refunded by
+    the policy) or takes place first."""
+    upcoming = (
+        _bookings(subject)
+        .filter(status=Booking.Status.CONFIRMED, end_at__gt=timezone.now())
+        .order_by("start_at")
+        .values_list("start_at", "reference")
+    )
+    return [
+        f"An upcoming session on {start_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC "
+        f"(booking {reference}) must be canceled or held first."
+        for start_at, reference in upcoming
     ]
 
 
@@ -64,7 +83,7 @@ class BookingData(DataKind):
         ]
 
     def holds(self, subject: Subject) -> list[str]:
-        return _disputed(subject)
+        return _disputed(subject) + _upcoming(subject)
 
     def audit_targets(self, subject: Subject) -> list[tuple[str, str]]:
         return [

@@ -15,7 +15,8 @@ from django.db.models import QuerySet
 from accounts.privacy import DataKind, Step, Subject, registry
 from core.actors import Actor
 from payments import stripe_gateway
-from payments.models import Payment, Refund
+from payments.models import Payment, Refund, RefundApproval
+from payments.money import format_money
 
 
 def _payments(subject: Subject) -> QuerySet[Payment]:
@@ -45,6 +46,17 @@ def _holds(subject: Subject) -> list[str]:
         for reference in _refunds(subject)
         .filter(status__in=(Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION))
         .values_list("reference", flat=True)
+    ]
+    # Filed by Finance, waiting for a second member: approving it would refund (and
+    # tell Stripe about) a person already erased.
+    reasons += [
+        f"A refund of {format_money(amount, currency)} waits for approval "
+        f"(payment {session}): approve or reject it first."
+        for amount, currency, session in RefundApproval.objects.filter(
+            payment__booking__client=subject.user, status=RefundApproval.Status.PENDING
+        )
+        .order_by("requested_at")
+        .values_list("amount", "currency", "payment__checkout_session_id")
     ]
     return reasons
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import DataSubjectRequest, User
 from audit.models import AuditEntry
-from tests.accounts.test_dsr_export import paid_booking
+from tests.accounts.test_dsr_export import paid_and_past, paid_booking
 from tests.bookings.world import PRICE, World, world
 from tests.conftest import PASSWORD, step_up
 
@@ -172,7 +172,7 @@ def test_support_reaches_none_of_it(world: World, privacy: Client) -> None:
 
 
 def test_the_erasure_needs_a_step_up_then_runs(world: World, privacy: Client) -> None:
-    paid_booking(world)
+    paid_and_past(world)
     request = file(privacy, "clara@client.example", "erasure")
 
     first = privacy.post(f"{LIST}{request.pk}/erase/")
@@ -198,7 +198,7 @@ def test_erasure_without_the_permission_is_refused(world: World) -> None:
 
 
 def test_delete_on_a_person_is_an_erasure_never_a_cascade(world: World, privacy: Client) -> None:
-    slot = paid_booking(world)
+    slot = paid_and_past(world)
     url = f"/admin/accounts/user/{world.client_user.pk}/delete/"
     page = privacy.get(url)
     assert page.status_code == 200

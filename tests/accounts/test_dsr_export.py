@@ -7,11 +7,14 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 
 from accounts import dsr
 from accounts.models import DataSubjectRequest, User
 from audit.models import AuditEntry
+from bookings.models import Booking
+from bookings.services import complete_past
 from tests.bookings.world import PRICE, Slot, World, world
 from tests.conftest import PASSWORD
 from tests.sandbox.stripe.helpers import pay
@@ -35,6 +38,21 @@ def paid_booking(world: World, user: User | None = None) -> Slot:
     world.retry_waiting()
     assert slot.booking.status == "confirmed"
     assert world.dead_or_failed() == []
+    return slot
+
+
+def session_took_place(slot: Slot) -> None:
+    """Beat completes the booking once its session is over (here: as if it were)."""
+    booking = Booking.objects.get(pk=slot.booking.pk)
+    later = booking.end_at + timedelta(hours=settings.BOOKING_COMPLETE_AFTER_HOURS, minutes=1)
+    assert complete_past(now=later) >= 1
+    assert Booking.objects.get(pk=booking.pk).status == "completed"
+
+
+def paid_and_past(world: World, user: User | None = None) -> Slot:
+    """A paid booking whose session took place: nothing holds an erasure."""
+    slot = paid_booking(world, user)
+    session_took_place(slot)
     return slot
 
 

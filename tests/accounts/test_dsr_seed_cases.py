@@ -16,7 +16,12 @@ from payments.models import Payment
 from sandbox.calendly_sandbox.models import DataDeletionRequest
 from sandbox.stripe_sandbox.models import StripeObject
 from tests.accounts.test_dsr_admin import LIST, PRIVACY, download_links, signed_in, staff
-from tests.accounts.test_dsr_export import OTHER_EMAIL, OTHER_NAME, paid_booking
+from tests.accounts.test_dsr_export import (
+    OTHER_EMAIL,
+    OTHER_NAME,
+    paid_and_past,
+    paid_booking,
+)
 from tests.accounts.test_erasure import raw_scan
 from tests.bookings.world import PRICE, World, world
 from tests.conftest import step_up
@@ -76,7 +81,7 @@ def test_data_subject_access_request_process(world: World) -> None:
 
 @pytest.mark.postgres
 def test_data_deletion_process(world: World) -> None:
-    slot = paid_booking(world)
+    slot = paid_and_past(world)
     payment = slot.payment
     request = client_asks(world, "erasure")
     privacy = signed_in(staff("pia@slotpay.example", *PRIVACY))

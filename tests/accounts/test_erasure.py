@@ -6,6 +6,8 @@ providers were asked to delete."""
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC
 from io import StringIO
 from typing import Any
 
@@ -19,14 +21,22 @@ from django.test import Client
 from encrypted_model_fields.fields import EncryptedMixin
 
 from accounts import dsr
-from accounts.models import DataSubjectRequest, ErasureStep, User
+from accounts.models import DataSubjectRequest, User
 from audit.models import AuditEntry
 from bookings.models import Booking, PolicyConsent
-from payments.models import Payment
+from payments.models import Payment, RefundApproval
 from sandbox.calendly_sandbox.models import DataDeletionRequest, Invitee
 from sandbox.stripe_sandbox.models import RestrictedKey, StripeObject
-from tests.accounts.test_dsr_export import OTHER_EMAIL, OTHER_NAME, paid_booking, privacy_officer
+from tests.accounts.test_dsr_export import (
+    OTHER_EMAIL,
+    OTHER_NAME,
+    paid_and_past,
+    paid_booking,
+    privacy_officer,
+    session_took_place,
+)
 from tests.bookings.world import PRICE, Slot, World, world
+from tests.conftest import PASSWORD
 
 __all__ = ["world"]
 
@@ -87,7 +97,7 @@ def erase(world: World, officer: User | None = None) -> DataSubjectRequest:
 
 @pytest.mark.postgres
 def test_after_an_erasure_the_name_and_email_are_nowhere(world: World) -> None:
-    slot = paid_booking(world)
+    slot = paid_and_past(world)
     other = paid_booking(world, world.person(OTHER_EMAIL, OTHER_NAME))
     # A mistyped password: the failure's audit entry seals the address typed.
     Client().post("/accounts/login/", {"username": EMAIL, "password": MISTYPED})
@@ -165,7 +175,7 @@ def steps_pseudonym(request: DataSubjectRequest) -> str:
 
 
 def test_running_an_erasure_again_changes_nothing(world: World) -> None:
-    paid_booking(world)
+    paid_and_past(world)
     request = erase(world)
     entries = AuditEntry.objects.count()
 
@@ -189,7 +199,7 @@ def stripe_refuses_customers(settings: Any) -> str:
 def test_a_provider_refusal_fails_its_step_and_the_retry_finishes(
     world: World, settings: Any
 ) -> None:
-    slot = paid_booking(world)
+    slot = paid_and_past(world)
     good_key = stripe_refuses_customers(settings)
 
     request = erase(world)
@@ -214,7 +224,7 @@ def test_a_provider_refusal_fails_its_step_and_the_retry_finishes(
 
 
 def test_beat_queues_a_failed_provider_step_again(world: World, settings: Any) -> None:
-    slot = paid_booking(world)
+    slot = paid_and_past(world)
     good_key = stripe_refuses_customers(settings)
     request = erase(world)
     assert request.steps.get(name="stripe.customers").status == "failed"
@@ -229,41 +239,84 @@ def test_beat_queues_a_failed_provider_step_again(world: World, settings: Any) -
     assert dsr.erasure_steps_retry(older_than_seconds=0) == 0
 
 
-def test_a_pending_refund_holds_the_payment_side_and_says_why(world: World) -> None:
-    slot = paid_booking(world)
+def assert_nothing_erased(world: World, request: DataSubjectRequest, slot: Slot) -> None:
+    """A held erasure ran no step: every kind of data is as it was."""
+    assert not request.steps.exists()
+    assert User.objects.get(pk=world.client_user.pk).email == EMAIL
+    assert Booking.objects.get(pk=slot.booking.pk).invitee_email == EMAIL
+    assert not DataDeletionRequest.objects.exists()
+    assert not StripeObject.objects.get(id=slot.payment.customer_id).data.get("deleted")
+    assert not AuditEntry.objects.filter(action__startswith="accounts.dsr.step_").exists()
+
+
+def test_a_pending_refund_holds_the_whole_erasure_until_it_settles(world: World) -> None:
+    slot = paid_and_past(world)
     payment = Payment.objects.get(pk=slot.payment.pk)
     refund = payment.refunds.create(amount=1000, reason="Goodwill", status="pending")
 
     request = erase(world)
 
     assert request.status == "held"
-    assert f"Refund {refund.reference} is not settled yet" in request.hold_reason
-    held = {step.name for step in request.steps.filter(status=ErasureStep.Status.HELD)}
-    assert {"stripe.customers", "payments.payments", "accounts.account"} <= held
-    # What the hold does not cover is erased already.
-    booking = Booking.objects.get(pk=slot.booking.pk)
-    assert booking.invitee_email is None
-    assert User.objects.get(pk=world.client_user.pk).email == EMAIL
+    assert request.hold_reason == (
+        f"Refund {refund.reference} is not settled yet: a pending refund keeps its payment."
+    )
+    assert_nothing_erased(world, request, slot)
 
     refund.status = "succeeded"
     refund.save(update_fields=["status"])
-    assert dsr.subject_erase(request=request, actor=request.handler).status == "completed"
+    request = dsr.subject_erase(request=request, actor=request.handler)
+    assert (request.status, request.hold_reason) == ("completed", "")
 
 
-def test_an_open_dispute_holds_the_booking_and_the_payment(world: World) -> None:
-    slot = paid_booking(world)
-    slot.booking.dispute(actor="webhooks.stripe", reason="charge.dispute.created")
-    Payment.objects.filter(pk=slot.payment.pk).update(status="disputed")
+def test_a_refund_waiting_for_approval_holds_the_erasure(world: World) -> None:
+    """Finance filed a refund a second member must approve: erasing first would
+    have the approval refund (and Stripe learn of) a person already erased."""
+    slot = paid_and_past(world)
+    finance = User.objects.create_user(
+        email="fin@slotpay.example", password=PASSWORD, name="Fin Ance", is_staff=True
+    )
+    approval = RefundApproval.objects.create(
+        payment=slot.payment,
+        reference=uuid.uuid4(),
+        amount=2500,
+        currency="eur",
+        reason="Goodwill",
+        requested_by=finance,
+    )
 
     request = erase(world)
 
     assert request.status == "held"
-    assert f"Booking {slot.booking.reference} is disputed" in request.hold_reason
-    assert f"Payment {slot.payment.checkout_session_id} is disputed" in request.hold_reason
-    held = {step.name for step in request.steps.filter(status="held")}
-    assert {"bookings.bookings", "calendly.invitees", "stripe.customers"} <= held
-    assert Booking.objects.get(pk=slot.booking.pk).invitee_email == EMAIL
-    assert not DataDeletionRequest.objects.exists()
+    assert "A refund of €25.00 waits for approval" in request.hold_reason
+    assert slot.payment.checkout_session_id in request.hold_reason
+    assert_nothing_erased(world, request, slot)
+
+    approval.status = RefundApproval.Status.REJECTED
+    approval.save(update_fields=["status"])
+    assert dsr.subject_erase(request=request, actor=request.handler).status == "completed"
+
+
+def test_a_dispute_holds_every_step_and_says_each_reason_once(world: World) -> None:
+    slot = paid_booking(world)
+    Client().post("/accounts/login/", {"username": EMAIL, "password": MISTYPED})
+    slot.booking.dispute(actor="webhooks.stripe", reason="charge.dispute.created")
+    Payment.objects.filter(pk=slot.payment.pk).update(status="disputed")
+    session = world.browser(world.client_user)  # a signed-in session: evidence too
+    assert session.get("/accounts/privacy/").status_code == 200
+
+    request = erase(world)
+
+    assert request.status == "held"
+    reasons = request.hold_reason.split("\n")
+    assert reasons == [
+        f"Booking {slot.booking.reference} is disputed: kept for the dispute.",
+        f"Payment {slot.payment.checkout_session_id} is disputed: an open dispute keeps it.",
+    ]
+    assert_nothing_erased(world, request, slot)
+    assert session.get("/accounts/privacy/").status_code == 200  # not signed out
+    assert AuditEntry.objects.filter(action="accounts.dsr.held").count() == 1
+    assert dsr.subject_erase(request=request, actor=request.handler).status == "held"
+    assert AuditEntry.objects.filter(action="accounts.dsr.held").count() == 1  # same reasons
 
 
 def test_a_payment_still_open_at_checkout_holds_the_payment_side(world: World) -> None:
@@ -274,11 +327,11 @@ def test_a_payment_still_open_at_checkout_holds_the_payment_side(world: World) -
     assert request.status == "held"
     session = slot.payment.checkout_session_id
     assert f"Payment {session} is open at Checkout" in request.hold_reason
-    assert request.steps.get(name="stripe.customers").status == "held"
+    assert not request.steps.exists()
 
 
 def test_an_open_access_request_holds_the_erasure(world: World) -> None:
-    paid_booking(world)
+    paid_and_past(world)
     officer = privacy_officer(*ERASER)
     access = dsr.dsr_file(subject=world.client_user, kind="access", actor=officer)
 
@@ -288,3 +341,24 @@ def test_an_open_access_request_holds_the_erasure(world: World) -> None:
     assert f"request {access.pk} is still open" in request.hold_reason
     assert not request.steps.filter(status="done").exists()
     assert User.objects.get(pk=world.client_user.pk).name == NAME
+
+
+def test_an_upcoming_confirmed_session_holds_the_erasure(world: World) -> None:
+    """Erasing now would leave the session confirmed for an anonymous client while
+    Calendly forgets the invitee: it is canceled, or takes place, first."""
+    slot = paid_booking(world)
+    start = Booking.objects.get(pk=slot.booking.pk).start_at
+
+    request = erase(world)
+
+    assert request.status == "held"
+    assert request.hold_reason == (
+        f"An upcoming session on {start.astimezone(UTC):%Y-%m-%d %H:%M} UTC "
+        f"(booking {slot.booking.reference}) must be canceled or held first."
+    )
+    assert_nothing_erased(world, request, slot)
+
+    session_took_place(slot)
+    request = dsr.subject_erase(request=request, actor=request.handler)
+    assert request.status == "completed"
+    assert Booking.objects.get(pk=slot.booking.pk).status == "completed"
