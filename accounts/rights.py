@@ -87,10 +87,11 @@ def protected_fields(actor: Any, target: Any | None) -> list[str]:
     """The fields of ``target`` (None: a new user) that ``actor`` may not set."""
     if may_change_rights(actor):
         return []
-    fields = [*RIGHTS_FIELDS, "password"]
+    # Whether an account may sign in at all is a right too, a client's included.
+    fields = [*RIGHTS_FIELDS, "is_active", "password"]
     if target is not None and is_staff_account(target):
         # Everything about a staff account: its time zone too (what its admin shows).
-        fields += ["is_active", "email", "name", "time_zone"]
+        fields += ["email", "name", "time_zone"]
     return fields
 
 

@@ -1,7 +1,7 @@
 """The staff roles: each group and exactly the permissions its job needs.
 
-accounts/migrations/0006 gives the groups these sets (a frozen copy, as migrations
-keep theirs); ``ensure_staff_groups`` recreates a group that is missing (a fresh
+accounts/migrations/0006 and 0007 give the groups these sets (frozen copies, as
+migrations keep theirs); ``ensure_staff_groups`` recreates a group that is missing (a fresh
 database, or one a test flushed) with its set. A group that exists is left alone:
 changing a group's permissions is a superuser's decision, stepped up and audited.
 tests/accounts/test_staff_groups.py states each set.
@@ -36,10 +36,9 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "payments.approve_refund",
     ),
     # Answers data-subject requests: clients' data in clear (each view audited),
-    # corrections, erasures.
+    # corrections (through a rectification request, with a reason), erasures.
     "Privacy": (
         "accounts.view_user",
-        "accounts.change_user",
         "accounts.view_personal_data",
         "accounts.view_datasubjectrequest",
         "accounts.add_datasubjectrequest",

@@ -10,6 +10,7 @@ from django.db import router
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from accounts import rights
 from accounts.models import EncryptionCanary, User
 from audit import Category, record
 from audit.services import record_capped
@@ -22,7 +23,8 @@ def audit_user_created(sender: type[User], instance: User, created: bool, **kwar
         record(
             "accounts.user.created",
             category=Category.SECURITY,
-            actor="accounts",
+            # The staff member who added the account, else the sign-up itself.
+            actor=rights.acting_user() or "accounts",
             target=instance,
             data={"is_staff": instance.is_staff, "is_superuser": instance.is_superuser},
             personal_data={"email": instance.email},

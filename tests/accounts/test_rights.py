@@ -17,6 +17,7 @@ from django.test import Client
 from accounts.models import User
 from audit.models import AuditEntry
 from audit.services import verify_chain
+from core.encryption import blind_indexes
 from core.http import current_user
 from tests.conftest import PASSWORD, step_up
 
@@ -39,7 +40,11 @@ def superuser() -> User:
 
 @pytest.fixture
 def privacy() -> User:
-    return _staff("privacy@slotpay.example", "Privacy")
+    # With "change user", as Privacy once had and as any group a superuser may give it:
+    # the rights below hold whatever a group's permissions say.
+    user = _staff("privacy@slotpay.example", "Privacy")
+    user.user_permissions.add(Permission.objects.get(codename="change_user"))
+    return user
 
 
 @pytest.fixture
@@ -153,14 +158,16 @@ def test_privacy_sees_no_rights_fields_and_a_staff_email_read_only(privacy, supe
         assert not {"is_superuser", "is_staff", "groups", "user_permissions", "password"} & names
         assert b"password/" not in page.content
     assert "email" not in staff_page.context["adminform"].form.fields
-    assert {"email", "name", "is_active"} <= set(client_page.context["adminform"].form.fields)
+    assert {"email", "name"} <= set(client_page.context["adminform"].form.fields)
+    # Whether a client may sign in at all is a right too: a superuser's.
+    assert "is_active" not in client_page.context["adminform"].form.fields
 
 
-def test_privacy_still_corrects_a_clients_name_and_email(privacy, client_user):
-    response = _browser(privacy).post(
-        f"/admin/accounts/user/{client_user.pk}/change/",
-        {**_change_form(client_user), "name": "Clara Client", "email": "clara@new.example"},
-    )
+def test_a_people_clerk_still_corrects_a_clients_name_and_email(privacy, client_user):
+    form = {**_change_form(client_user), "name": "Clara Client", "email": "clara@new.example"}
+    del form["is_active"]  # not on a non-superuser's form
+
+    response = _browser(privacy).post(f"/admin/accounts/user/{client_user.pk}/change/", form)
 
     assert response.status_code == 302, response.content[:2000]
     client_user.refresh_from_db()
@@ -325,3 +332,46 @@ def test_a_superuser_must_step_up_to_change_a_groups_permissions(superuser):
 
     assert answer["Location"].startswith("/accounts/step-up/")
     assert set(support.permissions.values_list("pk", flat=True)) == before
+
+
+@pytest.mark.parametrize("is_active", ["", "on"])
+def test_no_one_but_a_superuser_deactivates_or_reactivates_a_client(
+    privacy, client_user, is_active
+):
+    """Deactivating a client (or bringing back an erased one) is a right: refused and
+    audited when posted by hand, and absent from the form."""
+    form = {**_change_form(client_user), "is_active": is_active}
+
+    response = _browser(privacy).post(f"/admin/accounts/user/{client_user.pk}/change/", form)
+
+    assert response.status_code == 403
+    assert User.objects.get(pk=client_user.pk).is_active
+    assert _refusals()[0].data["fields"] == ["is_active"]
+
+
+def test_a_superuser_must_step_up_to_change_a_staff_members_email(superuser):
+    colleague = _staff("finance2@slotpay.example", "Finance")
+    form = {**_change_form(colleague), "email": "finance2b@slotpay.example"}
+    browser = _browser(superuser)
+
+    answer = browser.post(f"/admin/accounts/user/{colleague.pk}/change/", form)
+
+    assert answer["Location"].startswith("/accounts/step-up/")
+    assert User.objects.get(pk=colleague.pk).email == "finance2@slotpay.example"
+    step_up(browser)
+    assert browser.post(f"/admin/accounts/user/{colleague.pk}/change/", form).status_code == 302
+    assert User.objects.get(pk=colleague.pk).email == "finance2b@slotpay.example"
+
+
+def test_a_user_added_in_the_admin_names_who_added_it(superuser):
+    browser = _browser(superuser)
+
+    answer = browser.post(
+        "/admin/accounts/user/add/",
+        {"email": "new@client.example", "name": "New", "usable_password": "false"},
+    )
+
+    assert answer.status_code == 302
+    new = User.objects.get(email_index__in=blind_indexes("new@client.example"))
+    created = AuditEntry.objects.get(action="accounts.user.created", target_id=str(new.pk))
+    assert created.actor_id == str(superuser.pk)

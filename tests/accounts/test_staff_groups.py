@@ -69,7 +69,6 @@ def test_finance_moves_money_and_approves_anothers_refund() -> None:
 def test_privacy_answers_data_subject_requests() -> None:
     assert _permissions("Privacy") == {
         "accounts.view_user",
-        "accounts.change_user",
         "accounts.view_personal_data",
         "accounts.view_datasubjectrequest",
         "accounts.add_datasubjectrequest",
