@@ -126,10 +126,13 @@ class StepUpAdminMixin:
     step_up_actions: ClassVar[frozenset[str]] = frozenset()
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        action = request.POST.get("action") if request.method == "POST" else None
         if (
-            request.method == "POST"
-            and request.POST.get("action") in self.step_up_actions
+            action in self.step_up_actions
             and not is_stepped_up(request)
+            # Only for an action this person may take: anyone else gets the admin's
+            # own refusal at once, not a password prompt first.
+            and action in self.get_actions(request)  # type: ignore[attr-defined]
         ):
             return redirect_to_step_up(request, request.get_full_path())
         return super().changelist_view(request, extra_context)  # type: ignore[misc]

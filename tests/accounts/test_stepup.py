@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.test import Client, RequestFactory
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -196,3 +196,20 @@ def test_the_step_up_page_needs_a_signed_in_person(client: Client) -> None:
     answer = client.post("/accounts/step-up/", {"password": PASSWORD})
     assert answer.status_code == 302
     assert "/admin/login/" in answer["Location"]
+
+
+def test_an_action_the_person_may_not_take_is_refused_without_asking_for_a_password(
+    browser: Client, clerk: User
+) -> None:
+    """Only an action on offer to this person sends them to step up; for any other
+    the admin refuses at once (nothing is done), not after a password prompt."""
+    clerk.groups.clear()
+    clerk.user_permissions.add(Permission.objects.get(codename="view_refundapproval"))
+
+    answer = browser.post(
+        "/admin/payments/refundapproval/",
+        {"action": "approve_selected", "_selected_action": ["1"]},
+    )
+
+    assert not answer.get("Location", "").startswith("/accounts/step-up/")
+    assert answer.status_code in (200, 302, 403)
