@@ -191,9 +191,11 @@ class PersonalDataAdminMixin(_AdminBase):
         clear = may_see_in_clear(request.user, self._subject(obj))
         if clear and self.has_change_permission(request, obj):
             return names  # editable in clear (Privacy correcting a client)
-        return [
+        swapped = [
             f"{n}_shown" if isinstance(n, str) and n in self.personal_fields else n for n in names
         ]
+        # A read-only admin lists the display names among its fields already: once each.
+        return list(dict.fromkeys(swapped))
 
     def __getattr__(self, name: str) -> Any:
         # ``<field>_shown``: the detail page's display of a personal field.

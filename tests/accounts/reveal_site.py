@@ -12,8 +12,7 @@ site = admin.AdminSite(name="reveal_test")
 
 class PeopleAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = {"email": "email", "name": "name"}
-    list_display = ("id", "email", "name")
-    fields = ("email", "name", "time_zone")
+    list_display = ("id", "email", "name")  # no ``fields``: the admin lists them all
 
 
 site.register(User, PeopleAdmin)

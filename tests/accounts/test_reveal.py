@@ -53,6 +53,7 @@ def test_support_sees_masked_data_and_no_audit_for_it(clara: User) -> None:
         assert b"Clara Client" not in page.content
     assert b"c***@e***.org" in listing.content
     assert b'href="reveal/"' in detail.content
+    assert detail.content.count(b"c***@e***.org") == 1  # each field once
     assert _accesses() == []
 
 
