@@ -4,6 +4,7 @@ and "Replay" for failed and dead events only with the permission and a fresh ste
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -221,3 +222,18 @@ def test_masking_reaches_keys_nested_lists_and_card_numbers() -> None:
         "items": [{"first_name": "[redacted]", "quantity": 1}],
         "name": None,
     }
+
+
+@pytest.mark.parametrize(("zone", "hours"), [("", 0), ("Asia/Tokyo", 9)])
+def test_the_last_days_start_is_shown_in_the_viewers_zone_and_says_so(
+    client, staff, processed, zone, hours
+) -> None:
+    staff.time_zone = zone
+    staff.save()
+    client.force_login(staff)
+
+    page = client.get(CHANGELIST).content.decode()
+
+    since = client.get(CHANGELIST).context["last_day"]["since"]
+    local = (since + timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M")
+    assert f"since {local} {zone or 'UTC'})" in page
