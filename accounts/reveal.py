@@ -101,7 +101,9 @@ class RevealForm(forms.Form):
 
     def clean_reason(self) -> str:
         reason: str = self.cleaned_data["reason"].strip()
-        if "\x00" in reason or len(reason) < 10:
+        # Words, in any script: ten emoji or digits are not a reason anyone can audit.
+        words = sum(character.isalpha() for character in reason)
+        if "\x00" in reason or len(reason) < 10 or words < 5:
             raise forms.ValidationError("Say why, in a few words (at least 10 characters).")
         return reason
 

@@ -64,7 +64,7 @@ def test_a_reveal_needs_a_reason_and_is_audited(clara: User) -> None:
     form = support.get(url)
     assert form.status_code == 200
     assert CLIENT_EMAIL.encode() not in form.content
-    for bad in ("", "because", "x\x00" * 10, "y" * 501):
+    for bad in ("", "because", "x\x00" * 10, "y" * 501, "\U0001f600" * 10, "١٢٣٤٥٦٧٨٩٠١"):
         refused = support.post(url, {"reason": bad})
         assert CLIENT_EMAIL.encode() not in refused.content
     assert _accesses() == []
