@@ -24,6 +24,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.models import Session
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 import audit
 from accounts import rights
-from accounts.models import DataSubjectRequest, ErasureStep, User, validate_time_zone
+from accounts.models import DataSubjectRequest, ErasureStep, User
 from accounts.privacy import DataKind, Step, Subject, jsonable, registry, subject_for
 from accounts.signals import BUCKET_LENGTH
 from audit.models import AuditEntry
@@ -307,10 +308,8 @@ def subject_rectify(
             raise DsrRefused("A staff account is corrected by a superuser.")
         before = {name: getattr(subject, name) for name in RECTIFIABLE}
         for name, value in changes.items():
-            setattr(subject, name, value.strip())
+            setattr(subject, name, _rectified(name, value, subject))
         subject.clean()
-        if subject.time_zone:
-            validate_time_zone(subject.time_zone)
         changed = [name for name in RECTIFIABLE if getattr(subject, name) != before[name]]
         if not changed:
             return []
@@ -332,6 +331,21 @@ def subject_rectify(
             },
         )
     return changed
+
+
+def _rectified(name: str, value: str, subject: User) -> str:
+    """``value`` checked as the model's field checks it (length, email, time zone):
+    a refusal saying what is wrong, never an error page."""
+    value = (value or "").strip()
+    if "\x00" in value:
+        raise DsrRefused(f"The {name.replace('_', ' ')} holds a null character.")
+    if name == "email" and not value:
+        raise DsrRefused("The email address is required.")
+    try:
+        User._meta.get_field(name).clean(value, subject)
+    except ValidationError as exc:
+        raise DsrRefused(f"The {name.replace('_', ' ')}: {' '.join(exc.messages)}") from None
+    return value
 
 
 # --- Erasure --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts import dsr, reveal
 from accounts.admin import ExactEmailSearchMixin
-from accounts.models import DataSubjectRequest, User
+from accounts.models import DataSubjectRequest, User, validate_time_zone
 from core.encryption import blind_indexes
 from core.stepup import stepped_up_or_redirect
 
@@ -73,12 +73,52 @@ class FileRequestForm(forms.ModelForm):
 
 
 class RectifyForm(forms.Form):
+    """A client's name, email and time zone as corrected, each checked here: a wrong
+    value is a field error, never an error page (a staff account is not corrected
+    here at all)."""
+
     name = forms.CharField(max_length=200, required=False)
-    email = forms.EmailField()
-    time_zone = forms.CharField(max_length=64, required=False, help_text="IANA time zone.")
+    email = forms.EmailField(max_length=254)
+    time_zone = forms.CharField(
+        max_length=64, required=False, help_text="IANA time zone, e.g. Europe/Paris."
+    )
     reason = forms.CharField(
         min_length=5, max_length=500, widget=forms.Textarea(attrs={"rows": 2, "cols": 60})
     )
+
+    def __init__(self, *args: Any, subject: User, **kwargs: Any) -> None:
+        self.subject = subject
+        super().__init__(*args, **kwargs)
+
+    def clean_time_zone(self) -> str:
+        value = self.cleaned_data["time_zone"].strip()
+        if value:
+            try:
+                validate_time_zone(value)
+            except forms.ValidationError:
+                raise forms.ValidationError(
+                    "Not an IANA time zone (for example Europe/Paris)."
+                ) from None
+        return value
+
+    def clean_email(self) -> str:
+        value = self.cleaned_data["email"].strip()
+        taken = (
+            User.objects.filter(email_index__in=blind_indexes(value))
+            .exclude(pk=self.subject.pk)
+            .exists()
+        )
+        if taken:
+            raise forms.ValidationError("Another account has this email address.")
+        return value
+
+    def errors_text(self) -> str:
+        return " ".join(
+            f"{self.fields[name].label or name.replace('_', ' ').capitalize()}: {' '.join(errors)}"
+            if name in self.fields
+            else " ".join(errors)
+            for name, errors in self.errors.items()
+        )
 
 
 @admin.register(DataSubjectRequest)
@@ -214,11 +254,12 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
         if obj.kind == DataSubjectRequest.Kind.RECTIFICATION and obj.is_open:
             subject = obj.subject
             panels["rectify_form"] = RectifyForm(
+                subject=subject,
                 initial={
                     "name": subject.name,
                     "email": subject.email,
                     "time_zone": subject.time_zone,
-                }
+                },
             )
             reveal.record_access(
                 request=request,
@@ -273,9 +314,9 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
         obj = self._request(request, pk)
         if request.method != "POST":
             return self._back(pk)
-        form = RectifyForm(request.POST)
+        form = RectifyForm(request.POST, subject=obj.subject)
         if not form.is_valid():
-            messages.error(request, f"Not corrected: {form.errors.as_text()}")
+            messages.error(request, f"Not corrected. {form.errors_text()}")
             return self._back(pk)
         data = form.cleaned_data
         try:
