@@ -375,3 +375,40 @@ def test_a_user_added_in_the_admin_names_who_added_it(superuser):
     new = User.objects.get(email_index__in=blind_indexes("new@client.example"))
     created = AuditEntry.objects.get(action="accounts.user.created", target_id=str(new.pk))
     assert created.actor_id == str(superuser.pk)
+
+
+RIGHTS_POSTS = {
+    "is_superuser": {"is_superuser": "on"},
+    "is_staff": {"is_staff": "on"},
+    "is_active": {"is_active": ""},
+    "groups": {"groups": ["1"]},
+    "user_permissions": {"user_permissions": ["1"]},
+}
+
+
+@pytest.mark.parametrize("group", ["Support", "Finance", "Privacy", "Auditor"])
+@pytest.mark.parametrize("field", [*RIGHTS_POSTS, "password"])
+def test_no_staff_group_changes_a_right_by_a_hand_made_post(group, field, superuser):
+    """Every group, every right (and a colleague's password): refused, audited with
+    the person who tried, nothing changed."""
+    member = _staff(f"{group.lower()}@slotpay.example", group)
+    before = (superuser.is_active, superuser.is_superuser, superuser.password)
+    if field == "password":
+        url = f"/admin/accounts/user/{superuser.pk}/password/"
+        form = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, **USABLE}
+    else:
+        url = f"/admin/accounts/user/{member.pk}/change/"
+        form = RIGHTS_POSTS[field]
+
+    response = _browser(member).post(url, form)
+
+    assert response.status_code == 403
+    superuser.refresh_from_db()
+    member.refresh_from_db()
+    assert (superuser.is_active, superuser.is_superuser, superuser.password) == before
+    assert (member.is_superuser, member.is_active) == (False, True)
+    assert list(member.groups.values_list("name", flat=True)) == [group]
+    assert not member.user_permissions.exists()
+    [refused] = _refusals()
+    assert refused.actor_id == str(member.pk)
+    assert field in refused.data["fields"]
