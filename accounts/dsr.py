@@ -26,7 +26,7 @@ from django.contrib.sessions.models import Session
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Field, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -342,7 +342,9 @@ def _rectified(name: str, value: str, subject: User) -> str:
     if name == "email" and not value:
         raise DsrRefused("The email address is required.")
     try:
-        User._meta.get_field(name).clean(value, subject)
+        field = User._meta.get_field(name)
+        if isinstance(field, Field):
+            field.clean(value, subject)
     except ValidationError as exc:
         raise DsrRefused(f"The {name.replace('_', ' ')}: {' '.join(exc.messages)}") from None
     return value

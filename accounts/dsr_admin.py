@@ -113,12 +113,15 @@ class RectifyForm(forms.Form):
         return value
 
     def errors_text(self) -> str:
-        return " ".join(
-            f"{self.fields[name].label or name.replace('_', ' ').capitalize()}: {' '.join(errors)}"
-            if name in self.fields
-            else " ".join(errors)
-            for name, errors in self.errors.items()
-        )
+        """Each field's errors after its label: "Time zone: Not an IANA time zone"."""
+        parts = []
+        for name, errors in self.errors.get_json_data().items():
+            text = " ".join(error["message"] for error in errors)
+            if name in self.fields:
+                label = self.fields[name].label or name.replace("_", " ").capitalize()
+                text = f"{label}: {text}"
+            parts.append(text)
+        return " ".join(parts)
 
 
 @admin.register(DataSubjectRequest)
