@@ -142,3 +142,28 @@ def test_a_missing_group_comes_back_with_its_permissions_and_an_edited_one_is_ke
 
     assert _permissions("Auditor") == set(STAFF_GROUP_PERMISSIONS["Auditor"])
     assert _permissions("Support") == set()
+
+
+def test_an_auditor_reads_everything_it_is_given_and_changes_nothing() -> None:
+    """Every write an auditor might try by hand, on what it may read: refused."""
+    from audit.models import AuditEntry
+    from audit.services import record, verify_chain
+
+    entry = record("tests.fact", category="data", actor="tests")
+    browser = _member("Auditor")
+    writes = [
+        (f"/admin/audit/auditentry/{entry.pk}/change/", {"action": "tests.rewritten"}),
+        (f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"}),
+        ("/admin/audit/auditentry/", {"action": "delete_selected", "_selected_action": [entry.pk]}),
+        ("/admin/audit/auditentry/add/", {"action": "tests.forged", "category": "data"}),
+        ("/admin/webhooks/webhookevent/", {"action": "replay_selected", "_selected_action": ["1"]}),
+        ("/admin/accounts/user/add/", {"email": "x@example.org"}),
+    ]
+
+    for url, form in writes:
+        assert browser.post(url, form).status_code in (200, 302, 403), url  # never done
+
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == ["tests.fact"]
+    assert verify_chain().ok
+    assert browser.get("/admin/audit/auditentry/").status_code == 200
+    assert browser.get(f"/admin/audit/auditentry/{entry.pk}/change/").status_code == 200
