@@ -106,6 +106,21 @@ def dsr_file(
     return request
 
 
+def eligible_handlers() -> Any:
+    """Who may handle a request: an active staff member of Privacy (who may change
+    requests) or a superuser."""
+    may_change = Q(
+        user_permissions__content_type__app_label="accounts",
+        user_permissions__codename="change_datasubjectrequest",
+    ) | Q(
+        groups__permissions__content_type__app_label="accounts",
+        groups__permissions__codename="change_datasubjectrequest",
+    )
+    staff = User.objects.filter(is_active=True, is_staff=True)
+    pks = staff.filter(Q(is_superuser=True) | may_change).values("pk")
+    return User.objects.filter(pk__in=pks)
+
+
 def _open(subject: User, kind: str | None = None) -> Any:
     requests = DataSubjectRequest.objects.filter(
         subject=subject, status__in=DataSubjectRequest.OPEN_STATUSES

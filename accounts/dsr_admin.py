@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+import audit
 from accounts import dsr, reveal
 from accounts.admin import ExactEmailSearchMixin
 from accounts.models import DataSubjectRequest, User, validate_time_zone
@@ -134,17 +135,20 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
     email_index_lookup = "subject__email_index"
     search_help_text = "The subject's exact email address, or the request's id."
     change_form_template = "accounts/dsr/change_form.html"
+    # Received and due dates are facts of the request (due: received + 30 days,
+    # Art. 12(3)); only who handles it and the notes are edited here.
     readonly_fields = (
         "subject_ref",
         "kind",
         "status",
         "received_at",
         "filed_by_subject",
+        "due_at",
         "hold_reason",
         "export_prepared_at",
         "completed_at",
     )
-    fields = (*readonly_fields[:5], "due_at", "handler", "notes", *readonly_fields[5:])
+    fields = (*readonly_fields[:6], "handler", "notes", *readonly_fields[6:])
     raw_id_fields = ("handler",)
 
     list_select_related = ("subject",)
@@ -170,6 +174,12 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
             kwargs["fields"] = ("subject_email", "kind", "notes")
         return super().get_form(request, obj, change, **kwargs)
 
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "handler":
+            kwargs["queryset"] = dsr.eligible_handlers()
+            kwargs["help_text"] = "The id of an active Privacy staff member or a superuser."
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("subject_email", "kind", "notes") if obj is None else self.fields
 
@@ -179,6 +189,14 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            if "handler" in form.changed_data:
+                audit.record(
+                    "accounts.dsr.handler_changed",
+                    category=audit.Category.DATA,
+                    actor=request.user,
+                    target=obj,
+                    data={"handler": obj.handler_id},
+                )
             return
         try:
             filed = dsr.dsr_file(

@@ -5,15 +5,18 @@ shown says its zone."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
 
 from accounts import dsr
-from accounts.models import User
+from accounts.models import DataSubjectRequest, User
 from audit.models import AuditEntry
 from tests.accounts.test_dsr_admin import LIST, PRIVACY, file, signed_in, staff
 from tests.bookings.world import World, world
+from tests.conftest import PASSWORD
 
 __all__ = ["world"]
 
@@ -83,3 +86,55 @@ def test_the_service_refuses_a_bad_value_too(world: World, privacy: Client) -> N
         with pytest.raises(dsr.DsrRefused):
             dsr.subject_rectify(request=request, actor=officer, changes=changes, reason="Letter")
     assert User.objects.get(pk=world.client_user.pk).name == "Clara Client"
+
+
+def change(browser: Client, request: DataSubjectRequest, **posted: str) -> object:
+    data = {"handler": "", "notes": "", **posted}
+    return browser.post(f"{LIST}{request.pk}/change/", data)
+
+
+@pytest.mark.parametrize("due", ["2099-01-01", "2000-01-01"])
+def test_the_due_date_cannot_be_moved(world: World, privacy: Client, due: str) -> None:
+    request = file(privacy, CLARA, "access")
+    due_at = DataSubjectRequest.objects.get(pk=request.pk).due_at
+    assert due_at == request.received_at + timedelta(days=30)
+    page = privacy.get(f"{LIST}{request.pk}/change/").content.decode()
+    assert 'name="due_at_0"' not in page
+    assert 'name="received_at_0"' not in page
+
+    answer = change(
+        privacy,
+        request,
+        due_at_0=due,
+        due_at_1="00:00:00",
+        received_at_0=due,
+        received_at_1="00:00:00",
+    )
+
+    assert answer.status_code == 302  # saved what may change: nothing else
+    kept = DataSubjectRequest.objects.get(pk=request.pk)
+    assert (kept.due_at, kept.received_at) == (due_at, request.received_at)
+
+
+def test_the_handler_is_an_active_privacy_member_or_a_superuser(
+    world: World, privacy: Client
+) -> None:
+    request = file(privacy, CLARA, "access")
+    pia = User.objects.get_by_email("pia@slotpay.example")
+    support = staff("sue@slotpay.example", "view_user")
+    gone = staff("gus@slotpay.example", "change_datasubjectrequest")
+    User.objects.filter(pk=gone.pk).update(is_active=False)
+    colleague = staff("pam@slotpay.example", "change_datasubjectrequest")
+    root = User.objects.create_superuser(email="root@slotpay.example", password=PASSWORD)
+
+    for refused in (world.client_user, support, gone):
+        answer = change(privacy, request, handler=str(refused.pk))
+        assert answer.status_code == 200, refused  # the form again, with the error
+        assert b"Select a valid choice" in answer.content
+        assert DataSubjectRequest.objects.get(pk=request.pk).handler_id == pia.pk
+
+    for allowed in (colleague, root):
+        assert change(privacy, request, handler=str(allowed.pk)).status_code == 302
+        assert DataSubjectRequest.objects.get(pk=request.pk).handler_id == allowed.pk
+    entries = AuditEntry.objects.filter(action="accounts.dsr.handler_changed")
+    assert [e.data["handler"] for e in entries.order_by("sequence")] == [colleague.pk, root.pk]
