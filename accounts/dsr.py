@@ -78,6 +78,8 @@ def dsr_file(
         raise DsrRefused(f"Unknown kind of request {kind!r}.")
     if kind != DataSubjectRequest.Kind.ACCESS and rights.is_staff_account(subject):
         raise DsrRefused("A staff account is changed or removed by a superuser, not here.")
+    if rights.is_staff_account(subject) and not _may_handle_staff(actor, subject):
+        raise DsrRefused("A staff member's request is handled by a superuser.")
     if _open(subject, kind).exists():
         raise DsrRefused("A request of this kind is already open.")
     try:
@@ -119,6 +121,13 @@ def eligible_handlers() -> Any:
     staff = User.objects.filter(is_active=True, is_staff=True)
     pks = staff.filter(Q(is_superuser=True) | may_change).values("pk")
     return User.objects.filter(pk__in=pks)
+
+
+def _may_handle_staff(actor: AbstractBaseUser, subject: User) -> bool:
+    """A staff member's data (their activity in the audit trail) is not a Privacy
+    colleague's to read: a superuser files and prepares their request; they may file
+    their own. Builders' members are not staff: clients of the law like any other."""
+    return bool(getattr(actor, "is_superuser", False)) or actor.pk == subject.pk
 
 
 def _open(subject: User, kind: str | None = None) -> Any:
@@ -175,6 +184,8 @@ def dsr_export_prepare(*, request: DataSubjectRequest, actor: AbstractBaseUser) 
     outside any transaction."""
     if request.kind != DataSubjectRequest.Kind.ACCESS or not request.is_open:
         raise DsrRefused("Only an open access request has an export.")
+    if rights.is_staff_account(request.subject) and not getattr(actor, "is_superuser", False):
+        raise DsrRefused("A staff member's export is prepared by a superuser.")
     export = subject_export(subject=request.subject)
     with transaction.atomic():
         request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)

@@ -138,3 +138,43 @@ def test_the_handler_is_an_active_privacy_member_or_a_superuser(
         assert DataSubjectRequest.objects.get(pk=request.pk).handler_id == allowed.pk
     entries = AuditEntry.objects.filter(action="accounts.dsr.handler_changed")
     assert [e.data["handler"] for e in entries.order_by("sequence")] == [colleague.pk, root.pk]
+
+
+def test_privacy_cannot_file_or_export_a_staff_members_request(
+    world: World, privacy: Client
+) -> None:
+    root = User.objects.create_superuser(email="root@slotpay.example", password=PASSWORD)
+    support = staff("sue@slotpay.example", "view_user")
+    pia = User.objects.get_by_email("pia@slotpay.example")
+
+    for colleague in (root, support):
+        answer = privacy.post(
+            f"{LIST}add/", {"subject_email": colleague.email, "kind": "access", "notes": ""}
+        )
+        assert answer.status_code == 403
+        with pytest.raises(dsr.DsrRefused):
+            dsr.dsr_file(subject=colleague, kind="access", actor=pia)
+    assert not DataSubjectRequest.objects.exists()
+
+    # A staff member may ask for their own; a superuser prepares it, not Privacy.
+    own = dsr.dsr_file(subject=support, kind="access", actor=support, filed_by_subject=True)
+    answer = privacy.post(f"{LIST}{own.pk}/export/", follow=True)
+    assert "prepared by a superuser" in said(answer)
+    own.refresh_from_db()
+    assert (own.export, own.export_version) == (None, 0)
+    assert dsr.dsr_export_prepare(request=own, actor=root) == 1
+
+    by_root = dsr.dsr_file(subject=root, kind="access", actor=root)
+    assert dsr.dsr_export_prepare(request=by_root, actor=root) == 1
+
+
+def test_a_builders_member_is_a_person_like_any_client(world: World, privacy: Client) -> None:
+    """Not staff: their own data is theirs to ask for, through Privacy."""
+    member = world.builder_user
+    assert not member.is_staff
+    assert member.memberships.exists()
+
+    request = file(privacy, member.email, "access")
+
+    pia = User.objects.get_by_email("pia@slotpay.example")
+    assert dsr.dsr_export_prepare(request=request, actor=pia) == 1
