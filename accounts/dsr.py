@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import shared_task
@@ -289,7 +290,31 @@ def export_html(export: dict[str, Any]) -> str:
         {"name": name, "title": section["title"], "rows": _rows(section["data"])}
         for name, section in export.get("sections", {}).items()
     ]
-    return render_to_string("accounts/dsr/export.html", {"export": export, "sections": sections})
+    return render_to_string(
+        "accounts/dsr/export.html",
+        {
+            "export": export,
+            "sections": sections,
+            "generated_at": _readable(str(export.get("generated_at", ""))),
+        },
+    )
+
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}")
+
+
+def _readable(value: str) -> str:
+    """A timestamp (``2026-11-30 01:06:25.769431+00:00``) as a person reads it, in
+    UTC and saying so (``2026-11-30 01:06 UTC``); any other value as it is."""
+    if not _TIMESTAMP.match(value):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _rows(data: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -304,7 +329,7 @@ def _rows(data: Any, prefix: str = "") -> list[tuple[str, str]]:
         for index, value in enumerate(data):
             rows += _rows(value, f"{prefix}[{index}]")
         return rows or [(prefix, "(none)")]
-    return [(prefix, "" if data is None else str(data))]
+    return [(prefix, "" if data is None else _readable(str(data)))]
 
 
 # --- Rectification --------------------------------------------------------------------

@@ -4,6 +4,7 @@ the rectification form, the erasure (stepped up) and its steps."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -22,6 +23,13 @@ from accounts.admin import ExactEmailSearchMixin
 from accounts.models import DataSubjectRequest, User, validate_time_zone
 from core.encryption import blind_indexes
 from core.stepup import stepped_up_or_redirect
+
+
+def zoned(value: datetime | None) -> str:
+    """``2026-11-30 10:06 Asia/Tokyo``: in the zone the admin renders in, named."""
+    if value is None:
+        return "-"
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M} {timezone.get_current_timezone_name()}"
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -127,7 +135,7 @@ class RectifyForm(forms.Form):
 
 @admin.register(DataSubjectRequest)
 class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "subject_ref", "received_at", "due_at", "due")
+    list_display = ("id", "kind", "status", "subject_ref", "received", "due_date", "due")
     list_filter = (StateFilter, "kind", "status")
     ordering = ("due_at", "id")
     search_fields = ("id",)
@@ -141,12 +149,12 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
         "subject_ref",
         "kind",
         "status",
-        "received_at",
+        "received",
         "filed_by_subject",
-        "due_at",
+        "due_date",
         "hold_reason",
-        "export_prepared_at",
-        "completed_at",
+        "export_prepared",
+        "completed",
     )
     fields = (*readonly_fields[:6], "handler", "notes", *readonly_fields[6:])
     raw_id_fields = ("handler",)
@@ -156,6 +164,23 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
     @admin.display(description="Subject")
     def subject_ref(self, obj: DataSubjectRequest) -> str:
         return f"account {obj.subject_id} ({reveal.mask('email', obj.subject.email)})"
+
+    # Every time says its zone: the one the back-office shows this staff member.
+    @admin.display(description="Received", ordering="received_at")
+    def received(self, obj: DataSubjectRequest) -> str:
+        return zoned(obj.received_at)
+
+    @admin.display(description="Due date", ordering="due_at")
+    def due_date(self, obj: DataSubjectRequest) -> str:
+        return zoned(obj.due_at)
+
+    @admin.display(description="Export prepared")
+    def export_prepared(self, obj: DataSubjectRequest) -> str:
+        return zoned(obj.export_prepared_at)
+
+    @admin.display(description="Completed")
+    def completed(self, obj: DataSubjectRequest) -> str:
+        return zoned(obj.completed_at)
 
     @admin.display(description="Due", ordering="due_at")
     def due(self, obj: DataSubjectRequest) -> str:
@@ -391,4 +416,10 @@ class DataSubjectRequestAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
                 )
             except (dsr.DsrRefused, ValueError) as exc:
                 self._refused(request, exc)
+            else:
+                obj.refresh_from_db()
+                messages.success(
+                    request,
+                    f"{obj} is {obj.get_status_display().lower()} ({zoned(obj.completed_at)}).",
+                )
         return self._back(pk)

@@ -5,7 +5,8 @@ shown says its zone."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.messages import get_messages
@@ -178,3 +179,60 @@ def test_a_builders_member_is_a_person_like_any_client(world: World, privacy: Cl
 
     pia = User.objects.get_by_email("pia@slotpay.example")
     assert dsr.dsr_export_prepare(request=request, actor=pia) == 1
+
+
+def test_marking_a_request_completed_says_so(world: World, privacy: Client) -> None:
+    request = file(privacy, CLARA, "access")
+    privacy.get(f"{LIST}{request.pk}/change/")  # the filing's message read
+
+    answer = privacy.post(f"{LIST}{request.pk}/close/", {"status": "completed"}, follow=True)
+
+    request.refresh_from_db()
+    assert request.status == "completed"
+    assert f"Access (export) request {request.pk} is completed" in said(answer)
+    assert f"{request.completed_at:%Y-%m-%d %H:%M} UTC" in said(answer)
+    assert b"is completed" in answer.content  # shown on the page it lands on
+
+
+def test_the_readable_export_shows_times_in_utc_saying_so(world: World, privacy: Client) -> None:
+    request = file(privacy, CLARA, "access")
+    pia = User.objects.get_by_email("pia@slotpay.example")
+    dsr.dsr_export_prepare(request=request, actor=pia)
+    request.refresh_from_db()
+
+    text = dsr.dsr_export_download(request=request, fmt="html", actor=pia).content.decode()
+
+    joined = User.objects.get(pk=world.client_user.pk).date_joined
+    assert f"<td>{joined.astimezone(UTC):%Y-%m-%d %H:%M} UTC</td>" in text
+    assert "Times are in UTC" in text
+    assert not re.search(r"\d{2}:\d{2}:\d{2}(\.\d+)?\+00:00", text)
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}", text)
+    # The JSON keeps the exact values.
+    data = dsr.dsr_export_download(request=request, fmt="json", actor=pia).content.decode()
+    assert "+00:00" in data
+
+
+@pytest.mark.parametrize(("zone", "hours"), [("", 0), ("Asia/Tokyo", 9)])
+def test_every_time_on_a_request_says_its_zone(
+    world: World, privacy: Client, zone: str, hours: int
+) -> None:
+    pia = User.objects.get_by_email("pia@slotpay.example")
+    User.objects.filter(pk=pia.pk).update(time_zone=zone)
+    request = file(privacy, CLARA, "erasure")
+    request = dsr.subject_erase(request=request, actor=pia)
+    assert request.status == "completed"
+    label = zone or "UTC"
+
+    def shown(value: datetime) -> str:
+        return f"{(value.astimezone(UTC) + timedelta(hours=hours)):%Y-%m-%d %H:%M} {label}"
+
+    page = privacy.get(f"{LIST}{request.pk}/change/").content.decode()
+    step = request.steps.get(name="accounts.account")
+    row = re.search(r'<tr data-step="accounts.account".*?</tr>', page, re.S)
+    assert row is not None
+    assert f"<td>{shown(step.updated_at)}</td>" in row.group(0)
+    for value in (request.received_at, request.due_at, request.completed_at):
+        assert shown(value) in page
+    listing = privacy.get(f"{LIST}?state=all").content.decode()
+    assert shown(request.received_at) in listing
+    assert shown(request.due_at) in listing
