@@ -6,9 +6,11 @@ that owns it; this module assembles them. An erasure is a list of
 order, each in its own transaction and each idempotent; the providers' (Stripe,
 Calendly) run after the commit, through the outbox, from arguments saved while the
 account still named the person. A failed step (a provider down) is recorded and run
-again; a held one (an open dispute, a pending refund, another open request) waits,
-saying why. Nothing is deleted by cascade: the account stays, anonymised, as the
-pseudonym its payments and consents are kept under.
+again. While any legal hold applies to the person (an open dispute, a refund pending
+or waiting for approval, an upcoming session, another open request) no step runs at
+all: the request is held, saying each reason once, and carried on once they are
+gone. Nothing is deleted by cascade: the account stays, anonymised, as the pseudonym
+its payments and consents are kept under.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ from accounts import dsr
 from accounts.models import DataSubjectRequest, User
 from audit.models import AuditEntry
 from tests.accounts.test_dsr_admin import LIST, PRIVACY, file, signed_in, staff
+from tests.accounts.test_dsr_export import paid_booking
 from tests.bookings.world import World, world
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, step_up
 
 __all__ = ["world"]
 
@@ -236,3 +237,24 @@ def test_every_time_on_a_request_says_its_zone(
     listing = privacy.get(f"{LIST}?state=all").content.decode()
     assert shown(request.received_at) in listing
     assert shown(request.due_at) in listing
+
+
+def test_a_held_erasure_in_the_back_office_erases_nothing_and_says_why_once(
+    world: World, privacy: Client
+) -> None:
+    slot = paid_booking(world)
+    slot.booking.dispute(actor="webhooks.stripe", reason="charge.dispute.created")
+    request = file(privacy, CLARA, "erasure")
+    step_up(privacy)
+
+    answer = privacy.post(f"{LIST}{request.pk}/erase/", follow=True)
+
+    request.refresh_from_db()
+    assert (request.status, request.steps.count()) == ("held", 0)
+    reason = f"Booking {slot.booking.reference} is disputed: kept for the dispute."
+    assert request.hold_reason == reason
+    assert "nothing was erased" in said(answer)
+    holds = re.search(r'<ul class="dsr-holds">(.*?)</ul>', answer.content.decode(), re.S)
+    assert holds is not None
+    assert holds.group(1).count("<li>") == 1
+    assert User.objects.get(pk=world.client_user.pk).is_active
