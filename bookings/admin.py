@@ -16,11 +16,13 @@ from uuid import uuid4
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from accounts.reveal import PersonalDataAdminMixin
 from bookings.calendly import CalendlyError
@@ -36,9 +38,9 @@ from bookings.services import (
 from core.admin import ReadOnlyAdmin
 from core.stepup import stepped_up_or_redirect
 from payments.admin import HttpsUrlFields, refund_outcome_message
-from payments.models import Payment
+from payments.models import Payment, Refund, RefundApproval
 from payments.money import format_money, parse_amount
-from payments.services import ISSUE_REFUND, REASON_MAX, RefundRefused
+from payments.services import ISSUE_REFUND, REASON_MAX, NotEnoughLeft, RefundRefused
 from payments.stripe_gateway import PaymentProviderError
 
 
@@ -107,6 +109,17 @@ class RefundForm(forms.Form):
             return parse_amount(self.cleaned_data["amount"], self.currency)
         except ValidationError as exc:
             raise ValidationError(exc.messages) from None
+
+
+CONTENDED = (
+    "Another refund of this payment was being decided at the same moment: nothing was "
+    "refunded by this form; reload the page, check what remains, and try again."
+)
+
+
+def _contended(exc: OperationalError) -> bool:
+    """PostgreSQL gave up waiting for a lock (a deadlock, or the lock timeout)."""
+    return getattr(exc.__cause__, "sqlstate", None) in {"40P01", "55P03"}
 
 
 class CancelForClientForm(forms.Form):
@@ -203,8 +216,16 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
                 actor=request.user,  # type: ignore[arg-type]  # staff: the admin signed them in
                 nonce=form.cleaned_data["nonce"],
             )
+        except NotEnoughLeft as exc:
+            form.add_error("amount", exc.shown)
+            return False
         except RefundRefused as exc:
             form.add_error(None, str(exc))
+            return False
+        except OperationalError as exc:
+            if not _contended(exc):
+                raise
+            form.add_error(None, CONTENDED)
             return False
         level, text = refund_outcome_message(outcome)
         messages.add_message(request, level, text)
@@ -223,7 +244,7 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
         form = CancelForClientForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
-                amount = booking_cancel_for_client(
+                outcome = booking_cancel_for_client(
                     booking=booking,
                     actor=request.user,  # type: ignore[arg-type]  # staff, signed in
                     reason=form.cleaned_data["reason"],
@@ -235,11 +256,8 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
                     None, "Calendly or Stripe could not be reached: nothing changed, try again."
                 )
             else:
-                messages.success(
-                    request,
-                    f"Booking {booking.pk} is canceled for the client; "
-                    f"{format_money(amount, booking.currency)} refunded in full.",
-                )
+                level, text = cancel_outcome_message(booking, outcome)
+                messages.add_message(request, level, text)
                 return HttpResponseRedirect(
                     reverse("admin:bookings_booking_change", args=[booking.pk])
                 )
@@ -255,6 +273,33 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
             ),
         }
         return TemplateResponse(request, "admin/bookings/booking/cancel_for_client.html", context)
+
+
+def cancel_outcome_message(
+    booking: Booking, outcome: Refund | RefundApproval | None
+) -> tuple[int, str]:
+    """What the clerk who cancelled for the client is told: whether the full refund
+    was made or waits for another Finance member (with a link to the approval)."""
+    done = f"Booking {booking.pk} is canceled for the client"
+    if outcome is None:
+        return messages.SUCCESS, f"{done}; nothing was paid, so nothing is refunded."
+    amount = format_money(outcome.amount, outcome.payment.currency)
+    if isinstance(outcome, RefundApproval):
+        if outcome.status == RefundApproval.Status.PENDING:
+            link = reverse("admin:payments_refundapproval_change", args=[outcome.pk])
+            return messages.WARNING, format_html(
+                "{}; the full refund of {} waits for another Finance member's approval "
+                '(<a href="{}">approval {}</a>): nothing was sent to Stripe yet.',
+                done,
+                amount,
+                link,
+                outcome.pk,
+            )
+        return messages.INFO, f"{done}; its full refund of {amount} was {outcome.status}."
+    if outcome.status == Refund.Status.SUCCEEDED:
+        return messages.SUCCESS, f"{done}; {amount} refunded in full."
+    level, text = refund_outcome_message(outcome)
+    return level, f"{done}. {text}"
 
 
 def _payment_of(booking: Booking, wanted: str | None) -> Payment | None:

@@ -368,6 +368,14 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
             booking=booking, reason=f"{where} before payment", cancel_event=False, actor=actor
         )
     elif booking.status == Booking.Status.CONFIRMED:
+        requester = booking.cancel_requested_by
+        if booking.cancel_refund_full and requester is not None:
+            # Staff cancelled for the client: the same four-eyes decision as theirs.
+            changed = booking.cancel(actor=requester, reason=where)
+            outcome = _refund_in_full(booking, actor=requester, note="Calendly reported it first")
+            if changed:
+                _notify_canceled(booking, outcome)
+            return
         booking_refund_cancellation(
             booking=booking, at=at, actor=actor, reason=where, full=booking.cancel_refund_full
         )
@@ -482,35 +490,106 @@ def booking_cancel_by_client(*, booking: Booking, actor: Actor) -> int:
 CANCEL_FOR_CLIENT = "bookings.cancel_for_client"
 
 
-def booking_cancel_for_client(*, booking: Booking, actor: User, reason: str) -> int:
-    """Staff cancel for the client, the provider being at fault: the Calendly event is
-    cancelled and everything paid is refunded, whatever the policy says. Returns the
-    amount refunded (minor units); audited with the staff member and ``reason``.
+def booking_cancel_for_client(
+    *, booking: Booking, actor: User, reason: str
+) -> Refund | RefundApproval | None:
+    """Staff cancel for the client, the provider being at fault: the Calendly event and
+    the booking are cancelled now, and everything paid is to be refunded, whatever the
+    policy says. The refund is decided as any from the back-office
+    (:func:`payments.services.refund_propose`): made now within the approval threshold
+    and the agreed policy, else waiting for another Finance member's approval. Returns
+    that refund or approval (None: nothing was paid); audited with the staff member and
+    ``reason``.
 
     As for the client's own cancel, the request is recorded first, so Calendly's
-    ``invitee.canceled`` arriving before this finishes refunds in full too."""
+    ``invitee.canceled`` arriving before this finishes is the same cancellation, with
+    the same refund decision. Of concurrent requests only the first goes on: the
+    others are refused (CancelRefused), and are not audited as a cancellation."""
     if not actor.has_perm(CANCEL_FOR_CLIENT):
         raise PermissionDenied("cancelling for the client needs bookings.cancel_for_client")
     reason = reason.strip()
     if not reason or len(reason) > REASON_MAX:
         raise CancelRefused(f"Give a reason (at most {REASON_MAX} characters).")
     _refuse_unless_cancellable(booking)
-    amount = _cancel_as_asked(
-        booking,
-        actor=actor,
-        by="staff for the client",
-        calendly_reason="Canceled on Slotpay: the session cannot take place",
-        full=True,
-        note=reason,
+    asked_at, first = _note_cancel_request(booking, actor=actor, full=True, reason=reason)
+    if not first:
+        booking.refresh_from_db()
+        if booking.status == Booking.Status.CANCELED:
+            raise CancelRefused("This booking is canceled already.")
+        raise CancelRefused("This booking is being canceled already: reload in a moment.")
+    _cancel_calendly_or_forget(
+        booking, asked_at, calendly_reason="Canceled on Slotpay: the session cannot take place"
     )
+    booking.refresh_from_db()
+    outcome: Refund | RefundApproval | None = None
+    if booking.status == Booking.Status.PENDING_PAYMENT:
+        booking_release_unpaid(
+            booking=booking,
+            reason="canceled by staff for the client before payment",
+            cancel_event=False,
+            actor=actor,
+        )
+    elif booking.status == Booking.Status.CONFIRMED:
+        changed = booking.cancel(actor=actor, reason="canceled by staff for the client")
+        outcome = _refund_in_full(booking, actor=actor, note=reason)
+        if changed:
+            _notify_canceled(booking, outcome)
+    else:
+        # Calendly's invitee.canceled overtook this request and applied it.
+        outcome = _refund_in_full(booking, actor=actor, note=reason)
     audit.record(
         "bookings.booking.canceled_for_client",
         category=audit.Category.TRANSACTION,
         actor=actor,
         target=booking,
-        data={"reason": reason, "refunded": amount, "currency": booking.currency},
+        data={
+            "reason": reason,
+            "refunded": outcome.amount if isinstance(outcome, Refund) else 0,
+            "awaiting_approval": outcome.amount if isinstance(outcome, RefundApproval) else 0,
+            "currency": booking.currency,
+        },
     )
-    return amount
+    return outcome
+
+
+def _refund_in_full(booking: Booking, *, actor: User, note: str) -> Refund | RefundApproval | None:
+    """Everything that remains of a booking cancelled for the client, decided as any
+    back-office refund (four eyes above the threshold or beyond the agreed policy);
+    the same decision however often it is taken (a webhook and the request both)."""
+    reference = reference_for(f"cancel:{booking.reference}")
+    earlier = (
+        RefundApproval.objects.filter(reference=reference).first()
+        or Refund.objects.filter(reference=reference).first()
+    )
+    if earlier is not None:
+        return earlier
+    payment = (
+        booking.payments.filter(status__in=Payment.REFUNDABLE).order_by("paid_at", "pk").first()
+    )
+    if payment is None or payment.refundable() <= 0:
+        return None
+    when = booking.cancel_requested_at or timezone.now()
+    try:
+        return refund_propose(
+            payment=payment,
+            amount=payment.refundable(),
+            reason=f"canceled for the client: {note}"[:REASON_MAX],
+            actor=actor,
+            policy_amount=payment.amount * refund_percent(booking, when) // 100,
+            reference=reference,
+            permission=None,  # cancelling for the client (checked by the caller) asks it
+        )
+    except RefundRefused:
+        logger.warning("bookings.cancel_for_client.refund_refused", extra={"booking": booking.pk})
+        return None
+
+
+def _notify_canceled(booking: Booking, outcome: Refund | RefundApproval | None) -> None:
+    """Tell the client: the full refund is due, made now or once approved."""
+    if outcome is None:
+        notify.canceled(booking, 0, booking.currency)
+    else:
+        notify.canceled(booking, outcome.amount, outcome.payment.currency)
 
 
 def _refuse_unless_cancellable(booking: Booking) -> None:
@@ -528,14 +607,8 @@ def _cancel_as_asked(
     note: str = "",
 ) -> int:
     """Note the request, free the slot on Calendly, then cancel and refund."""
-    asked_at = _note_cancel_request(booking, actor=actor, full=full, reason=note)
-    try:
-        cancel_calendly_event(booking, reason=calendly_reason)
-    except calendly.CalendlyError:
-        Booking.objects.filter(pk=booking.pk, cancel_requested_at=asked_at).update(
-            cancel_requested_by=None, cancel_requested_at=None, cancel_refund_full=False
-        )
-        raise
+    asked_at, _first = _note_cancel_request(booking, actor=actor, full=full, reason=note)
+    _cancel_calendly_or_forget(booking, asked_at, calendly_reason=calendly_reason)
     booking.refresh_from_db()
     if booking.status == Booking.Status.PENDING_PAYMENT:
         booking_release_unpaid(
@@ -618,16 +691,31 @@ def booking_refund_by_staff(
         amount=amount,
         reason=reason,
         actor=actor,
-        beyond_policy=amount > standing.policy_remaining,
+        policy_amount=standing.policy_amount,
         reference=backoffice_reference(payment=payment, nonce=nonce),
     )
 
 
+def _cancel_calendly_or_forget(
+    booking: Booking, asked_at: datetime, *, calendly_reason: str
+) -> None:
+    """Free the slot on Calendly; if Calendly cannot be reached, forget the request
+    (noted at ``asked_at``) so it can be made again, and raise."""
+    try:
+        cancel_calendly_event(booking, reason=calendly_reason)
+    except calendly.CalendlyError:
+        Booking.objects.filter(pk=booking.pk, cancel_requested_at=asked_at).update(
+            cancel_requested_by=None, cancel_requested_at=None, cancel_refund_full=False
+        )
+        raise
+
+
 def _note_cancel_request(
     booking: Booking, *, actor: Actor, full: bool = False, reason: str = ""
-) -> datetime:
-    """Record who asked to cancel and when (once: a repeat keeps the first time).
-    ``full``: staff cancel for the client, refunding everything (it sticks)."""
+) -> tuple[datetime, bool]:
+    """Record who asked to cancel and when (once: a repeat keeps the first time), and
+    whether this request was the first. ``full``: staff cancel for the client,
+    refunding everything (it sticks)."""
     now = timezone.now()
     with transaction.atomic():
         row = Booking.objects.select_for_update().get(pk=booking.pk)
@@ -635,7 +723,7 @@ def _note_cancel_request(
             row.cancel_refund_full = True
             row.save(update_fields=["cancel_refund_full"])
         if row.cancel_requested_at is not None:
-            return row.cancel_requested_at
+            return row.cancel_requested_at, False
         row.cancel_requested_at = now
         row.cancel_requested_by = actor if isinstance(actor, User) and actor.pk else None
         row.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
@@ -646,7 +734,7 @@ def _note_cancel_request(
             target=row,
             data={"status": row.status, "full_refund": full, "reason": reason},
         )
-    return now
+    return now, True
 
 
 def cancel_calendly_event(booking: Booking, *, reason: str) -> None:

@@ -25,6 +25,7 @@ from payments.services import (
     APPROVE_REFUND,
     ISSUE_REFUND,
     ApprovalRefused,
+    NotEnoughLeft,
     RefundRefused,
     refund_approve,
     refund_reject,
@@ -188,7 +189,8 @@ class RefundApprovalAdmin(StepUpAdminMixin, ReadOnlyAdmin):
             try:
                 refund = refund_approve(approval_id=approval.pk, actor=request.user)  # type: ignore[arg-type]
             except (ApprovalRefused, RefundRefused) as exc:
-                self.message_user(request, f"Approval {approval.pk}: {exc}", messages.ERROR)
+                why = exc.shown if isinstance(exc, NotEnoughLeft) else str(exc)
+                self.message_user(request, f"Approval {approval.pk}: {why}", messages.ERROR)
                 continue
             level, text = refund_outcome_message(refund)
             self.message_user(request, f"Approval {approval.pk}: {text}", level)

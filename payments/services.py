@@ -36,6 +36,7 @@ from core.masking import scrub_text
 from core.notify import staff_alert
 from payments import stripe_gateway, thresholds
 from payments.models import Payment, Refund, RefundApproval
+from payments.money import format_money
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -53,6 +54,20 @@ class NotReady(Exception):  # noqa: N818 (a state, not an error)
 
 class RefundRefused(Exception):  # noqa: N818 (the outcome the caller shows)
     """The refund cannot be made as asked; the message says why, for the requester."""
+
+
+class NotEnoughLeft(RefundRefused):
+    """Less remains to refund than asked (decided under the lock: another refund may
+    have taken it meanwhile); ``shown`` says it as people read money."""
+
+    def __init__(self, *, remaining: int, currency: str) -> None:
+        super().__init__(f"Only {remaining} {currency.upper()} (minor units) remain to refund.")
+        self.remaining = remaining
+        self.currency = currency
+
+    @property
+    def shown(self) -> str:
+        return f"Only {format_money(self.remaining, self.currency)} remains."
 
 
 # Namespace of the refund references derived from a decision (reference_for).
@@ -114,6 +129,10 @@ def refund_request(
 
 
 def _lock_payments(booking_id: int) -> list[Payment]:
+    """Lock every payment of the booking, in one order (by pk). Every refund path
+    takes its locks in the same order, so concurrent ones queue instead of
+    deadlocking: an approval's row (when deciding one), then the booking's payments,
+    then a refund's row, and last the audit chain's head (every audit entry)."""
     return list(Payment.objects.select_for_update().filter(booking_id=booking_id).order_by("pk"))
 
 
@@ -132,9 +151,7 @@ def _refundable(
     paid = min(candidates, key=lambda p: (p.paid_at is None, p.paid_at, p.pk))
     remaining = paid.refundable()
     if amount > remaining:
-        raise RefundRefused(
-            f"Only {remaining} {paid.currency.upper()} (minor units) remain to refund."
-        )
+        raise NotEnoughLeft(remaining=remaining, currency=paid.currency)
     return paid, remaining
 
 
@@ -257,6 +274,12 @@ def _record_outcome(
     """What Stripe answered, applied to a refund it has not finished with: a refund
     already final here (synced from a webhook meanwhile) keeps what it says."""
     with transaction.atomic():
+        # Locks in the one order every refund path takes (the booking's payments, then
+        # the refund, then the audit chain's head): taking the payment's lock last,
+        # after the audit head's, deadlocked with requests refunding the same payment.
+        _lock_payments(
+            Payment.objects.values_list("booking_id", flat=True).get(pk=refund.payment_id)
+        )
         row = Refund.objects.select_for_update().get(pk=refund.pk)
         if row.status not in (Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION):
             logger.info(
@@ -434,22 +457,24 @@ def refund_propose(
     amount: int,
     reason: str,
     actor: User,
-    beyond_policy: bool,
+    policy_amount: int,
     reference: uuid.UUID,
+    permission: str | None = ISSUE_REFUND,
 ) -> Refund | RefundApproval:
-    """A Finance member's refund of ``amount`` minor units of ``payment``.
+    """A staff member's refund of ``amount`` minor units of ``payment``.
 
     Made now (:func:`refund_request`) when everything refunded of the payment, this
-    included, stays within ``REFUND_APPROVAL_THRESHOLD`` and the refund is within what
-    the agreed policy gives (``beyond_policy`` is the booking's page's reckoning:
-    payments knows no policy); otherwise it waits, as a :class:`RefundApproval`, for a
-    second member. Counting what was refunded before means small refunds one after
-    another cannot add up past the threshold. Decided with the booking's payments
-    locked; ``reference`` identifies the submission: a repeat returns what the first
-    made.
+    included, stays within ``REFUND_APPROVAL_THRESHOLD`` and within ``policy_amount``,
+    what the agreed policy gives back of it in all (the booking's reckoning: payments
+    knows no policy); otherwise it waits, as a :class:`RefundApproval`, for a second
+    Finance member. Counting what was refunded before, under the booking's payments'
+    lock, means refunds one after another, or at once, cannot add up past either.
+    ``reference`` identifies the decision: a repeat returns what the first made.
+    ``permission``: what the caller's door needs of ``actor`` (None: checked by the
+    caller when the decision was taken, e.g. a cancellation Calendly reports later).
     """
-    if not actor.has_perm(ISSUE_REFUND):
-        raise PermissionDenied("issuing refunds needs payments.issue_refund")
+    if permission is not None and not actor.has_perm(permission):
+        raise PermissionDenied(f"this refund needs {permission}")
     reason = reason.strip()
     if not reason:
         raise RefundRefused("Give a reason for the refund.")
@@ -472,11 +497,11 @@ def refund_propose(
             refund = earlier
         else:
             current, remaining = _refundable(locked, amount=amount, payment=payment)
+            committed = current.committed_refunds()
             over = thresholds.current().exceeded_by(
-                amount=current.committed_refunds() + amount,
-                currency=current.currency,
-                paid=current.amount,
+                amount=committed + amount, currency=current.currency, paid=current.amount
             )
+            beyond_policy = committed + amount > policy_amount
             if over or beyond_policy:
                 return _approval_create(
                     payment=current,
@@ -496,7 +521,7 @@ def refund_propose(
                 payment=current,
                 reference=reference,
             )
-    return refund_submit(refund=refund, actor=actor)
+    return _submit_now_or_after_commit(refund, actor=actor)
 
 
 def _approval_create(

@@ -299,3 +299,35 @@ def test_the_same_form_submitted_twice_at_once_refunds_once(
     else:
         assert (made, waiting) == ([], [(8000, "pending")])
         assert refunded_at_stripe(booking) == 0
+
+
+@pytest.mark.postgres
+def test_ten_refunds_of_one_payment_at_once_queue_without_deadlocks(
+    stripe_sandbox, finance
+) -> None:
+    """Ten forms loaded one by one (ten nonces), submitted at the same moment: they
+    decide one after another; what no longer fits is refused with a message, never a
+    500 (they deadlocked on the payment's and the audit head's locks)."""
+    booking = paid_booking()
+    browsers = [signed_in(finance) for _ in range(10)]
+    forms = [
+        {
+            "amount": "10.00",
+            "reason": f"Goodwill {i}",
+            "nonce": nonce_of(b.get(refund_page(booking))),
+        }
+        for i, b in enumerate(browsers)
+    ]
+
+    answers = _together(10, lambda i: browsers[i].post(refund_page(booking), forms[i]))
+
+    assert not [a for a in answers if isinstance(a, Exception)], answers
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 200] + [302] * 8, codes
+    for answer in answers:
+        if answer.status_code == 200:
+            assert "Only €0.00 remains" in answer.content.decode()
+    made = list(Refund.objects.values_list("amount", "status"))
+    assert made == [(1000, "succeeded")] * 8
+    assert refunded_at_stripe(booking) == 8000
+    assert Payment.objects.get(booking=booking).status == Payment.Status.REFUNDED
