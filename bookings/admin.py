@@ -37,7 +37,7 @@ from bookings.services import (
 )
 from core.admin import ReadOnlyAdmin
 from core.stepup import stepped_up_or_redirect
-from payments.admin import HttpsUrlFields, refund_outcome_message
+from payments.admin import HttpsUrlFields, refund_outcome_message, staff_name
 from payments.models import Payment, Refund, RefundApproval
 from payments.money import format_money, parse_amount
 from payments.services import ISSUE_REFUND, REASON_MAX, NotEnoughLeft, RefundRefused
@@ -111,6 +111,7 @@ class RefundForm(forms.Form):
             raise ValidationError(exc.messages) from None
 
 
+EXPIRED_FORM = "This form expired or was already submitted: reload and try again."
 CONTENDED = (
     "Another refund of this payment was being decided at the same moment: nothing was "
     "refunded by this form; reload the page, check what remains, and try again."
@@ -138,6 +139,55 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
     date_hierarchy = "start_at"
     # Masked, in clear only for those allowed (audited), revealed with a reason.
     personal_fields = {"invitee_name": "name", "invitee_email": "email", "answers": "text"}
+    # Money as people read it; the client and staff without links to pages (accounts)
+    # the viewer may not open.
+    fields = (
+        "reference",
+        "builder",
+        "event_type_shown",
+        "client_shown",
+        "status",
+        "status_changed_at",
+        "start_at",
+        "end_at",
+        "invitee_time_zone",
+        "invitee_name",
+        "invitee_email",
+        "answers",
+        "price",
+        "rescheduled_to",
+        "needs_review",
+        "review_reason",
+        "cancel_requested_by_shown",
+        "cancel_requested_at",
+        "cancel_refund_full",
+        "calendly_invitee_uuid",
+        "calendly_invitee_uri",
+        "calendly_event_uri",
+        "created_at",
+    )
+    readonly_fields = ("event_type_shown", "client_shown", "price", "cancel_requested_by_shown")
+
+    @admin.display(description="event type")
+    def event_type_shown(self, obj: Booking) -> str:
+        """Unlinked: Finance may not open event types."""
+        return str(obj.event_type)
+
+    @admin.display(description="client")
+    def client_shown(self, obj: Booking) -> str:
+        """Our client's account by its number, unlinked: their page is Privacy's."""
+        return str(obj.client) if obj.client_id else "— (not linked)"
+
+    @admin.display(description="price")
+    def price(self, obj: Booking) -> str:
+        return format_money(obj.price_amount, obj.currency) if obj.currency else "—"
+
+    @admin.display(description="cancel requested by")
+    def cancel_requested_by_shown(self, obj: Booking) -> str:
+        who = obj.cancel_requested_by
+        if who is None:
+            return "—"
+        return staff_name(who) if who.is_staff else str(who)
 
     def get_urls(self) -> list[URLPattern]:
         own = [
@@ -175,6 +225,8 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
                 form = RefundForm(request.POST, currency=payment.currency)
                 if form.is_valid() and self._refund(request, form, booking, payment, standing):
                     return HttpResponseRedirect(page)
+                if "nonce" in form.errors:  # a hidden field: its own error is never shown
+                    form.add_error(None, EXPIRED_FORM)
             else:
                 form = RefundForm(initial={"nonce": uuid4()}, currency=payment.currency)
         elif request.method == "POST":

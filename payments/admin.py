@@ -16,6 +16,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdmin
 from core.stepup import StepUpAdminMixin
@@ -41,8 +43,14 @@ def refund_outcome_message(outcome: Refund | RefundApproval) -> tuple[int, str]:
         why = "beyond the agreed policy" if outcome.beyond_policy else "above the threshold"
         return (
             messages.WARNING,
-            f"The refund of {amount} is {why}: it waits for another Finance member's "
-            "approval, and nothing was sent to Stripe yet.",
+            format_html(
+                "The refund of {} is {}: it waits for another Finance member's approval "
+                '(<a href="{}">approval {}</a>), and nothing was sent to Stripe yet.',
+                amount,
+                why,
+                reverse("admin:payments_refundapproval_change", args=[outcome.pk]),
+                outcome.pk,
+            ),
         )
     if outcome.status == Refund.Status.SUCCEEDED:
         return messages.SUCCESS, f"Refunded {amount}: Stripe reports the refund succeeded."
@@ -62,6 +70,14 @@ def refund_outcome_message(outcome: Refund | RefundApproval) -> tuple[int, str]:
         f"The refund of {amount} is {outcome.get_status_display().lower()}: Stripe has "
         "not finished it yet.",
     )
+
+
+def staff_name(user: Any) -> str:
+    """A staff member as colleagues know them (a name is not a client's personal data
+    here: the back-office's own people), by email when they gave no name."""
+    if user is None:
+        return "—"
+    return user.get_full_name() or user.email or str(user)
 
 
 class HttpsUrlFields:
@@ -88,12 +104,36 @@ class PaymentAdmin(HttpsUrlFields, ReadOnlyAdmin):
     )
     list_filter = ("status", "needs_review", "risk_level", "currency")
     search_fields = ("=checkout_session_id", "=payment_intent_id", "=charge_id")
-    exclude = ("checkout_url",)
-    readonly_fields = ("refund_summary",)
+    # Amounts as people read them, never in minor units; no Checkout URL (a link to pay).
+    fields = (
+        "booking",
+        "shown_amount",
+        "shown_tax",
+        "shown_status",
+        "refund_summary",
+        "checkout_session_id",
+        "payment_intent_id",
+        "charge_id",
+        "customer_id",
+        "session_status",
+        "card_brand",
+        "card_last4",
+        "receipt_url",
+        "risk_level",
+        "needs_review",
+        "review_reason",
+        "paid_at",
+        "created_at",
+    )
+    readonly_fields = ("shown_amount", "shown_tax", "shown_status", "refund_summary")
 
     @admin.display(description="amount")
     def shown_amount(self, obj: Payment) -> str:
         return format_money(obj.amount, obj.currency)
+
+    @admin.display(description="tax")
+    def shown_tax(self, obj: Payment) -> str:
+        return format_money(obj.tax_amount, obj.currency)
 
     @admin.display(description="status", ordering="status")
     def shown_status(self, obj: Payment) -> str:
@@ -118,10 +158,26 @@ class RefundAdmin(ReadOnlyAdmin):
         "status",
         "stripe_answer",
         "external",
-        "requested_by",
+        "requested_by_name",
     )
     list_filter = ("status", "external")
     search_fields = ("=reference", "=stripe_refund_id")
+    fields = (
+        "payment",
+        "reference",
+        "shown_amount",
+        "reason",
+        "stripe_reason",
+        "requested_by_name",
+        "external",
+        "stripe_refund_id",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = ("shown_amount", "requested_by_name")
 
     @admin.display(description="amount")
     def shown_amount(self, obj: Refund) -> str:
@@ -131,8 +187,12 @@ class RefundAdmin(ReadOnlyAdmin):
     def stripe_answer(self, obj: Refund) -> str:
         return obj.last_error or "—"
 
+    @admin.display(description="requested by")
+    def requested_by_name(self, obj: Refund) -> str:
+        return staff_name(obj.requested_by) if obj.requested_by else "— (the client or Slotpay)"
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Refund]:
-        return super().get_queryset(request).select_related("payment")
+        return super().get_queryset(request).select_related("payment", "requested_by")
 
 
 @admin.register(RefundApproval)
@@ -144,12 +204,25 @@ class RefundApprovalAdmin(StepUpAdminMixin, ReadOnlyAdmin):
         "shown_amount",
         "beyond_policy",
         "reason",
-        "requested_by",
-        "decided_by",
+        "requested_by_name",
+        "decided_by_name",
         "decided_at",
         "outcome",
     )
     list_filter = ("status", "beyond_policy", "currency")
+    fields = (
+        "payment",
+        "shown_amount",
+        "reason",
+        "beyond_policy",
+        "status",
+        "requested_by_name",
+        "requested_at",
+        "decided_by_name",
+        "decided_at",
+        "outcome",
+    )
+    readonly_fields = ("shown_amount", "requested_by_name", "decided_by_name", "outcome")
     # Waiting ones first, newest first within each.
     ordering = (
         Case(
@@ -166,6 +239,14 @@ class RefundApprovalAdmin(StepUpAdminMixin, ReadOnlyAdmin):
     def shown_amount(self, obj: RefundApproval) -> str:
         return format_money(obj.amount, obj.currency)
 
+    @admin.display(description="requested by")
+    def requested_by_name(self, obj: RefundApproval) -> str:
+        return staff_name(obj.requested_by)
+
+    @admin.display(description="decided by")
+    def decided_by_name(self, obj: RefundApproval) -> str:
+        return staff_name(obj.decided_by)
+
     @admin.display(description="refund")
     def outcome(self, obj: RefundApproval) -> str:
         if obj.refund is None:
@@ -174,7 +255,11 @@ class RefundApprovalAdmin(StepUpAdminMixin, ReadOnlyAdmin):
         return f"{obj.refund.get_status_display()}{answer}"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RefundApproval]:
-        return super().get_queryset(request).select_related("refund", "payment")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("refund", "payment", "requested_by", "decided_by")
+        )
 
     def has_approve_refund_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(APPROVE_REFUND)

@@ -16,6 +16,7 @@ from django.utils import timezone
 import audit
 from core.actors import Actor
 from payments import checks  # noqa: F401 (registers the system checks)
+from payments.money import format_money
 
 
 class Payment(models.Model):
@@ -60,7 +61,8 @@ class Payment(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"Payment {self.pk} {self.amount} {self.currency} ({self.status})"
+        shown = format_money(self.amount, self.currency) if self.currency else self.amount
+        return f"Payment {self.pk} of {shown} ({self.display_status})"
 
     @property
     def is_processing(self) -> bool:
@@ -162,7 +164,8 @@ class Refund(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"Refund {self.reference} {self.amount} ({self.status})"
+        shown = format_money(self.amount, self.payment.currency)
+        return f"Refund {self.reference} of {shown} ({self.get_status_display()})"
 
     @property
     def idempotency_ref(self) -> str:
@@ -231,4 +234,5 @@ class RefundApproval(models.Model):
         indexes = [models.Index(fields=["status", "requested_at"], name="refund_approval_queue")]
 
     def __str__(self) -> str:
-        return f"Refund approval {self.pk} {self.amount} {self.currency} ({self.status})"
+        shown = format_money(self.amount, self.currency)
+        return f"Refund approval {self.pk} of {shown} ({self.get_status_display()})"
