@@ -646,12 +646,14 @@ class RefundStanding:
 def refund_standing(*, booking: Booking, payment: Payment, at: datetime) -> RefundStanding:
     """What was paid, refunded so far, remains, and what the agreed policy gives at
     ``at``: a confirmed booking as if cancelled then, a cancelled one as when it was
-    (everything when staff cancelled it for the client), any other nothing."""
+    (also when staff cancelled it for the client), any other nothing."""
     if booking.status == Booking.Status.CONFIRMED:
         percent = refund_percent(booking, at)
     elif booking.status == Booking.Status.CANCELED:
+        # As the agreed policy gives it, even when staff cancelled for the client: a
+        # full refund beyond it is theirs to ask for, and a second member's to approve.
         when = booking.cancel_requested_at or booking.status_changed_at
-        percent = 100 if booking.cancel_refund_full else refund_percent(booking, when)
+        percent = refund_percent(booking, when)
     else:
         percent = 0
     refunded: dict[str, int] = {}
@@ -715,18 +717,17 @@ def _note_cancel_request(
 ) -> tuple[datetime, bool]:
     """Record who asked to cancel and when (once: a repeat keeps the first time), and
     whether this request was the first. ``full``: staff cancel for the client,
-    refunding everything (it sticks)."""
+    refunding everything, recorded only with the first request (a request that came
+    second changes nothing: the full refund is decided for the one who asked first)."""
     now = timezone.now()
     with transaction.atomic():
         row = Booking.objects.select_for_update().get(pk=booking.pk)
-        if full and not row.cancel_refund_full:
-            row.cancel_refund_full = True
-            row.save(update_fields=["cancel_refund_full"])
         if row.cancel_requested_at is not None:
             return row.cancel_requested_at, False
         row.cancel_requested_at = now
         row.cancel_requested_by = actor if isinstance(actor, User) and actor.pk else None
-        row.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
+        row.cancel_refund_full = full
+        row.save(update_fields=["cancel_requested_at", "cancel_requested_by", "cancel_refund_full"])
         audit.record(
             "bookings.booking.cancel_requested",
             category=audit.Category.TRANSACTION,

@@ -19,7 +19,13 @@ from tests.bookings.test_cancel_attribution import proxy
 from tests.bookings.test_concurrent_cancels import _together
 from tests.bookings.world import PRICE, World, world
 from tests.payments.test_approvals import decide
-from tests.payments.test_backoffice_refunds import FINANCE, member, shown_messages, signed_in
+from tests.payments.test_backoffice_refunds import (
+    FINANCE,
+    member,
+    shown_messages,
+    signed_in,
+    submit,
+)
 
 __all__ = ["proxy", "world"]
 
@@ -100,6 +106,13 @@ def test_beyond_the_policy_the_full_refund_waits_for_another_finance_member(
     assert Refund.objects.count() == 0
     entry = AuditEntry.objects.get(action="bookings.booking.canceled_for_client")
     assert (entry.data["refunded"], entry.data["awaiting_approval"]) == (0, PRICE)
+
+    # Nor can the clerk refund it in full from the refund page meanwhile: the agreed
+    # policy still gives half, so that too waits.
+    page = submit(signed_in(clerk), booking, "80.00", "Again, in full")
+    assert "50%: €40.00" in page.content.decode()
+    assert "waits for another Finance member's approval" in shown_messages(page)[0]
+    assert Refund.objects.count() == 0
 
     # The clerk cannot approve their own; another Finance member can.
     own = decide(signed_in(clerk), "approve_selected", approval)
