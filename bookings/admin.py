@@ -334,7 +334,7 @@ def cancel_outcome_message(
     was made or waits for another Finance member (with a link to the approval)."""
     done = f"Booking {booking.pk} is canceled for the client"
     if outcome is None:
-        return messages.SUCCESS, f"{done}; nothing was paid, so nothing is refunded."
+        return messages.SUCCESS, f"{done}; nothing remains to refund on its payments."
     amount = format_money(outcome.amount, outcome.payment.currency)
     if isinstance(outcome, RefundApproval):
         if outcome.status == RefundApproval.Status.PENDING:

@@ -579,8 +579,13 @@ def _refund_in_full(booking: Booking, *, actor: User, note: str) -> Refund | Ref
             reference=reference,
             permission=None,  # cancelling for the client (checked by the caller) asks it
         )
-    except RefundRefused:
+    except RefundRefused as exc:
+        # Taken meanwhile (a dispute, a refund at the same moment): Finance looks.
         logger.warning("bookings.cancel_for_client.refund_refused", extra={"booking": booking.pk})
+        staff_alert(
+            f"Booking {booking.pk} was canceled for the client; its full refund was refused",
+            [str(exc), "Check its payments on the booking's refund page."],
+        )
         return None
 
 
