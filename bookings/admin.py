@@ -117,6 +117,11 @@ CONTENDED = (
     "refunded by this form; reload the page, check what remains, and try again."
 )
 
+CANCEL_CONTENDED = (
+    "This booking's payments were being changed by someone else at the same moment: "
+    "reload the booking to see where it stands; submitting again finishes what is left."
+)
+
 
 def _contended(exc: OperationalError) -> bool:
     """PostgreSQL gave up waiting for a lock (a deadlock, or the lock timeout)."""
@@ -307,6 +312,10 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
                 form.add_error(
                     None, "Calendly or Stripe could not be reached: nothing changed, try again."
                 )
+            except OperationalError as exc:
+                if not _contended(exc):
+                    raise
+                form.add_error(None, CANCEL_CONTENDED)
             else:
                 level, text = cancel_outcome_message(booking, outcome)
                 messages.add_message(request, level, text)

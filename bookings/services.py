@@ -27,7 +27,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from django.conf import settings
@@ -510,13 +510,15 @@ def booking_cancel_for_client(
     reason = reason.strip()
     if not reason or len(reason) > REASON_MAX:
         raise CancelRefused(f"Give a reason (at most {REASON_MAX} characters).")
+    if booking.status == Booking.Status.CANCELED:
+        _canceled_already(booking, note=reason)
     _refuse_unless_cancellable(booking)
     asked_at, first = _note_cancel_request(booking, actor=actor, full=True, reason=reason)
     if not first:
         booking.refresh_from_db()
-        if booking.status == Booking.Status.CANCELED:
-            raise CancelRefused("This booking is canceled already.")
-        raise CancelRefused("This booking is being canceled already: reload in a moment.")
+        if booking.status != Booking.Status.CANCELED:
+            raise CancelRefused("This booking is being canceled already: reload in a moment.")
+        _canceled_already(booking, note=reason)
     _cancel_calendly_or_forget(
         booking, asked_at, calendly_reason="Canceled on Slotpay: the session cannot take place"
     )
@@ -550,6 +552,16 @@ def booking_cancel_for_client(
         },
     )
     return outcome
+
+
+def _canceled_already(booking: Booking, *, note: str) -> NoReturn:
+    """Refuse a repeat. If the request that cancelled for the client stopped before its
+    refund was decided (a crash, a lock given up), the decision is made now, for the
+    member who asked first (not audited as a cancellation: this one cancelled nothing)."""
+    requester = booking.cancel_requested_by
+    if booking.cancel_refund_full and requester is not None:
+        _refund_in_full(booking, actor=requester, note=note)
+    raise CancelRefused("This booking is canceled already.")
 
 
 def _refund_in_full(booking: Booking, *, actor: User, note: str) -> Refund | RefundApproval | None:

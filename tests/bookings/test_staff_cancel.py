@@ -6,6 +6,7 @@ Through the admin over HTTP; Calendly and Stripe are the sandboxes on the live s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -183,6 +184,35 @@ def test_a_second_cancel_is_told_the_booking_is_canceled_and_not_audited(world: 
     assert b"This booking is canceled" in again.content
     assert Refund.objects.count() == 1
     assert AuditEntry.objects.filter(action="bookings.booking.canceled_for_client").count() == 1
+
+
+def test_a_cancel_that_stopped_before_its_refund_gets_it_decided_by_a_repeat(
+    world: World,
+) -> None:
+    """The first request cancelled the booking and stopped (a crash) before the refund
+    was decided: a repeat is told the booking is canceled, and the decision is made,
+    for the member who asked first."""
+    slot = _paid(world)
+    first = member("fin-one@slotpay.example", *CANCELER)
+    second = member("fin-two@slotpay.example", *CANCELER)
+    booking = slot.booking
+    Booking.objects.filter(pk=booking.pk).update(
+        cancel_requested_at=booking.start_at - timedelta(hours=30),
+        cancel_requested_by=first,
+        cancel_refund_full=True,
+    )
+    booking.cancel(actor=first, reason="canceled by staff for the client")
+
+    again = signed_in(second).post(cancel_page(booking), {"reason": "Once more"})
+
+    assert b"This booking is canceled already." in again.content
+    approval = RefundApproval.objects.get()
+    assert (approval.amount, approval.requested_by, approval.beyond_policy) == (
+        PRICE,
+        first,
+        True,
+    )
+    assert not AuditEntry.objects.filter(action="bookings.booking.canceled_for_client").exists()
 
 
 @pytest.mark.postgres
