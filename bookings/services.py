@@ -9,7 +9,9 @@ One door per fact, each safe to go through twice and in any order:
 - :func:`booking_cancel_by_client`: the client's cancel button: Calendly first (the
   slot is freed), then the booking, then the refund the policy gives.
 - :func:`booking_cancel_for_client`: staff cancel for the client (the provider's
-  fault), the same way, refunding in full.
+  fault), the same way, at once; the full refund is decided as any back-office
+  refund (a second Finance member approves it above the threshold or beyond the
+  agreed policy).
 - :func:`booking_refund_by_staff`: a refund from the back-office, with what the
   agreed policy gives now (:func:`refund_standing`) deciding whether it goes beyond it.
 - :func:`booking_release_unpaid`: an unpaid booking past its hold, or whose payment
