@@ -372,7 +372,7 @@ def test_a_user_added_in_the_admin_names_who_added_it(superuser):
             "email": "new@client.example",
             "name": "New",
             "usable_password": "false",  # pragma: allowlist secret
-        },  # pragma: allowlist secret
+        },
     )
 
     assert answer.status_code == 302
