@@ -10,7 +10,7 @@ import json
 from datetime import UTC
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 import audit
@@ -30,6 +30,23 @@ def _disputed(subject: Subject) -> list[str]:
         for reference in _bookings(subject)
         .filter(status=Booking.Status.DISPUTED)
         .values_list("reference", flat=True)
+    ]
+
+
+def _builder_open(subject: Subject) -> list[str]:
+    """A builder's member: their builder's clients' bookings still open (to come, or
+    disputed) are other people's records that name this person (Calendly's payloads,
+    the emails sent): erasing the member would purge them while those are open."""
+    open_bookings = Booking.objects.filter(builder__members=subject.user).filter(
+        Q(status=Booking.Status.CONFIRMED, end_at__gt=timezone.now())
+        | Q(status=Booking.Status.DISPUTED)
+        | Q(status=Booking.Status.PENDING_PAYMENT)
+    )
+    builders = sorted(set(open_bookings.values_list("builder__name", flat=True)))
+    return [
+        f"{name}, whose member this is, has open bookings (to come, unpaid or disputed): "
+        "they must be over or settled first."
+        for name in builders
     ]
 
 
@@ -83,7 +100,7 @@ class BookingData(DataKind):
         ]
 
     def holds(self, subject: Subject) -> list[str]:
-        return _disputed(subject) + _upcoming(subject)
+        return _disputed(subject) + _upcoming(subject) + _builder_open(subject)
 
     def audit_targets(self, subject: Subject) -> list[tuple[str, str]]:
         return [

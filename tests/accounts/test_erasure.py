@@ -362,3 +362,21 @@ def test_an_upcoming_confirmed_session_holds_the_erasure(world: World) -> None:
     request = dsr.subject_erase(request=request, actor=request.handler)
     assert request.status == "completed"
     assert Booking.objects.get(pk=slot.booking.pk).status == "completed"
+
+
+def test_a_builders_member_is_not_erased_while_their_clients_bookings_are_open(
+    world: World,
+) -> None:
+    """The member's name and email are in their clients' records (Calendly's payloads,
+    the emails sent): erasing the member would purge other people's evidence."""
+    slot = paid_booking(world)
+    officer = privacy_officer(*ERASER)
+    request = dsr.dsr_file(subject=world.builder_user, kind="erasure", actor=officer)
+
+    request = dsr.subject_erase(request=request, actor=officer)
+
+    assert request.status == "held"
+    assert "Ada's Studio, whose member this is, has open bookings" in request.hold_reason
+    assert not request.steps.filter(status="done").exists()
+    assert User.objects.get(pk=world.builder_user.pk).name == "Ada Builder"
+    assert Booking.objects.get(pk=slot.booking.pk).invitee_email == EMAIL
