@@ -49,6 +49,7 @@ from core.http import truncate_ip
 from core.notify import staff_alert
 from payments import stripe_gateway
 from payments.models import Payment, Refund, RefundApproval
+from payments.money import format_money
 from payments.services import (
     REASON_MAX,
     NotReady,
@@ -866,7 +867,7 @@ def booking_dispute(*, dispute: stripe_gateway.Dispute, actor: Actor) -> Booking
                 f"Dispute on payment {payment.pk}",
                 [
                     f"Stripe dispute {dispute.id}: {dispute.reason or 'no reason given'}, "
-                    f"{dispute.amount} {dispute.currency.upper()} (minor units).",
+                    f"{format_money(dispute.amount, dispute.currency)}.",
                     f"Booking {booking.pk} and its payment are now marked disputed.",
                     "Answer it in the Stripe dashboard before the evidence deadline.",
                 ],

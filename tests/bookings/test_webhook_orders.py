@@ -239,6 +239,7 @@ def test_a_dispute_marks_booking_and_payment_and_alerts_finance(world, dispute_f
     assert world.state(slot) == {"booking": "disputed", "payments": ["disputed"], "refunds": []}
     [alert] = [m for m in mail.outbox if "Dispute" in m.subject]
     assert alert.to == [staff.email]
+    assert "€80.00" in alert.body  # as Finance reads money, not "8000 EUR (minor units)"
 
 
 def test_a_no_show_is_recorded_without_refund(world: World) -> None:
