@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import django_otp.plugins.otp_totp.admin  # noqa: F401 (see AuthenticatorAppAdmin)
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
@@ -12,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 import audit
 from accounts import dsr, rights
@@ -19,7 +21,7 @@ from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditFo
 from accounts.models import Builder, BuilderMembership, User
 from accounts.reveal import PersonalDataAdminMixin
 from core.encryption import blind_indexes
-from core.stepup import stepped_up_or_redirect
+from core.stepup import StepUpAdminMixin, stepped_up_or_redirect
 
 admin.site.login_form = EmailAuthenticationForm
 
@@ -298,3 +300,58 @@ class GroupAdmin(DjangoGroupAdmin):
 
 # Data-subject requests (registered by importing their admin).
 from accounts import dsr_admin  # noqa: E402, F401
+
+# django-otp's own admin lets whoever may add a device give any staff member a key of
+# their choosing (a second factor someone else holds): ours lists devices for
+# superusers, who may only remove one (a lost phone), stepped up and audited. Staff
+# enrol their own at /accounts/two-factor/. django-otp's module is imported at the
+# top, so that this registration is the one that stays (autodiscovery imports a
+# module once).
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class AuthenticatorAppAdmin(StepUpAdminMixin, admin.ModelAdmin):
+    list_display = ("user", "name", "confirmed", "created_at", "last_used_at")
+    list_filter = ("confirmed",)
+    fields = ("user", "name", "confirmed", "created_at", "last_used_at")
+    readonly_fields = fields
+    step_up_actions = frozenset({"delete_selected"})
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        if request.method == "POST":
+            refused = stepped_up_or_redirect(request, request.get_full_path())
+            if refused is not None:
+                return refused
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_queryset(request, type(obj).objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for device in queryset.select_related("user"):
+            audit.record(
+                "accounts.totp.removed",
+                category=audit.Category.SECURITY,
+                actor=request.user,
+                target=device.user,
+                data={"device": device.pk},
+            )
+        queryset.delete()

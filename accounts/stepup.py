@@ -204,7 +204,9 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(reverse("bookings:mine"))
     start, confirm = EnrolStartForm(), EnrolConfirmForm()
     pending = _pending_device(user)
-    if request.method == "POST" and request.POST.get("step") == "start":
+    enrolled = totp_devices(user)
+    # One app per person: replacing it is a superuser's removal first (a lost phone).
+    if request.method == "POST" and request.POST.get("step") == "start" and not enrolled:
         start = EnrolStartForm(request.POST)
         if start.is_valid() and user.check_password(start.cleaned_data["password"]):
             TOTPDevice.objects.filter(user=user, confirmed=False).delete()

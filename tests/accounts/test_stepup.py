@@ -213,3 +213,44 @@ def test_an_action_the_person_may_not_take_is_refused_without_asking_for_a_passw
 
     assert not answer.get("Location", "").startswith("/accounts/step-up/")
     assert answer.status_code in (200, 302, 403)
+
+
+def test_an_enrolled_person_cannot_start_a_second_enrolment(browser: Client, clerk: User) -> None:
+    TOTPDevice.objects.create(user=clerk, name="phone", confirmed=True)
+
+    browser.post("/accounts/two-factor/", {"step": "start", "password": PASSWORD})
+
+    assert list(TOTPDevice.objects.values_list("confirmed", flat=True)) == [True]
+
+
+def test_no_one_gives_a_staff_member_an_authenticator_key(clerk: User) -> None:
+    """Not even a superuser: a key someone else chose is no second factor. A
+    superuser may only remove a device (a lost phone), stepped up and audited."""
+    device = TOTPDevice.objects.create(user=clerk, name="phone", confirmed=True)
+    root = User.objects.create_superuser(email="root@slotpay.example", password=PASSWORD)
+    admin = Client()
+    admin.force_login(root)
+
+    added = admin.post(
+        "/admin/otp_totp/totpdevice/add/",
+        {"user": clerk.pk, "name": "mine", "key": "31" * 20, "confirmed": "on"},
+    )
+    changed = admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/change/", {"key": "32" * 20})
+    unconfirmed = admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+
+    assert (added.status_code, changed.status_code) == (403, 403)
+    assert unconfirmed["Location"].startswith("/accounts/step-up/")
+    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    step_up(admin)
+    assert (
+        admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code
+        == 302
+    )
+    assert not TOTPDevice.objects.exists()
+    removed = AuditEntry.objects.get(action="accounts.totp.removed")
+    assert (removed.actor_id, removed.target_id) == (str(root.pk), str(clerk.pk))
+
+
+def test_staff_cannot_see_anyones_authenticator_devices(browser: Client, clerk: User) -> None:
+    clerk.user_permissions.add(*Permission.objects.filter(codename__endswith="totpdevice"))
+    assert browser.get("/admin/otp_totp/totpdevice/").status_code == 403
