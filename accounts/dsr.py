@@ -790,7 +790,9 @@ class AuditTrail(DataKind):
     """Entries about the person: exported; their sealed personal part redacted (the
     chain still verifies, and the redaction is itself an entry naming who and why)."""
 
-    def _entries(self, subject: Subject) -> Any:
+    def _about(self, subject: Subject) -> Q:
+        """Entries about the person: their account, requests, bookings, payments, and
+        the sign-in failures with their address."""
         targets = [("accounts.user", str(subject.user.pk))]
         targets += [
             ("accounts.datasubjectrequest", str(pk))
@@ -799,7 +801,7 @@ class AuditTrail(DataKind):
         for kind in registry:
             if kind is not self:
                 targets += kind.audit_targets(subject)
-        about = Q(actor_type=audit.ActorType.USER, actor_id=str(subject.user.pk))
+        about = Q(pk__in=[])
         for target_type, target_id in set(targets):
             about |= Q(target_type=target_type, target_id=target_id)
         indexes = [index for email in subject.emails for index in blind_indexes(email)]
@@ -808,12 +810,25 @@ class AuditTrail(DataKind):
             # whole index; since, only its bucket is chained and the index is sealed.
             about |= Q(data__email_index__in=indexes)
             about |= Q(pk__in=_sealed_index_matches(indexes))
-        return AuditEntry.objects.filter(about)
+        return about
+
+    def _entries(self, subject: Subject) -> Any:
+        """Entries about the person, and what they did (as staff: to others too)."""
+        did = Q(actor_type=audit.ActorType.USER, actor_id=str(subject.user.pk))
+        return AuditEntry.objects.filter(self._about(subject) | did)
 
     def export(self, subject: Subject) -> Any:
+        about = set(AuditEntry.objects.filter(self._about(subject)).values_list("pk", flat=True))
         rows = []
         for entry in self._entries(subject).order_by("sequence"):
-            personal = json.loads(entry.personal_data)["values"] if entry.personal_data else None
+            # What the person did to someone else: the fact, never that other person's
+            # sealed data (a staff member's export holds no client's name or email).
+            if entry.personal_data and entry.pk in about:
+                personal = json.loads(entry.personal_data)["values"]
+            elif entry.personal_data:
+                personal = "[about someone else: left out]"
+            else:
+                personal = None
             rows.append(
                 {
                     "sequence": entry.sequence,
@@ -829,7 +844,10 @@ class AuditTrail(DataKind):
         return rows
 
     def erase(self, subject: Subject, *, arguments: dict[str, Any] | None, actor: Actor) -> Step:
-        entries = list(self._entries(subject).filter(personal_data__isnull=False))
+        # Only entries about the person: what a staff member did to a client keeps the
+        # client's sealed part (theirs to erase, not this person's).
+        about = AuditEntry.objects.filter(self._about(subject))
+        entries = list(about.filter(personal_data__isnull=False))
         if not entries:
             return Step("no audit entry holds their personal data")
         redacted = redact_personal_data(

@@ -5,6 +5,7 @@ shown says its zone."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -259,3 +260,26 @@ def test_a_held_erasure_in_the_back_office_erases_nothing_and_says_why_once(
     assert holds is not None
     assert holds.group(1).count("<li>") == 1
     assert User.objects.get(pk=world.client_user.pk).is_active
+
+
+def test_a_staff_members_own_export_holds_none_of_the_clients_they_corrected(
+    world: World,
+) -> None:
+    """What a Privacy member did is theirs to see; the client's old and new name in
+    that entry's sealed part are the client's, not theirs."""
+    officer = staff("pia@slotpay.example", *PRIVACY)
+    correction = dsr.dsr_file(subject=world.client_user, kind="rectification", actor=officer)
+    dsr.subject_rectify(
+        request=correction,
+        actor=officer,
+        changes={"name": "Clara Corrected"},
+        reason="The client wrote in with the right spelling",
+    )
+
+    own = json.dumps(dsr.subject_export(subject=officer), default=str)
+
+    assert "Clara" not in own
+    assert "[about someone else: left out]" in own
+    assert "accounts.user.changed" in own or "accounts.dsr" in own  # the fact is there
+    # The client's own export still has it.
+    assert "Clara Corrected" in json.dumps(dsr.subject_export(subject=world.client_user))
