@@ -47,7 +47,11 @@ def confirmed(booking: Booking, receipt_url: str) -> None:
     )
 
 
-def canceled(booking: Booking, refund_amount: int, currency: str) -> None:
+def canceled(
+    booking: Booking, refund_amount: int, currency: str, *, reviewed: bool = False
+) -> None:
+    """``reviewed``: the refund waits for a second staff member's approval, so the
+    email promises no amount on its way yet."""
     send(
         "canceled",
         "canceled",
@@ -56,5 +60,6 @@ def canceled(booking: Booking, refund_amount: int, currency: str) -> None:
             **_booking_context(booking),
             "refund": format_money(refund_amount, currency),
             "refund_due": refund_amount > 0,
+            "refund_reviewed": reviewed,
         },
     )

@@ -609,7 +609,12 @@ def _notify_canceled(booking: Booking, outcome: Refund | RefundApproval | None) 
     if outcome is None:
         notify.canceled(booking, 0, booking.currency)
     else:
-        notify.canceled(booking, outcome.amount, outcome.payment.currency)
+        notify.canceled(
+            booking,
+            outcome.amount,
+            outcome.payment.currency,
+            reviewed=isinstance(outcome, RefundApproval),
+        )
 
 
 def _refuse_unless_cancellable(booking: Booking) -> None:

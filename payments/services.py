@@ -496,6 +496,16 @@ def refund_propose(
                 return earlier
             refund = earlier
         else:
+            waiting = RefundApproval.objects.filter(
+                payment=payment, status=RefundApproval.Status.PENDING
+            ).first()
+            if waiting is not None:
+                # One decision at a time: refunds made beside a waiting one would decide
+                # for the approver, and waiting ones would pile up past what was paid.
+                raise RefundRefused(
+                    f"A refund of {format_money(waiting.amount, waiting.currency)} of this "
+                    "payment waits for approval: approve or reject it first."
+                )
             current, remaining = _refundable(locked, amount=amount, payment=payment)
             committed = current.committed_refunds()
             over = thresholds.current().exceeded_by(

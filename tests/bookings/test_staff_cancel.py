@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.test import override_settings
 
 from audit.models import AuditEntry
@@ -108,12 +109,18 @@ def test_beyond_the_policy_the_full_refund_waits_for_another_finance_member(
     entry = AuditEntry.objects.get(action="bookings.booking.canceled_for_client")
     assert (entry.data["refunded"], entry.data["awaiting_approval"]) == (0, PRICE)
 
-    # Nor can the clerk refund it in full from the refund page meanwhile: the agreed
-    # policy still gives half, so that too waits.
-    page = submit(signed_in(clerk), booking, "80.00", "Again, in full")
-    assert "50%: €40.00" in page.content.decode()
-    assert "waits for another Finance member's approval" in shown_messages(page)[0]
+    # The client is told a refund is being reviewed, not that €80.00 is on its way.
+    [email] = [m for m in mail.outbox if "canceled" in m.subject]
+    assert "A refund of €80.00 is being reviewed" in email.body
+    assert "Refund: €80.00" not in email.body
+
+    # Nor can the clerk refund beside it from the refund page meanwhile, in full or in
+    # part: one decision at a time, the approver's.
+    for amount in ("80.00", "50.00"):
+        page = submit(signed_in(clerk), booking, amount, "Meanwhile")
+        assert "A refund of €80.00 of this payment waits for approval" in page.content.decode()
     assert Refund.objects.count() == 0
+    assert RefundApproval.objects.count() == 1
 
     # The clerk cannot approve their own; another Finance member can.
     own = decide(signed_in(clerk), "approve_selected", approval)
