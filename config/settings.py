@@ -326,6 +326,8 @@ REFUND_APPROVAL_THRESHOLD = env.str(
 DSR_EXPORT_LINK_MAX_AGE_SECONDS = env.int("DSR_EXPORT_LINK_MAX_AGE_SECONDS", default=3600)
 
 LANGUAGE_CODE = "en"
+# Date-and-time formats that name the zone (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -62,3 +62,29 @@ def test_the_middleware_activates_the_users_zone_for_one_request_only() -> None:
     # request) inherits it.
     assert timezone.get_current_timezone_name() == "UTC"
     assert "Times in UTC" in Client().get("/admin/login/").content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("zone", "shown"), [("", "2:15 a.m. UTC"), ("Asia/Tokyo", "11:15 a.m. JST")]
+)
+def test_every_admin_time_names_its_zone(zone: str, shown: str) -> None:
+    """Django's own date displays in the back-office (lists, read-only fields) carry
+    the zone after the time, not only the page's header."""
+    from datetime import datetime
+
+    from audit.models import SecurityEventCount
+
+    at = datetime(2026, 11, 30, 2, 15, tzinfo=UTC)
+    SecurityEventCount.objects.create(
+        action="tests.event", hour=at.replace(minute=0), count=1, last_seen_at=at
+    )
+    staff = User.objects.create_superuser(
+        email="root@slotpay.example", password=PASSWORD, time_zone=zone
+    )
+    browser = Client()
+    browser.force_login(staff)
+
+    listing = browser.get("/admin/audit/securityeventcount/").content.decode()
+
+    assert f"Nov. 30, 2026, {shown}" in listing
