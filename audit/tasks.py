@@ -32,12 +32,6 @@ def verify_chain() -> dict[str, object]:
     }
 
 
-@shared_task(name="audit.tasks.purge_security_event_counts")
-def purge_security_event_counts() -> int:
-    """The same purge on its own, for a beat entry of its own if one is wanted."""
-    return retention.security_event_counts_purge()
-
-
 @shared_task(name="audit.tasks.write_checkpoint")
 def write_checkpoint() -> dict[str, object]:
     """Periodic (beat, daily): sign a checkpoint of the chain's head; refuse, loudly,

@@ -37,10 +37,6 @@ def mark_stepped_up(request: HttpRequest, *, method: str) -> None:
     }
 
 
-def clear(request: HttpRequest) -> None:
-    request.session.pop(SESSION_KEY, None)
-
-
 def stepped_up_at(request: HttpRequest) -> float | None:
     """When the signed-in user last stepped up in this session, if still valid."""
     user = getattr(request, "user", None)
@@ -60,13 +56,6 @@ def stepped_up_at(request: HttpRequest) -> float | None:
 
 def is_stepped_up(request: HttpRequest) -> bool:
     return stepped_up_at(request) is not None
-
-
-def seconds_left(request: HttpRequest) -> int:
-    at = stepped_up_at(request)
-    if at is None:
-        return 0
-    return max(0, int(settings.STEP_UP_MAX_AGE_SECONDS - (time.time() - at)))
 
 
 def safe_next(request: HttpRequest, candidate: str | None, *, fallback: str = "/admin/") -> str:
