@@ -4,7 +4,6 @@ the rectification form, the erasure (stepped up) and its steps."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -23,13 +22,7 @@ from accounts.admin import ExactEmailSearchMixin
 from accounts.models import DataSubjectRequest, User, validate_time_zone
 from core.encryption import blind_indexes
 from core.stepup import stepped_up_or_redirect
-
-
-def zoned(value: datetime | None) -> str:
-    """``2026-11-30 10:06 Asia/Tokyo``: in the zone the admin renders in, named."""
-    if value is None:
-        return "-"
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M} {timezone.get_current_timezone_name()}"
+from core.timezones import zoned
 
 
 class StateFilter(admin.SimpleListFilter):

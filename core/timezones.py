@@ -11,8 +11,11 @@ for a builder's member on the builder's pages, the builder's zone; anywhere else
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.utils import timezone
 
 UTC = ZoneInfo("UTC")
 
@@ -43,3 +46,13 @@ def viewer_zone(user: Any, *, booking: Any = None, builder: Any = None) -> ZoneI
     if builder is not None:
         return zone_named(builder.time_zone)
     return UTC
+
+
+def zoned(value: datetime | None) -> str:
+    """``2026-11-30 19:11 Asia/Tokyo``: ``value`` in the zone now active (the viewer's,
+    activated by TimeZoneMiddleware; UTC in the back-office unless they chose one),
+    named. The ``zoned`` template filter (``{% load zones %}``) is this."""
+    if value is None:
+        return "—"
+    zone = timezone.get_current_timezone()
+    return f"{timezone.localtime(value, zone):%Y-%m-%d %H:%M} {zone}"
