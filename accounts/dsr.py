@@ -366,11 +366,7 @@ def subject_rectify(
         changed = [name for name in RECTIFIABLE if getattr(subject, name) != before[name]]
         if not changed:
             return []
-        if "email" in changed and (
-            User.objects.filter(email_index__in=blind_indexes(subject.email))
-            .exclude(pk=subject.pk)
-            .exists()
-        ):
+        if "email" in changed and User.objects.email_taken(subject.email, other_than=subject.pk):
             raise DsrRefused("Another account has this email address.")
         subject.save(update_fields=changed)
         audit.record(

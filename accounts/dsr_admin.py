@@ -105,12 +105,7 @@ class RectifyForm(forms.Form):
 
     def clean_email(self) -> str:
         value = self.cleaned_data["email"].strip()
-        taken = (
-            User.objects.filter(email_index__in=blind_indexes(value))
-            .exclude(pk=self.subject.pk)
-            .exists()
-        )
-        if taken:
+        if User.objects.email_taken(value, other_than=self.subject.pk):
             raise forms.ValidationError("Another account has this email address.")
         return value
 

@@ -11,7 +11,6 @@ from django.contrib.auth.forms import (
 )
 
 from accounts.models import User
-from core.encryption import blind_indexes
 
 
 class _EmailLoginMixin:
@@ -54,11 +53,7 @@ class _UniqueEmailMixin:
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip()
-        # Under every key: during a re-index the address may be under an older one.
-        taken = User.objects.filter(email_index__in=blind_indexes(email))
-        if self.instance.pk:
-            taken = taken.exclude(pk=self.instance.pk)
-        if taken.exists():
+        if User.objects.email_taken(email, other_than=self.instance.pk):
             raise forms.ValidationError("A user with this email address already exists.")
         return email
 

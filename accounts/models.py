@@ -39,6 +39,14 @@ class UserManager(BaseUserManager["User"]):
     def get_by_email(self, email: str) -> User:
         return self.get(email_index__in=blind_indexes(email))
 
+    def email_taken(self, email: str, *, other_than: Any = None) -> bool:
+        """Whether an account other than ``other_than`` (a pk) has ``email``: under
+        every key, since during a re-index the address may be under an older one."""
+        taken = self.filter(email_index__in=blind_indexes(email))
+        if other_than is not None:
+            taken = taken.exclude(pk=other_than)
+        return taken.exists()
+
     def _create_user(self, email: str | None, password: str | None, **extra: Any) -> User:
         # createsuperuser passes the prompt's value under the USERNAME_FIELD name.
         email = email or extra.pop("email_index", None)
