@@ -37,12 +37,11 @@ import audit
 from accounts import rights
 from accounts.models import DataSubjectRequest, ErasureStep, User
 from accounts.privacy import DataKind, Step, Subject, jsonable, registry, subject_for
-from accounts.signals import BUCKET_LENGTH
 from audit.models import AuditEntry
 from audit.services import redact_personal_data
 from core import outbox
 from core.actors import Actor
-from core.encryption import blind_indexes
+from core.encryption import blind_index_bucket, blind_indexes
 from core.models import OutboxMessage
 from core.providers import ProviderError
 from webhooks.models import WebhookEvent
@@ -770,7 +769,7 @@ class WebhookPayloads(DataKind):
 def _sealed_index_matches(indexes: list[str]) -> list[int]:
     """Entries whose chained bucket matches one of ``indexes`` and whose sealed part
     holds that exact index (accounts/signals.py)."""
-    buckets = {index[:BUCKET_LENGTH] for index in indexes}
+    buckets = {blind_index_bucket(index) for index in indexes}
     matches = []
     candidates = AuditEntry.objects.filter(
         data__email_bucket__in=buckets, personal_data__isnull=False

@@ -14,7 +14,7 @@ from accounts import rights
 from accounts.models import EncryptionCanary, User
 from audit import Category, record
 from audit.services import record_capped
-from core.encryption import blind_index
+from core.encryption import blind_index, blind_index_bucket
 
 
 @receiver(post_save, sender=User, dispatch_uid="audit_user_created")
@@ -36,19 +36,13 @@ def audit_login_succeeded(sender: Any, request: Any, user: User, **kwargs: Any) 
     record("accounts.user.login_succeeded", category=Category.SECURITY, actor=user, target=user)
 
 
-# Hex characters of the blind index kept in an entry's chained data: one in 65,536
-# addresses share a bucket, so the chain (which can never forget) cannot confirm a
-# guessed address, yet an erasure finds the person's entries among few candidates.
-BUCKET_LENGTH = 4
-
-
 def _sealed_index(index: str, *, email: str = "") -> dict[str, Any]:
     """The email tried and its full blind index in the sealed, redactable part; only
     a bucket of the index in the chained part."""
     if not index:
         return {}
     personal = {"email": email, "email_index": index} if email else {"email_index": index}
-    return {"data": {"email_bucket": index[:BUCKET_LENGTH]}, "personal_data": personal}
+    return {"data": {"email_bucket": blind_index_bucket(index)}, "personal_data": personal}
 
 
 @receiver(user_login_failed, dispatch_uid="audit_login_failed")

@@ -91,6 +91,16 @@ def blind_index(address: str) -> str:
     return _hmac(blind_index_keys()[0], address)
 
 
+# Hex characters of a blind index kept where it can never be erased (the audit
+# chain): one in 65,536 addresses share a bucket, so it cannot confirm a guessed
+# address, yet narrows a search for one person's entries to few candidates.
+BUCKET_LENGTH = 4
+
+
+def blind_index_bucket(index: str) -> str:
+    return index[:BUCKET_LENGTH]
+
+
 def blind_indexes(address: str) -> list[str]:
     """The address's index under every configured key, the current one first: what a
     look-up must match while rows indexed under an older key await re-indexing."""
