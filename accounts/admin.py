@@ -131,16 +131,7 @@ class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
                 )
             # A superuser granting or removing rights confirms it is them first.
             superuser = request.user.is_superuser
-            # A staff member's email is how they sign in: changing it is a rights change.
-            staff_email_changed = (
-                target is not None
-                and rights.is_staff_account(target)
-                and "email" in request.POST
-                and request.POST["email"].strip().lower() != target.email.lower()
-            )
-            if superuser and (
-                staff_email_changed or rights.rights_posted_change(target, request.POST)
-            ):
+            if superuser and rights.rights_posted_change(target, request.POST):
                 refused = stepped_up_or_redirect(request, request.get_full_path())
                 if refused is not None:
                     return refused

@@ -68,7 +68,8 @@ def may_change_email(actor: Any, target: Any) -> bool:
 
 def rights_posted_change(target: Any | None, posted: Any) -> list[str]:
     """The rights fields whose value posted by a superuser's admin form (which shows
-    them all: an unticked box is absent) differs from ``target``'s."""
+    them all: an unticked box is absent) differs from ``target``'s; and a staff
+    member's email, which is how they sign in."""
     if target is None:
         return [name for name in RIGHTS_FIELDS if posted.get(name)]
     changed = [
@@ -80,6 +81,13 @@ def rights_posted_change(target: Any | None, posted: Any) -> list[str]:
         current = {str(pk) for pk in getattr(target, name).values_list("pk", flat=True)}
         if set(posted.getlist(name)) != current:
             changed.append(name)
+    email = posted.get("email")
+    if (
+        email is not None
+        and is_staff_account(target)
+        and email.strip().lower() != target.email.lower()
+    ):
+        changed.append("email")
     return changed
 
 
