@@ -218,11 +218,14 @@ class PersonalDataAdminMixin(_AdminBase):
     ) -> Any:
         response = super().change_view(request, object_id, form_url, extra_context)
         viewed = request.method == "GET" and response.status_code == 200 and self.personal_fields
-        obj = self.get_object(request, unquote(object_id)) if viewed else None
-        if obj is not None and may_see_in_clear(request.user, self.personal_subject(obj)):
+        # The object the page showed (its context holds it): not fetched a second time.
+        context = getattr(response, "context_data", None) or {}
+        obj = context.get("original") if viewed else None
+        subject = self.personal_subject(obj) if obj is not None else None
+        if obj is not None and may_see_in_clear(request.user, subject):
             record_access(
                 request=request,
-                subject=self.personal_subject(obj),
+                subject=subject,
                 fields=list(self.personal_fields),
                 reason="detail page",
                 via="admin.detail",
