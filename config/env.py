@@ -8,6 +8,7 @@ message naming it; only the development and test profiles invent values.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import secrets
@@ -60,6 +61,18 @@ def read_secret(name: str, *, required: bool) -> str | None:
 
 def split_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def iso_date(name: str) -> dt.date | None:
+    """``NAME`` as an ISO date (``2026-11-30``), or None when unset; a malformed one
+    stops start-up naming the variable."""
+    value = (os.environ.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not an ISO date (YYYY-MM-DD).") from None
 
 
 def networks(name: str, value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

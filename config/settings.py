@@ -325,6 +325,37 @@ REFUND_APPROVAL_THRESHOLD = env.str(
 # A data-subject access export's download link stays valid this long.
 DSR_EXPORT_LINK_MAX_AGE_SECONDS = env.int("DSR_EXPORT_LINK_MAX_AGE_SECONDS", default=3600)
 
+# --- Compliance on autopilot (alerts, retention, reconciliation, access review) ------
+
+# Who hears of a critical alert (core/alerts.py): required in production; without it
+# ADMINS, then the members of the group an alert names.
+ALERT_EMAILS = config_env.split_list(env.str("ALERT_EMAILS", default=""))
+ADMINS = [
+    ("Slotpay admins", address) for address in config_env.split_list(env.str("ADMINS", default=""))
+]
+# Rows a retention purge handles in one transaction (short locks; resumable).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+# How far back the daily reconciliation looks at Stripe and Calendly.
+RECONCILE_LOOKBACK_HOURS = env.int("RECONCILE_LOOKBACK_HOURS", default=72)
+# The quarterly access review, and when a staff account counts as inactive.
+ACCESS_REVIEW_INTERVAL_DAYS = env.int("ACCESS_REVIEW_INTERVAL_DAYS", default=90)
+ACCESS_REVIEW_INACTIVE_DAYS = env.int("ACCESS_REVIEW_INACTIVE_DAYS", default=90)
+# Each key's creation date (<NAME>_CREATED, ISO date): rotated every KEY_ROTATION_DAYS,
+# warned KEY_ROTATION_WARNING_DAYS before.
+KEY_ROTATION_DAYS = env.int("KEY_ROTATION_DAYS", default=90)
+KEY_ROTATION_WARNING_DAYS = env.int("KEY_ROTATION_WARNING_DAYS", default=14)
+ROTATED_KEYS = (
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEY",
+    "BLIND_INDEX_KEY",
+    "AUDIT_CHECKPOINT_KEY",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRETS",
+    "CALENDLY_API_TOKEN",
+    "CALENDLY_WEBHOOK_SIGNING_KEYS",
+)
+KEY_CREATED = {name: config_env.iso_date(f"{name}_CREATED") for name in ROTATED_KEYS}
+
 LANGUAGE_CODE = "en"
 # Date-and-time formats that name the zone (config/formats/en/formats.py).
 FORMAT_MODULE_PATH = ["config.formats"]
