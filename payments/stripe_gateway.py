@@ -290,6 +290,31 @@ class Refund:
 
 
 @dataclass(frozen=True)
+class DisputeBalanceTransaction:
+    """Money a dispute moved: negative when funds were withdrawn (the amount plus
+    Stripe's fee), positive when reinstated after a won dispute."""
+
+    id: str
+    amount: int
+    fee: int
+    net: int
+    currency: str
+    created: datetime | None
+
+    @classmethod
+    def from_stripe(cls, obj: Any) -> DisputeBalanceTransaction:
+        data: dict[str, Any] = {"id": obj} if isinstance(obj, str) else _plain(obj)
+        return cls(
+            id=data["id"],
+            amount=int(data.get("amount") or 0),
+            fee=int(data.get("fee") or 0),
+            net=int(data.get("net") or 0),
+            currency=str(data.get("currency") or ""),
+            created=_ts(data.get("created")),
+        )
+
+
+@dataclass(frozen=True)
 class Dispute:
     id: str
     charge_id: str | None
@@ -298,10 +323,15 @@ class Dispute:
     currency: str
     status: str
     reason: str | None
+    created: datetime | None = None
+    evidence_due_by: datetime | None = None
+    is_charge_refundable: bool = False
+    balance_transactions: tuple[DisputeBalanceTransaction, ...] = ()
 
     @classmethod
     def from_stripe(cls, obj: Any) -> Dispute:
         data = _plain(obj)
+        details = data.get("evidence_details") or {}
         return cls(
             id=data["id"],
             charge_id=_id(data.get("charge")),
@@ -310,6 +340,13 @@ class Dispute:
             currency=data["currency"],
             status=data["status"],
             reason=data.get("reason"),
+            created=_ts(data.get("created")),
+            evidence_due_by=_ts(details.get("due_by")),
+            is_charge_refundable=bool(data.get("is_charge_refundable")),
+            balance_transactions=tuple(
+                DisputeBalanceTransaction.from_stripe(item)
+                for item in data.get("balance_transactions") or []
+            ),
         )
 
 
