@@ -1,20 +1,38 @@
-"""Calendly's webhooks as the endpoint checks them: the signature and the envelope.
+"""Calendly's webhooks: the signature and the envelope, and our subscriptions.
 
 Registered with ``webhooks.providers`` by ``BookingsConfig.ready()``; what each event
 does is in ``webhook_handlers.py``. The endpoint's own checks (source address, size,
 content type, JSON) run before and between these.
+
+Calendly disables a subscription whose deliveries keep failing (its ``state``
+becomes ``disabled``) and never enables it again: it must be recreated.
+:func:`subscriptions_repair` finds ours through the API and recreates the disabled
+ones (bookings/watchdogs.py runs it every five minutes and alerts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from bookings.calendly import uuid_from_uri
+from django.conf import settings
+from django.db import transaction
+
+import audit
+from bookings.calendly import (
+    CalendlyClient,
+    CalendlyError,
+    Forbidden,
+    WebhookSubscription,
+    uuid_from_uri,
+)
 from webhooks.models import Provider
 from webhooks.providers import WebhookProvider, setting
 from webhooks.schemas import Envelope, Match, Optional, SchemaError, Timestamp, validate
@@ -89,3 +107,120 @@ CALENDLY = WebhookProvider(
     verify=verify_signature,
     envelope=envelope,
 )
+
+
+# --- Our subscriptions -------------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "bookings.calendly_subscriptions"
+DISABLED = "disabled"
+
+
+def callback_prefix() -> str:
+    """Where every subscription of ours points: our Calendly endpoint under any path
+    token (an earlier token's subscription is ours too, and just as broken)."""
+    return f"{settings.SITE_URL}/webhooks/calendly/"
+
+
+@dataclass(frozen=True)
+class Recreated:
+    disabled: WebhookSubscription
+    created: WebhookSubscription
+
+
+@dataclass(frozen=True)
+class NotRecreated:
+    disabled: WebhookSubscription
+    error: str  # the exception's type: its text may name our callback URL
+
+
+@dataclass
+class SubscriptionsReport:
+    active: list[WebhookSubscription] = field(default_factory=list)
+    recreated: list[Recreated] = field(default_factory=list)
+    failed: list[NotRecreated] = field(default_factory=list)
+
+
+def subscriptions_ours(client: CalendlyClient) -> list[WebhookSubscription]:
+    """Our account's subscriptions (organization scope, when the token may list
+    them, and the token's user's) that post to our endpoint."""
+    me = client.current_user()
+    found = client.list_webhook_subscriptions(me.current_organization, "user", user=me.uri)
+    # Not an organization admin: only the user's own can be ours.
+    with contextlib.suppress(Forbidden):
+        found += client.list_webhook_subscriptions(me.current_organization, "organization")
+    prefix = callback_prefix()
+    unique = {subscription.uuid: subscription for subscription in found}
+    return [s for s in unique.values() if s.callback_url.startswith(prefix)]
+
+
+def subscriptions_repair(*, client: CalendlyClient) -> SubscriptionsReport:
+    """Recreate each disabled subscription of ours: same events, scope and callback
+    URL, signed with our first CALENDLY_WEBHOOK_SIGNING_KEYS; the disabled one is
+    deleted first (Calendly refuses two subscriptions of one URL). Each audited.
+
+    Events sent while a subscription was disabled are lost to it: reconciliation
+    finds them. An API failure while listing propagates (the watchdog reports it).
+    """
+    report = SubscriptionsReport()
+    for subscription in subscriptions_ours(client):
+        if subscription.state != DISABLED:
+            report.active.append(subscription)
+            continue
+        try:
+            created = subscription_recreate(client=client, disabled=subscription)
+        except CalendlyError as exc:
+            report.failed.append(NotRecreated(subscription, type(exc).__name__))
+        else:
+            report.recreated.append(Recreated(subscription, created))
+    return report
+
+
+def subscription_recreate(
+    *, client: CalendlyClient, disabled: WebhookSubscription
+) -> WebhookSubscription:
+    """Delete ``disabled`` and create its like; the provider first, then one short
+    audited transaction per step that happened (a failed create leaves the deletion
+    recorded, and nothing at Calendly: the next run reports it missing)."""
+    client.delete_webhook_subscription(disabled.uri)
+    facts = {
+        "disabled": disabled.uuid,
+        "events": list(disabled.events),
+        "scope": disabled.scope,
+    }
+    try:
+        created = client.create_webhook_subscription(
+            disabled.callback_url,
+            disabled.events,
+            organization=disabled.organization,
+            user=disabled.user if disabled.scope == "user" else None,
+            scope=disabled.scope,
+        )
+    except CalendlyError as exc:
+        with transaction.atomic():
+            audit.record(
+                "bookings.calendly.subscription_recreate_failed",
+                category=audit.Category.SECURITY,
+                actor=ACTOR,
+                target=("calendly.webhook_subscription", disabled.uuid),
+                data={**facts, "error": type(exc).__name__},
+            )
+        logger.error(
+            "calendly.subscription.recreate_failed",
+            extra={"subscription": disabled.uuid, "error": type(exc).__name__},
+        )
+        raise
+    with transaction.atomic():
+        audit.record(
+            "bookings.calendly.subscription_recreated",
+            category=audit.Category.SECURITY,
+            actor=ACTOR,
+            target=("calendly.webhook_subscription", created.uuid),
+            data={**facts, "created": created.uuid},
+        )
+    logger.warning(
+        "calendly.subscription.recreated",
+        extra={"subscription": disabled.uuid, "replacement": created.uuid},
+    )
+    return created

@@ -118,6 +118,24 @@ def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[Er
     return errors
 
 
+@register(Tags.security, deploy=False)
+def check_alert_recipients(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Production names who hears of a critical alert (core/alerts.py). The fallbacks
+    (ADMINS, then the staff group an alert names) are for development: an empty group
+    would swallow an incident without a trace."""
+    if settings.ENVIRONMENT != "production" or settings.ALERT_EMAILS:
+        return []
+    return [
+        Error(
+            "ALERT_EMAILS is empty in production: critical alerts (a disabled Calendly "
+            "subscription, dead-lettered webhooks, a broken audit chain) would reach no "
+            "one for certain.",
+            hint="Set ALERT_EMAILS to a comma-separated list of on-call addresses.",
+            id="slotpay.E015",
+        )
+    ]
+
+
 def _migrated_encrypted_tables(connection: Any) -> set[str]:
     """Tables that hold every encrypted column their model declares.
 

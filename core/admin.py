@@ -1,4 +1,4 @@
-"""Admin bases every app uses."""
+"""Admin bases every app uses, and the list of alerts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import HttpRequest
+
+from core.models import Alert
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
@@ -54,3 +56,31 @@ def _guard_changelist(model_admin: Any) -> None:
 
     model_admin.get_changelist_instance = guarded_changelist
     model_admin.lookup_allowed = guarded_lookup
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("cleared", "Cleared")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() == "open":
+            return queryset.filter(cleared_at__isnull=True)
+        if self.value() == "cleared":
+            return queryset.filter(cleared_at__isnull=False)
+        return queryset
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    """Incidents the watchdogs and the periodic jobs raised (core/alerts.py), open ones
+    first. Read-only: an alert clears when its cause is gone, not when someone says
+    so. Superusers and the Auditor group (``core.view_alert``) see it."""
+
+    list_display = ("key", "summary", "opened_at", "last_seen_at", "cleared_at", "times_seen")
+    list_filter = (OpenFilter, "opened_at")
+    search_fields = ("key",)
+    date_hierarchy = "opened_at"
+    fields = ("key", "summary", "group", "opened_at", "last_seen_at", "cleared_at", "times_seen")

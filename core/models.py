@@ -39,3 +39,41 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} #{self.pk} ({'sent' if self.sent_at else 'waiting'})"
+
+
+class Alert(models.Model):
+    """One incident a person must look at (core/alerts.py): open from the first time
+    it is raised until it is cleared, however often it is raised meanwhile.
+
+    At most one open row per ``key`` (a partial unique constraint): two processes
+    raising the same problem at once make one incident and send one email. Rows hold
+    what a watchdog wrote (counts, names of keys and rules), never personal data.
+    """
+
+    key = models.CharField(max_length=200)
+    summary = models.CharField(max_length=500)
+    # The staff group told when neither ALERT_EMAILS nor ADMINS is set; kept so the
+    # recovery message reaches the people the alert reached.
+    group = models.CharField(max_length=150, default="Finance")
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    times_seen = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = [models.F("cleared_at").desc(nulls_first=True), "-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"],
+                condition=models.Q(cleared_at__isnull=True),
+                name="core_alert_one_open_per_key",
+            )
+        ]
+        indexes = [models.Index(fields=["opened_at"], name="core_alert_opened_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({'cleared' if self.cleared_at else 'open'})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.cleared_at is None

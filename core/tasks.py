@@ -1,4 +1,5 @@
-"""Celery tasks every app uses: the outbox's relay and purge, and sending an email."""
+"""Celery tasks every app uses: the outbox's relay and purge, sending an email, and
+the watchdogs' pass."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from celery import shared_task
 from django.core.mail import send_mail as django_send_mail
 
-from core import outbox
+from core import alerts, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +36,19 @@ def send_mail(kind: str, subject: str, body: str, to: list[str]) -> None:
     addresses or the text."""
     django_send_mail(subject, body, None, to)
     logger.info("notify.sent", extra={"kind": kind, "recipients": len(to)})
+
+
+@shared_task(name="core.tasks.run_watchdogs", ignore_result=True)
+def run_watchdogs() -> int:
+    """Beat, every five minutes: each watchdog raises what is wrong and clears what is
+    no longer (core/alerts.py). Returns how many alerts opened."""
+    outcome = alerts.run_watchdogs()
+    logger.info(
+        "alert.watchdogs_ran",
+        extra={
+            "raised": len(outcome.raised),
+            "cleared": len(outcome.cleared),
+            "failed": len(outcome.failed),
+        },
+    )
+    return len(outcome.raised)

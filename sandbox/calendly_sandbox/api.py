@@ -324,6 +324,7 @@ def event_cancellation(request: HttpRequest, urls: Urls, uuid: str) -> tuple[int
 def webhook_subscriptions(request: HttpRequest, urls: Urls) -> tuple[int, dict[str, Any]]:
     if request.method == "POST":
         return _subscription_create(_json(request), urls)
+    services.subscriptions_follow_deliveries()
     organization = _organization(request.GET.get("organization", ""))
     scope = request.GET.get("scope", "")
     if scope not in WebhookSubscription.Scope.values:
@@ -378,6 +379,7 @@ def _subscription_create(body: dict[str, Any], urls: Urls) -> tuple[int, dict[st
 
 @api("GET", "DELETE")
 def webhook_subscription_detail(request: HttpRequest, urls: Urls, uuid: str) -> HttpResponse:
+    services.subscriptions_follow_deliveries()
     subscription = WebhookSubscription.objects.select_related("organization", "host").get(uuid=uuid)
     if request.method == "DELETE":
         subscription.delete()

@@ -194,7 +194,12 @@ class WebhookSubscription(models.Model):
     )
     # A sandbox test key, shown on the dashboard so deliveries can be checked by hand.
     signing_key = models.CharField(max_length=200)
+    # Disabled, as Calendly does, by the operator on the dashboard or after
+    # DISABLE_AFTER_FAILED_DELIVERIES deliveries in a row given up (services.py);
+    # never enabled again: the owner must recreate it.
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    # When its deliveries started failing (Calendly's field); empty once one succeeds.
+    retry_started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -210,6 +215,24 @@ class WebhookSubscription(models.Model):
         if self.organization_id != host.organization_id:
             return False
         return self.scope == self.Scope.ORGANIZATION or self.host_id == host.pk
+
+
+class SubscriptionDelivery(models.Model):
+    """Which subscription a webhook delivery (sandbox.Delivery) was sent for: its
+    outcomes decide when the subscription is disabled."""
+
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="sent"
+    )
+    delivery = models.OneToOneField(
+        "sandbox.Delivery", on_delete=models.CASCADE, related_name="calendly_subscription"
+    )
+
+    class Meta:
+        ordering = ["-delivery_id"]
+
+    def __str__(self) -> str:
+        return f"delivery {self.delivery_id} for subscription {self.subscription_id}"
 
 
 class DataDeletionRequest(models.Model):

@@ -230,7 +230,7 @@ def subscription_resource(subscription: WebhookSubscription, urls: Urls) -> dict
         "callback_url": subscription.callback_url,
         "created_at": stamp(subscription.created_at),
         "updated_at": stamp(subscription.updated_at),
-        "retry_started_at": None,
+        "retry_started_at": stamp(subscription.retry_started_at),
         "state": subscription.state,
         "events": list(subscription.events),
         "scope": subscription.scope,

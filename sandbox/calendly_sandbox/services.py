@@ -22,10 +22,11 @@ from sandbox.calendly_sandbox.models import (
     Invitee,
     Organization,
     ScheduledEvent,
+    SubscriptionDelivery,
     WebhookSubscription,
 )
 from sandbox.calendly_sandbox.resources import Urls, invitee_resource, stamp
-from sandbox.models import Delivery
+from sandbox.models import Delivery, DeliveryAttempt
 
 SCHEDULING_DAYS = 14
 WORKDAY_START = time(9, 0)
@@ -107,15 +108,68 @@ def emit(*, event: str, invitee: Invitee, urls: Urls) -> int:
         organization=host.organization, state=WebhookSubscription.State.ACTIVE
     ):
         if subscription.wants(event, host):
-            delivery.enqueue(
+            sending = delivery.enqueue(
                 provider="calendly",
                 event_type=event,
                 url=subscription.callback_url,
                 secret=subscription.signing_key,
                 payload=body,
             )
+            SubscriptionDelivery.objects.create(subscription=subscription, delivery=sending)
             sent += 1
     return sent
+
+
+# Calendly retries a failing subscription's deliveries for a day, then disables it
+# unless something got through meanwhile. The sandbox gives up on a delivery after
+# SANDBOX_WEBHOOK_MAX_ATTEMPTS (minutes, not a day), and disables the subscription
+# after this many deliveries in a row given up, none delivered since.
+DISABLE_AFTER_FAILED_DELIVERIES = 3
+
+
+def subscription_disable(*, subscription: WebhookSubscription) -> bool:
+    """Disable it, as Calendly does (or as the operator asks on the dashboard): it gets
+    no more deliveries, those still waiting are given up, and the API shows
+    ``state: disabled`` until its owner deletes and recreates it. False if it was."""
+    with db.atomic():
+        disabled = WebhookSubscription.objects.filter(
+            pk=subscription.pk, state=WebhookSubscription.State.ACTIVE
+        ).update(state=WebhookSubscription.State.DISABLED, updated_at=timezone.now())
+        Delivery.objects.filter(
+            calendly_subscription__subscription=subscription, status=Delivery.Status.PENDING
+        ).update(status=Delivery.Status.FAILED)
+    return bool(disabled)
+
+
+def subscriptions_follow_deliveries() -> int:
+    """Bring each active subscription's ``retry_started_at`` and ``state`` in line with
+    its deliveries: failing since the first attempt that failed after the last one
+    delivered; disabled after DISABLE_AFTER_FAILED_DELIVERIES given up in a row. Runs
+    on every dispatcher pass and before the API shows a subscription. Returns how
+    many it disabled."""
+    disabled = 0
+    for subscription in WebhookSubscription.objects.filter(state=WebhookSubscription.State.ACTIVE):
+        sent = Delivery.objects.filter(calendly_subscription__subscription=subscription)
+        last_delivered = (
+            sent.filter(status=Delivery.Status.DELIVERED).order_by("-pk").values("pk").first()
+        )
+        since = sent.filter(pk__gt=last_delivered["pk"]) if last_delivered else sent
+        failing_since = (
+            DeliveryAttempt.objects.filter(delivery__in=since)
+            .order_by("attempted_at")
+            .values_list("attempted_at", flat=True)
+            .first()
+        )
+        if failing_since != subscription.retry_started_at:
+            WebhookSubscription.objects.filter(pk=subscription.pk).update(
+                retry_started_at=failing_since
+            )
+        given_up = since.filter(status=Delivery.Status.FAILED).count()
+        if given_up >= DISABLE_AFTER_FAILED_DELIVERIES and subscription_disable(
+            subscription=subscription
+        ):
+            disabled += 1
+    return disabled
 
 
 # --- Use-cases --------------------------------------------------------------------------

@@ -46,6 +46,11 @@ page_patterns = [
     path("hosts/", views.host_create, name="host-create"),
     path("subscriptions/", views.subscription_create, name="subscription-create"),
     path("subscriptions/<str:uuid>/delete/", views.subscription_delete, name="subscription-delete"),
+    path(
+        "subscriptions/<str:uuid>/disable/",
+        views.subscription_disable,
+        name="subscription-disable",
+    ),
     path("fault/", views.fault_set, name="fault"),
     path("events/<str:uuid>/cancel/", views.event_cancel, name="event-cancel"),
     path("invitees/<str:uuid>/no-show/", views.invitee_no_show, name="no-show"),

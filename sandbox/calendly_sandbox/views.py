@@ -121,6 +121,16 @@ def subscription_delete(request: HttpRequest, uuid: str) -> HttpResponse:
 
 @operator_only
 @require_POST
+def subscription_disable(request: HttpRequest, uuid: str) -> HttpResponse:
+    """What Calendly does to a subscription whose deliveries failed for a day."""
+    subscription = get_object_or_404(WebhookSubscription, uuid=uuid)
+    if services.subscription_disable(subscription=subscription):
+        messages.info(request, "Webhook subscription disabled: it gets no more deliveries.")
+    return redirect(f"{NS}:dashboard")
+
+
+@operator_only
+@require_POST
 def fault_set(request: HttpRequest) -> HttpResponse:
     form = FaultForm(request.POST)
     if not form.is_valid():

@@ -48,6 +48,7 @@ def production_values(environment: str = "production") -> dict[str, str]:
     mode = "live" if environment == "production" else "test"
     return {
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALERT_EMAILS": "oncall@slotpay.example",
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
         "AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),

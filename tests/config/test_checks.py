@@ -17,6 +17,7 @@ SQLITE = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "slotpay.s
 
 GOOD_PRODUCTION = {
     "ENVIRONMENT": "production",
+    "ALERT_EMAILS": ["oncall@slotpay.example"],
     "DEBUG": False,
     "SECRET_KEY": secrets.token_urlsafe(50),
     "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
