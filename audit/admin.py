@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods, require_POST
 
-from audit.checkpoints import checkpoint_check, checkpoints_export, note
+from audit.checkpoints import checkpoint_check, checkpoints_export, latest_checkpoint, note
 from audit.models import AuditCheckpoint, AuditEntry, SecurityEventCount
-from audit.services import chain_verify
+from audit.services import STREAMS, chain_verify
 from core.admin import ReadOnlyAdmin
 
 # The encrypted part and anything derived from it: no lookup in a list's URL either
@@ -88,6 +88,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     list_display = (
         "sequence",
+        "stream",
+        "position",
         "created_at",
         "category",
         "action",
@@ -97,6 +99,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         "target_id",
     )
     list_filter = (
+        "stream",
         "category",
         "actor_type",
         ActionPrefixFilter,
@@ -128,35 +131,50 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         ]
 
     def verify_view(self, request: HttpRequest) -> HttpResponse:
-        """GET: what the button does; POST: walk the chain (audited), check the latest
-        checkpoint against it, and show both outcomes."""
+        """GET: what the button does; POST: verify every stream in full (audited),
+        check each stream's latest checkpoint against it, and show the outcomes."""
         if not request.user.has_perm("audit.view_auditentry"):
             raise PermissionDenied
-        latest = AuditCheckpoint.objects.first()
+        latest = [found for stream in STREAMS if (found := latest_checkpoint(stream))]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Verify the audit chain",
-            "checkpoint": latest,
+            "checkpoints": latest,
         }
         if request.method == "POST":
             context["report"] = chain_verify(actor=_staff_member(request))
-            context["checkpoint_result"] = checkpoint_check(latest) if latest else None
+            context["checkpoint_results"] = [
+                (checkpoint, checkpoint_check(checkpoint)) for checkpoint in latest
+            ]
         return TemplateResponse(request, "admin/audit/auditentry/verify.html", context)
 
 
 @admin.register(AuditCheckpoint)
 class AuditCheckpointAdmin(ReadOnlyAdmin):
-    """Signed checkpoints, read-only; "Export checkpoints" downloads them all (JSONL)
-    to keep somewhere the database's owner cannot reach."""
+    """Signed checkpoints, one per closed segment of a stream, read-only and never
+    deleted (a purge keeps them: they anchor what survives); "Export checkpoints"
+    downloads them all (JSONL) to keep somewhere the database's owner cannot reach."""
 
-    list_display = ("created_at", "sequence", "entry_count", "short_hash", "key_id")
+    list_display = (
+        "created_at",
+        "stream",
+        "first_position",
+        "position",
+        "entry_count",
+        "short_hash",
+        "key_id",
+    )
+    list_filter = ("stream",)
     date_hierarchy = "created_at"
     fields = (
         "created_at",
-        "sequence",
+        "stream",
+        "first_position",
+        "position",
         "entry_hash",
         "entry_count",
+        "previous_hash",
         "key_id",
         "public_key",
         "signed_note",

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from django.db import connection
 
 from audit import chain
-from audit.models import AuditChainHead, AuditEntry
+from audit.models import AuditChainHead, AuditEntry, AuditStreamHead
 
 TRIGGERS = {
     "audit_auditentry": "audit_entry_append_only",
@@ -38,11 +38,15 @@ def execute(sql: str, params: list[object] | None = None) -> int:
 
 
 def rewrite_and_rehash(from_sequence: int) -> None:
-    """Alter an entry and rehash everything after it, head included: the chain then
-    verifies on its own, as it would after a careful attacker."""
-    previous = AuditEntry.objects.get(sequence=from_sequence - 1).entry_hash
+    """Alter an entry and rehash everything after it in its stream, the heads
+    included: the chain then verifies on its own (once the checkpoints are gone too),
+    as it would after a careful attacker."""
+    altered = AuditEntry.objects.get(sequence=from_sequence)
+    stream = altered.stream
+    previous = AuditEntry.objects.get(stream=stream, position=altered.position - 1).entry_hash
     with trigger_disabled():
-        for entry in AuditEntry.objects.filter(sequence__gte=from_sequence).order_by("sequence"):
+        later = AuditEntry.objects.filter(stream=stream, position__gte=altered.position)
+        for entry in later.order_by("position"):
             fields = {name: getattr(entry, name) for name in chain.HASHED_FIELDS}
             if entry.sequence == from_sequence:
                 fields["data"] = {"amount": 1}
@@ -51,4 +55,6 @@ def rewrite_and_rehash(from_sequence: int) -> None:
             AuditEntry.objects.filter(pk=entry.pk).update(
                 data=fields["data"], previous_hash=fields["previous_hash"], entry_hash=previous
             )
-    AuditChainHead.objects.filter(pk=1).update(entry_hash=previous)
+    AuditStreamHead.objects.filter(stream=stream).update(entry_hash=previous)
+    last = AuditEntry.objects.order_by("-sequence").first()
+    AuditChainHead.objects.filter(pk=1).update(entry_hash=last.entry_hash)

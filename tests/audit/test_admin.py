@@ -185,14 +185,13 @@ def test_post_names_the_first_broken_entry_and_a_checkpoint_that_no_longer_match
     signed_in, entry
 ):
     checkpoint = checkpoint_write(actor="tests")
+    signed = AuditEntry.objects.get(stream=checkpoint.stream, position=checkpoint.position)
     with trigger_disabled():
-        AuditEntry.objects.filter(sequence=checkpoint.sequence).update(
-            action="forged", entry_hash="f" * 64
-        )
+        AuditEntry.objects.filter(pk=signed.pk).update(action="forged", entry_hash="f" * 64)
 
     page = signed_in.post(VERIFY).content.decode()
 
-    assert f"at entry #{checkpoint.sequence} (forged" in page
+    assert f"at entry #{signed.sequence} (forged" in page
     assert "entry_hash does not match" in page
     assert "The latest checkpoint does not match" in page
     assert AuditEntry.objects.get(action="audit.chain.verified").data["ok"] is False
@@ -235,7 +234,7 @@ def test_checkpoints_are_listed_read_only_and_exported_by_post(signed_in, staff,
     assert checkpoint in listing.context["cl"].result_list
     assert f'action="{EXPORT}"' in listing.content.decode()
     detail = signed_in.get(f"{CHECKPOINTS}{checkpoint.pk}/change/").content.decode()
-    assert "\u2014 slotpay audit testserver " in detail
+    assert "\u2014 slotpay audit testserver/transaction " in detail
     assert 'name="_save"' not in detail
     assert signed_in.get(f"{CHECKPOINTS}add/").status_code == 403
     assert (
@@ -249,7 +248,7 @@ def test_checkpoints_are_listed_read_only_and_exported_by_post(signed_in, staff,
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="audit-checkpoints-')
     (line,) = response.content.decode().splitlines()
-    assert json.loads(line)["sequence"] == checkpoint.sequence
+    assert json.loads(line)["position"] == checkpoint.position
     exported = AuditEntry.objects.get(action="audit.checkpoints.exported")
     assert (exported.actor_type, exported.actor_id) == ("user", str(staff.pk))
 

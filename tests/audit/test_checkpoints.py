@@ -2,6 +2,7 @@
 a chain rewritten by someone who could rewrite the whole table."""
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -47,13 +48,19 @@ def _verify_message(exported: Path, *extra: str) -> str:
 def test_a_checkpoint_signs_the_chains_head(entries):
     checkpoint = checkpoint_write(actor="tests")
 
-    assert (checkpoint.sequence, checkpoint.entry_hash) == (5, entries[-1].entry_hash)
+    assert (checkpoint.stream, checkpoint.first_position, checkpoint.position) == (
+        "transaction",
+        1,
+        5,
+    )
+    assert checkpoint.entry_hash == entries[-1].entry_hash
     assert checkpoint.entry_count == 5
-    name, size, head, stamp = checkpoint.body.splitlines()
-    assert name == origin() == "slotpay audit testserver"
+    name, size, head, stamp, first, count, previous = checkpoint.body.splitlines()
+    assert name == origin("transaction") == "slotpay audit testserver/transaction"
     assert size == "5"
     assert base64.b64decode(head).hex() == entries[-1].entry_hash
     assert stamp.startswith("time ")
+    assert (first, count, previous) == ("first 1", "count 5", "previous none")
     assert checkpoint_check(checkpoint).ok
     written = AuditEntry.objects.get(action="audit.checkpoint.written")
     assert written.target_id == str(checkpoint.pk)
@@ -73,10 +80,17 @@ def test_the_export_verifies_against_an_intact_chain(entries, tmp_path, capsys):
     assert "2 checkpoints verified" in out
     assert "2 checkpoints match it" in out
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
-    assert [line["sequence"] for line in lines] == [5, 7]
-    assert lines[0]["note"].startswith("slotpay audit testserver\n5\n")
-    assert "\n\n\u2014 slotpay audit testserver " in lines[0]["note"]
+    # The checkpoint's own record went to the security stream: the second segment
+    # holds the booking alone, and names the first checkpoint.
+    assert [(line["stream"], line["first_position"], line["position"]) for line in lines] == [
+        ("transaction", 1, 5),
+        ("transaction", 6, 6),
+    ]
+    assert lines[0]["note"].startswith("slotpay audit testserver/transaction\n5\n")
+    assert "\n\n\u2014 slotpay audit testserver/transaction " in lines[0]["note"]
     assert lines[0]["public_key"] == AuditCheckpoint.objects.first().public_key
+    first, second = AuditCheckpoint.objects.order_by("position")
+    assert second.previous_hash == hashlib.sha256(first.body.encode()).hexdigest()
 
 
 @pytest.mark.postgres
@@ -92,7 +106,10 @@ def test_an_exported_checkpoint_catches_a_rewritten_chain(entries, tmp_path):
 
     message = _verify_message(exported)
 
-    assert "line 1: the chain's entry #5 does not have the hash this checkpoint signed" in message
+    assert (
+        "line 1: the transaction stream's entry at 5 does not have the hash this checkpoint "
+        "signed" in message
+    )
     with pytest.raises(CommandError, match="checkpoints do not hold"):
         call_command("audit_verify", "--checkpoints", str(exported))
 
@@ -148,13 +165,30 @@ def test_no_checkpoint_is_signed_over_a_broken_chain(entries):
     assert not AuditCheckpoint.objects.exists()
 
 
-def test_the_daily_task_writes_one(entries):
+def test_the_daily_task_writes_one_per_stream_that_grew(entries):
     outcome = write_checkpoint.delay().get()
 
-    checkpoint = AuditCheckpoint.objects.get()
-    assert outcome == {"ok": True, "sequence": 5, "checkpoint": checkpoint.pk}
-    written = AuditEntry.objects.get(action="audit.checkpoint.written")
-    assert (written.actor_type, written.actor_id) == ("system", "audit.tasks.write_checkpoint")
+    # The transaction checkpoint's record opened the security stream, so it grew too.
+    assert outcome == {"ok": True, "checkpoints": {"transaction": 5, "security": 1}}
+    assert set(AuditCheckpoint.objects.values_list("stream", "position")) == {
+        ("transaction", 5),
+        ("security", 1),
+    }
+    written = AuditEntry.objects.filter(action="audit.checkpoint.written")
+    assert {(entry.actor_type, entry.actor_id) for entry in written} == {
+        ("system", "audit.tasks.write_checkpoint")
+    }
+    assert [entry.data["stream"] for entry in written.order_by("sequence")] == [
+        "transaction",
+        "security",
+    ]
+
+
+def test_a_stream_with_nothing_new_gets_no_checkpoint(entries):
+    first = checkpoint_write(actor="tests")
+
+    assert checkpoint_write(actor="tests") is None
+    assert AuditCheckpoint.objects.get(stream="transaction") == first
 
 
 def test_the_key_may_come_without_padding_and_its_public_half_is_stored(entries, settings):

@@ -148,7 +148,7 @@ def _caught(sequence: int, reason: str) -> None:
     assert (report.broken_at.sequence if report.broken_at else None, report.ok) == (sequence, False)
     assert reason in report.reason
     with pytest.raises(CommandError, match=f"sequence={sequence} .*{reason}"):
-        call_command("audit_verify")
+        call_command("audit_verify", "--full")
 
 
 @pytest.mark.postgres
@@ -185,7 +185,7 @@ def test_log_integrity(staff: User, tmp_path: Path) -> None:
     with tampering():  # 2. a deleted row
         with trigger_disabled():
             execute("DELETE FROM audit_auditentry WHERE id = %s", [middle.pk])
-        _caught(middle.sequence + 1, f"sequence {middle.sequence} is missing")
+        _caught(middle.sequence + 1, f"position {middle.position} of the transaction stream")
     with tampering():  # 3. a redaction nobody recorded (the trigger lets a stamped one by)
         execute(
             "UPDATE audit_auditentry SET personal_data = NULL, "
@@ -193,15 +193,21 @@ def test_log_integrity(staff: User, tmp_path: Path) -> None:
             [middle.pk],
         )
         _caught(middle.sequence, "a redaction nobody recorded")
-    with tampering():  # 4. a rewritten, rehashed chain verifies alone; a checkpoint catches it
+    with tampering():  # 4. a rewritten, rehashed chain: the stored checkpoint catches it
         rewrite_and_rehash(middle.sequence)
+        report = verify_chain()
+        assert "is not the one transaction checkpoint at 5" in report.reason
+        # ...and with the stored checkpoints gone too, the exported one does.
+        with trigger_disabled("audit_auditcheckpoint"):
+            execute("DELETE FROM audit_auditcheckpoint", [])
         assert verify_chain().ok
-        (check,) = checkpoints_verify(exported.read_text().splitlines())
+        checks = checkpoints_verify(exported.read_text().splitlines())
+        (check,) = [check for check in checks if check.stream == "transaction"]
         assert "does not have the hash this checkpoint signed" in check.reason
         with pytest.raises(CommandError, match="checkpoints do not hold"):
-            call_command("audit_verify", "--checkpoints", str(exported))
+            call_command("audit_verify", "--full", "--checkpoints", str(exported))
 
     # Untouched (every tampering rolled back), and a recorded redaction is no tampering.
     redact_personal_data(entries=[middle], actor=staff, reason="erasure request DSR-2")
     assert verify_chain().ok
-    call_command("audit_verify", "--checkpoints", str(exported))
+    call_command("audit_verify", "--full", "--checkpoints", str(exported))

@@ -104,7 +104,7 @@ def test_re_encryption_is_allowed(entry):
 
 
 def test_checkpoints_cannot_be_changed_or_deleted(entry):
-    checkpoint = checkpoint_write(actor="tests")
+    checkpoint = checkpoint_write(actor="tests", stream="security")
 
     with pytest.raises(DatabaseError, match="append-only: UPDATE refused"):
         _execute(

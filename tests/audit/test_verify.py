@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit import Category, chain, record
-from audit.models import AuditChainHead, AuditEntry
+from audit.models import AuditChainHead, AuditEntry, AuditStreamHead
 from audit.services import redact_personal_data, verify_chain
 from tests.audit.tamper import trigger_disabled
 
@@ -33,7 +33,7 @@ def entries(db) -> list[AuditEntry]:
 
 def _broken_message() -> str:
     with pytest.raises(CommandError) as raised:
-        call_command("audit_verify")
+        call_command("audit_verify", "--full")
     return str(raised.value)
 
 
@@ -42,8 +42,11 @@ def test_an_intact_chain_verifies(entries, capsys):
 
     assert report.ok
     assert report.entries == 5
-    call_command("audit_verify")
-    assert "Audit chain verified: 5 entries." in capsys.readouterr().out
+    call_command("audit_verify", "--full")
+    out = capsys.readouterr().out
+    assert "transaction: from genesis, 5 entries, ok" in out
+    assert "security: from genesis, 0 entries, ok" in out
+    assert "Audit chain verified: 5 entries." in out
 
 
 def test_an_empty_chain_verifies(db):
@@ -89,7 +92,7 @@ def test_a_deleted_middle_entry_is_reported(entries):
     message = _broken_message()
 
     assert f"entry id={entries[3].pk} sequence=4" in message
-    assert "sequence 3 is missing" in message
+    assert "position 3 of the transaction stream is missing (found 4)" in message
 
 
 def test_entries_removed_from_the_end_are_reported(entries):
@@ -103,7 +106,10 @@ def test_entries_removed_from_the_end_are_reported(entries):
 
     assert report.entries == 3
     assert "end of chain" in message
-    assert "the chain head says 5 entries but 3 are stored" in message
+    assert (
+        "the transaction stream's head is at position 5 but its last stored entry is at 3"
+        in message
+    )
 
 
 def test_a_head_moved_back_is_reported(entries):
@@ -112,7 +118,16 @@ def test_a_head_moved_back_is_reported(entries):
 
     message = _broken_message()
 
-    assert "5 entries are stored but the chain head says 3" in message
+    assert f"entry id={entries[4].pk} sequence=5" in message
+    assert "entry #5 is stored but the chain head says 3" in message
+
+
+def test_a_stream_head_moved_back_is_reported(entries):
+    AuditStreamHead.objects.filter(stream="transaction").update(position=3)
+
+    message = _broken_message()
+
+    assert "the transaction stream's last entry is at position 5 but its head says 3" in message
 
 
 def test_altered_personal_data_is_named(entries):

@@ -1,6 +1,6 @@
-"""Signed checkpoints of the audit chain: write one, export them all, verify an export.
+"""Signed checkpoints of the audit streams: write them, export them all, verify an export.
 
-    manage.py audit_checkpoint write
+    manage.py audit_checkpoint write           (one per stream that grew since its last)
     manage.py audit_checkpoint export --output checkpoints.jsonl
     manage.py audit_checkpoint verify checkpoints.jsonl [--public-key BASE64 ...]
 
@@ -20,9 +20,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit.checkpoints import (
     ChainBrokenError,
     CheckpointCheck,
-    checkpoint_write,
     checkpoints_export,
     checkpoints_verify,
+    checkpoints_write,
 )
 
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="command", required=True)
-        commands.add_parser("write", help="sign a checkpoint of the chain's head now")
+        commands.add_parser("write", help="sign a checkpoint of each stream's head now")
         export = commands.add_parser("export", help="write every checkpoint to a JSONL file")
         export.add_argument("--output", required=True, help="the file to write")
         verify = commands.add_parser("verify", help="check an exported file against the chain")
@@ -71,10 +71,13 @@ class Command(BaseCommand):
 
     def _write(self, options: dict[str, Any]) -> None:
         try:
-            checkpoint = checkpoint_write(actor=cli_actor())
+            written = checkpoints_write(actor=cli_actor())
         except ChainBrokenError as exc:
             raise CommandError(f"No checkpoint written: {exc}.") from exc
-        self.stdout.write(self.style.SUCCESS(f"Checkpoint written: {checkpoint}."))
+        if not written:
+            self.stdout.write("No stream grew since its last checkpoint: nothing to sign.")
+        for checkpoint in written:
+            self.stdout.write(self.style.SUCCESS(f"Checkpoint written: {checkpoint}."))
 
     def _export(self, options: dict[str, Any]) -> None:
         text = checkpoints_export(actor=cli_actor())
@@ -94,6 +97,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"{len(checks)} checkpoints verified: each signature holds and the chain "
-                "still has each signed hash."
+                "still has each signed hash (or purged it after its retention)."
             )
         )
