@@ -21,5 +21,6 @@ def sweep() -> int:
 
 @shared_task(name="webhooks.tasks.purge", ignore_result=True)
 def purge() -> dict[str, int]:
-    """Periodic (beat): drop processed payloads after 24 h, dedup keys after days."""
+    """The inbox's retention rules alone (payloads after 24 h, dedup keys after days);
+    the hourly ``audit.purges.purge`` runs them with every other rule."""
     return retention.purge()

@@ -257,7 +257,7 @@ def test_retention_purges_payloads_then_dedup_keys(stripe_sender: Sender, handle
     )
     WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(days=8))
     assert retention.purge()["events_deleted"] == 1
-    assert AuditEntry.objects.filter(action="webhooks.retention.purged").count() == 2
+    assert AuditEntry.objects.filter(action="retention.purged").count() == 2
 
 
 def test_failed_events_keep_their_payload(stripe_sender: Sender, handlers) -> None:
