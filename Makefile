@@ -2,17 +2,45 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+PIP := $(BIN)/pip --disable-pip-version-check
+# Every runtime and dev dependency, pinned with the hash of each file (make lock).
+LOCK := requirements.lock
+# A new lock or pyproject.toml means a new stamp, so the next target reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format worker beat clean
+# What bandit scans: the packages that ship (pyproject's packages.find), deploy/, manage.py.
+SHIPPED := config core accounts audit bookings payments webhooks sandbox deploy manage.py
 
-$(STAMP): pyproject.toml
+.PHONY: install lock audit-deps bandit run test lint format worker beat clean
+
+$(STAMP): $(LOCK) pyproject.toml
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) install --quiet --require-hashes -r $(LOCK)
+	# The project itself: its dependencies came from the lock, and so did setuptools,
+	# which builds it here (no unpinned build environment is downloaded).
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-resolve requirements.lock from pyproject.toml, hashes included; then commit it.
+## Versions already locked are kept: LOCK_ARGS=--upgrade moves everything to the newest
+## allowed, LOCK_ARGS="--upgrade-package NAME" one package.
+lock: $(STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --extra dev --no-emit-index-url --no-emit-find-links \
+	  $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
+
+## Known vulnerabilities in the locked packages (pip-audit). Fails when some are found
+## and when it could not check ("could not check: the vulnerability service is
+## unreachable"): .ci/audit_deps.py exits 1 and 2 for them, make 2 for either.
+audit-deps: $(STAMP)
+	$(BIN)/python .ci/audit_deps.py $(LOCK)
+
+## Static security analysis of the code that ships (configuration: [tool.bandit]).
+bandit: $(STAMP)
+	$(BIN)/bandit -q -c pyproject.toml -r $(SHIPPED)
 
 ## Serve the application on http://127.0.0.1:8000 (development profile, SQLite).
 run: $(STAMP)
@@ -30,6 +58,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r $(SHIPPED)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
