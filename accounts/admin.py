@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import django_otp.plugins.otp_totp.admin  # noqa: F401 (see AuthenticatorAppAdmin)
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
@@ -10,13 +12,14 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_http_methods
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 import audit
-from accounts import dsr, rights
+from accounts import access_review, dsr, reveal, rights
 from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
 from accounts.models import Builder, BuilderMembership, User
 from accounts.reveal import PersonalDataAdminMixin
@@ -24,6 +27,24 @@ from core.encryption import blind_indexes
 from core.stepup import StepUpAdminMixin, stepped_up_or_redirect
 
 admin.site.login_form = EmailAuthenticationForm
+
+
+class AccessReviewSignOffForm(forms.Form):
+    note = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="What you checked and what you asked to change (tickets). Recorded.",
+    )
+    # The fingerprint of the review as the page showed it (access_review.fingerprint),
+    # written by the template: a page rendered again carries the new one.
+    reviewed = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+    def clean_note(self) -> str:
+        note: str = self.cleaned_data["note"].strip()
+        letters = sum(character.isalpha() for character in note)
+        if "\x00" in note or len(note) < 10 or letters < 5:
+            raise forms.ValidationError("Say what you reviewed, in a few words.")
+        return note
 
 
 class ExactEmailSearchMixin:
@@ -82,6 +103,80 @@ class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
             },
         ),
     )
+
+    def get_urls(self) -> list[URLPattern]:
+        review = require_http_methods(["GET", "POST"])(self.access_review_view)
+        return [
+            path(
+                "access-review/",
+                self.admin_site.admin_view(review),
+                name="accounts_access_review",
+            ),
+            *super().get_urls(),
+        ]
+
+    def access_review_view(self, request: HttpRequest) -> HttpResponse:
+        """The quarterly access review (accounts/access_review.py): every staff member's
+        rights and flags; a superuser or an Auditor signs it off, stepped up."""
+        if not access_review.may_review(request.user):
+            raise PermissionDenied
+        page = reverse("admin:accounts_access_review")
+        form = AccessReviewSignOffForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST":
+            refused = stepped_up_or_redirect(request, page)
+            if refused is not None:
+                return refused
+            if form.is_valid():
+                try:
+                    access_review.access_review_sign_off(
+                        actor=request.user,  # type: ignore[arg-type]  # admin_view: signed in
+                        note=form.cleaned_data["note"],
+                        reviewed=form.cleaned_data["reviewed"],
+                    )
+                except access_review.ReviewChangedError as exc:
+                    messages.error(request, str(exc))
+                else:
+                    messages.success(request, "Access review signed off.")
+                    return HttpResponseRedirect(page)
+        rows = access_review.staff_access(actor=request.user)
+        # Staff members' names are shown in clear (the reviewer must know who is who):
+        # a staff access to personal data, audited like any other.
+        audit.record(
+            "accounts.access_review.viewed",
+            category=audit.Category.ACCESS,
+            actor=request.user,
+            data={"staff": len(rows), "fields": ["name"], "via": "admin.access_review"},
+        )
+        last = access_review.last_sign_off()
+        reviewer = (
+            User.objects.filter(pk=last.reviewer_id).first()
+            if last and last.reviewer_id is not None
+            else None
+        )
+        response = TemplateResponse(
+            request,
+            "admin/accounts/access_review.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Quarterly access review",
+                "rows": [(row, reveal.mask("email", row.user.email)) for row in rows],
+                "staff_count": len(rows),
+                "inactive_count": sum(row.inactive for row in rows),
+                "over_privileged_count": sum(bool(row.over_privileged) for row in rows),
+                "inactive_days": settings.ACCESS_REVIEW_INACTIVE_DAYS,
+                "interval_days": settings.ACCESS_REVIEW_INTERVAL_DAYS,
+                "last": last,
+                "reviewer": reviewer,
+                "next_due": access_review.next_due(last),
+                "due": access_review.is_due(),
+                "form": form,
+                # What a signature will be checked against: the page as shown now.
+                "reviewed": access_review.fingerprint(rows),
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)

@@ -1,6 +1,6 @@
 """The staff roles: each group and exactly the permissions its job needs.
 
-accounts/migrations/0006 and 0007 give the groups these sets (frozen copies, as
+accounts/migrations/0006 to 0009 give the groups these sets (frozen copies, as
 migrations keep theirs); ``ensure_staff_groups`` recreates a group that is missing (a fresh
 database, or one a test flushed) with its set. A group that exists is left alone:
 changing a group's permissions is a superuser's decision, stepped up and audited.
@@ -23,6 +23,8 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "bookings.view_eventtype",
         "payments.view_payment",
         "payments.view_refund",
+        "payments.view_dispute",
+        "bookings.view_drift",
     ),
     # Moves money: refunds, approves another member's refund, cancels for the client.
     "Finance": (
@@ -34,6 +36,8 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "payments.view_refundapproval",
         "payments.issue_refund",
         "payments.approve_refund",
+        "payments.view_dispute",
+        "bookings.view_drift",
     ),
     # Answers data-subject requests: clients' data in clear (each view audited),
     # corrections (through a rectification request, with a reason), erasures.
@@ -46,13 +50,23 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "accounts.carry_out_erasure",
         "bookings.view_booking",
     ),
-    # Reads the audit trail, its checkpoints and the webhook inbox; changes nothing.
+    # Reads the audit trail, its checkpoints and the webhook inbox; changes nothing but
+    # signs off the quarterly access review (accounts/access_review.py).
     "Auditor": (
         "audit.view_auditentry",
         "audit.view_auditcheckpoint",
         "audit.view_securityeventcount",
         "webhooks.view_webhookevent",
+        "core.view_alert",
+        "accounts.review_access",
     ),
+}
+
+# Permissions that are a job rather than a table's: no model's Meta declares them, so
+# Django's post_migrate does not create them. 0008 first made this one; after a flush
+# (a transactional test) ``ensure_staff_groups`` makes it again, on the model named.
+ROLE_PERMISSIONS: dict[str, tuple[str, str]] = {
+    "accounts.review_access": ("user", "Can review staff access and sign the review off"),
 }
 
 
@@ -63,6 +77,7 @@ def ensure_staff_groups(**kwargs: Any) -> None:
     from django.contrib.auth.models import Group, Permission
 
     using = kwargs.get("using", "default")
+    ensure_role_permissions(using=using)
     missing = set(STAFF_GROUP_PERMISSIONS) - set(
         Group.objects.using(using)
         .filter(name__in=STAFF_GROUP_PERMISSIONS)
@@ -86,4 +101,19 @@ def ensure_staff_groups(**kwargs: Any) -> None:
                 .pk,
             )
             for app, codename in wanted
+        )
+
+
+def ensure_role_permissions(*, using: str = "default") -> None:
+    """Create any permission of ROLE_PERMISSIONS that is missing."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    for label, (model, name) in ROLE_PERMISSIONS.items():
+        app_label, codename = label.split(".")
+        content_type, _ = ContentType.objects.db_manager(using).get_or_create(
+            app_label=app_label, model=model
+        )
+        Permission.objects.using(using).get_or_create(
+            content_type=content_type, codename=codename, defaults={"name": name}
         )
