@@ -361,9 +361,10 @@ def _parse(text: str, trusted: dict[bytes, bytes]) -> _Signed:
 
 def trusted_keys(extra_public_keys: Iterable[str] = ()) -> dict[bytes, bytes]:
     """Key ids to public keys: the configured key's under every origin of this log,
-    plus ``extra_public_keys`` (base64; an older key after a rotation) under them."""
+    plus the retired ones (AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS) and
+    ``extra_public_keys`` (base64; an older key after a rotation) under them."""
     keys = [_raw_public(_private_key())]
-    for encoded in extra_public_keys:
+    for encoded in [*settings.AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS, *extra_public_keys]:
         raw = base64.b64decode(encoded)
         if len(raw) != 32:
             raise ValueError("an Ed25519 public key is 32 bytes")

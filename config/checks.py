@@ -70,6 +70,20 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="slotpay.E014",
             )
         )
+    for position, public in enumerate(settings.AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS, start=1):
+        try:
+            valid = len(base64.b64decode(public, validate=True)) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            errors.append(
+                Error(
+                    f"AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS entry {position} is not an "
+                    "Ed25519 public key (32 bytes, base64).",
+                    hint="Copy it from an exported checkpoint's public_key.",
+                    id="slotpay.E016",
+                )
+            )
     if not settings.FIELD_ENCRYPTION_KEY:
         errors.append(Error("FIELD_ENCRYPTION_KEY is missing.", id="slotpay.E004"))
     for position, key in enumerate(settings.FIELD_ENCRYPTION_KEY, start=1):

@@ -154,6 +154,18 @@ def test_a_checkpoint_signed_by_another_key_is_refused_unless_trusted(entries, t
     call_command("audit_checkpoint", "verify", str(exported), "--public-key", old_public)
 
 
+def test_a_retired_key_keeps_its_checkpoints_trusted_by_the_full_verification(entries, settings):
+    checkpoint_write(actor="tests")
+    old_public = AuditCheckpoint.objects.get().public_key
+    settings.AUDIT_CHECKPOINT_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
+    rotated = verify_chain(full=True)
+    assert not rotated.ok
+    assert "signed by a key this site does not trust" in rotated.reason
+
+    settings.AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS = [old_public]
+    assert verify_chain(full=True).ok
+
+
 def test_no_checkpoint_is_signed_over_a_broken_chain(entries):
     AuditChainHead.objects.filter(pk=1).update(sequence=3)
 

@@ -112,6 +112,16 @@ def test_provider_settings_that_are_unsafe(overrides, expected):
             {"AUDIT_CHECKPOINT_KEY": "not base64!" * 4}, ["slotpay.E014"], id="E014-not-base64"
         ),
         pytest.param(
+            {"AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS": ["c2hvcnQ="]},
+            ["slotpay.E016"],
+            id="E016-retired-key-too-short",
+        ),
+        pytest.param(
+            {"AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS": ["not base64!"]},
+            ["slotpay.E016"],
+            id="E016-retired-key-not-base64",
+        ),
+        pytest.param(
             {"FIELD_ENCRYPTION_KEY": ["not-a-fernet-key"]}, ["slotpay.E004"], id="E004-bad-key"
         ),
         pytest.param(
