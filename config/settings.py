@@ -46,6 +46,11 @@ BLIND_INDEX_KEY = _secret("BLIND_INDEX_KEY", test_default=secrets.token_urlsafe(
 # Ed25519 private key (32 random bytes, URL-safe base64) that signs the audit chain's
 # daily checkpoints; keep a copy of the exported checkpoints away from the database.
 AUDIT_CHECKPOINT_KEY = _secret("AUDIT_CHECKPOINT_KEY", test_default=secrets.token_urlsafe(32))
+# The public halves of earlier checkpoint keys (base64, comma-separated): checkpoints they
+# signed stay trusted by verification after a rotation (README, "Rotating keys").
+AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS = config_env.split_list(
+    env.str("AUDIT_CHECKPOINT_RETIRED_PUBLIC_KEYS", default="")
+)
 
 DEBUG = env.bool("DEBUG", default=ENVIRONMENT == "development")
 
@@ -122,6 +127,11 @@ WEBHOOK_DEDUP_RETENTION_DAYS = env.int("WEBHOOK_DEDUP_RETENTION_DAYS", default=7
 # Rejections are counted per provider, reason and hour; the first this many of each
 # in an hour are also written to the audit log (a flood must not flood the chain).
 WEBHOOK_REJECTION_AUDIT_LIMIT = env.int("WEBHOOK_REJECTION_AUDIT_LIMIT", default=100)
+# Refused deliveries (bad signature or timestamp) per provider in an hour that raise an
+# alert (webhooks/watchdogs.py).
+WEBHOOK_SIGNATURE_FAILURE_ALERT_THRESHOLD = env.int(
+    "WEBHOOK_SIGNATURE_FAILURE_ALERT_THRESHOLD", default=50
+)
 
 # Where the Stripe sandbox delivers its events (Calendly's deliver to subscriptions).
 SANDBOX_STRIPE_WEBHOOK_URL = env.str(
@@ -419,7 +429,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.tasks.sweep",
         "schedule": float(WEBHOOK_SWEEP_INTERVAL_SECONDS),
     },
-    "webhooks-purge": {"task": "webhooks.tasks.purge", "schedule": 3600.0},
+    # Every app's retention rules (audit/purges.py; each app's retention.py), hourly:
+    # webhook payloads fall due by the hour.
+    "retention-purge": {"task": "audit.purges.purge", "schedule": 3600.0},
     "bookings-expire-unpaid": {"task": "bookings.tasks.expire_unpaid", "schedule": 60.0},
     "bookings-complete-past": {"task": "bookings.tasks.complete_past", "schedule": 3600.0},
     # The transactional outbox (core/outbox.py): what a broker outage left unsent.
@@ -430,6 +442,16 @@ CELERY_BEAT_SCHEDULE = {
     "accounts-retry-erasure-steps": {
         "task": "accounts.dsr.erasure_steps_retry_task",
         "schedule": 3600.0,
+    },
+    # Reconciliation (bookings/reconcile.py): Stripe and Calendly against our records.
+    "bookings-reconcile": {"task": "bookings.tasks.reconcile", "schedule": 86400.0},
+    # Alerts (core/alerts.py): each app's watchdogs, every five minutes.
+    "core-run-watchdogs": {"task": "core.tasks.run_watchdogs", "schedule": 300.0},
+    # The quarterly access review (accounts/access_review.py): Auditors are told when one
+    # is due.
+    "accounts-remind-access-review": {
+        "task": "accounts.tasks.remind_access_review",
+        "schedule": 86400.0,
     },
     "payments-retry-refunds": {
         "task": "payments.tasks.retry_unfinished_refunds",

@@ -93,11 +93,12 @@ class WebhookEventAdmin(StepUpAdminMixin, ReadOnlyAdmin):
         "provider",
         "event_type",
         "status",
+        "source",
         "attempts",
         "next_attempt_at",
         "processed_at",
     )
-    list_filter = ("provider", "status", "event_type", "received_at")
+    list_filter = ("provider", "status", "source", "event_type", "received_at")
     search_fields = ("=event_id", "=request_id")
     date_hierarchy = "received_at"
     show_full_result_count = False
