@@ -17,6 +17,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import OperationalError
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,7 +27,7 @@ from django.utils.html import format_html
 
 from accounts.reveal import PersonalDataAdminMixin
 from bookings.calendly import CalendlyError
-from bookings.models import Booking, EventType
+from bookings.models import Booking, Drift, EventType
 from bookings.services import (
     CANCEL_FOR_CLIENT,
     CancelRefused,
@@ -40,7 +41,13 @@ from core.stepup import stepped_up_or_redirect
 from payments.admin import HttpsUrlFields, refund_outcome_message, staff_name
 from payments.models import Payment, Refund, RefundApproval
 from payments.money import format_money, parse_amount
-from payments.services import ISSUE_REFUND, REASON_MAX, NotEnoughLeft, RefundRefused
+from payments.services import (
+    ISSUE_REFUND,
+    REASON_MAX,
+    NotEnoughLeft,
+    RefundRefused,
+    dispute_refusal,
+)
 from payments.stripe_gateway import PaymentProviderError
 
 
@@ -153,6 +160,7 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
         "client_shown",
         "status",
         "status_changed_at",
+        "disputed_from",
         "start_at",
         "end_at",
         "invitee_time_zone",
@@ -259,7 +267,9 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
     ) -> bool:
         """Make (or propose) the refund; False with the form's error when refused."""
         amount = form.cleaned_data["amount"]
-        if amount > standing.remaining:
+        # A dispute leaves nothing to refund, and says why: the service refuses (and
+        # audits the attempt) with that reason, not "Only €0.00 remains."
+        if amount > standing.remaining and dispute_refusal(payment) is None:
             form.add_error(
                 "amount", f"Only {format_money(standing.remaining, payment.currency)} remains."
             )
@@ -398,3 +408,104 @@ def _shown(standing: RefundStanding | None) -> dict[str, str] | None:
         "policy_remaining": money(standing.policy_remaining),
         "waiting": money(sum(a.amount for a in standing.waiting)),
     }
+
+
+class DriftStateFilter(admin.SimpleListFilter):
+    """Open drift by default: what is resolved stays for the record, one click away."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("resolved", "Resolved"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        choices = iter(super().choices(changelist))
+        next(choices)  # Django's "All" drops the parameter, which reads as open here
+        yield from choices
+
+    def value(self) -> str | None:
+        return super().value() or "open"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Drift]) -> QuerySet[Drift]:
+        if self.value() == "open":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.value() == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
+@admin.register(Drift)
+class DriftAdmin(ReadOnlyAdmin):
+    """What reconciliation could not repair (bookings.reconcile), for Finance, Support
+    and the Auditor to read: counts per kind above the list, and each finding linked
+    to its booking and payment. Nothing is changed from here: a person acts on the
+    booking or payment, and the next run resolves the finding."""
+
+    change_list_template = "admin/bookings/drift/change_list.html"
+    list_display = (
+        "kind",
+        "key",
+        "booking_link",
+        "payment_link",
+        "amounts",
+        "detail",
+        "first_seen_at",
+        "last_seen_at",
+        "resolved_at",
+    )
+    list_filter = (DriftStateFilter, "kind")
+    search_fields = ("key",)
+    fields = (
+        "kind",
+        "key",
+        "booking_link",
+        "payment_link",
+        "provider_ids",
+        "amounts",
+        "detail",
+        "window_at",
+        "first_seen_at",
+        "last_seen_at",
+        "resolved_at",
+    )
+    readonly_fields = fields
+    list_select_related = ("booking", "payment")
+
+    @admin.display(description="booking")
+    def booking_link(self, obj: Drift) -> str:
+        if obj.booking_id is None:
+            return "-"
+        page = reverse("admin:bookings_booking_change", args=[obj.booking_id])
+        return format_html('<a href="{}">Booking {}</a>', page, obj.booking_id)
+
+    @admin.display(description="payment")
+    def payment_link(self, obj: Drift) -> str:
+        if obj.payment_id is None:
+            return "-"
+        page = reverse("admin:payments_payment_change", args=[obj.payment_id])
+        return format_html('<a href="{}">Payment {}</a>', page, obj.payment_id)
+
+    @admin.display(description="expected / in the provider")
+    def amounts(self, obj: Drift) -> str:
+        def shown(amount: int | None) -> str:
+            if amount is None:
+                return "-"
+            return format_money(amount, obj.currency) if obj.currency else str(amount)
+
+        return f"{shown(obj.amount_expected)} / {shown(obj.amount_actual)}"
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        open_rows = Drift.objects.filter(resolved_at__isnull=True)
+        counts = dict(open_rows.values_list("kind").annotate(n=Count("pk")).order_by("kind"))
+        page = reverse("admin:bookings_drift_changelist")
+        per_kind = [
+            (label, counts.get(kind, 0), f"{page}?state=open&kind__exact={kind}")
+            for kind, label in Drift.Kind.choices
+        ]
+        context = {
+            **(extra_context or {}),
+            "drift_counts": per_kind,
+            "drift_open": sum(counts.values()),
+        }
+        return super().changelist_view(request, context)

@@ -178,6 +178,9 @@ class ScheduledEvent:
     event_type_uri: str
     location: Mapping[str, Any] | None
     cancellation: Cancellation | None
+    # ``invitees_counter``: fewer active than total means someone canceled.
+    invitees_total: int | None = None
+    invitees_active: int | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,7 @@ def parse_cancellation(data: Mapping[str, Any] | None) -> Cancellation | None:
 
 
 def parse_scheduled_event(data: Mapping[str, Any]) -> ScheduledEvent:
+    counter = data.get("invitees_counter") or {}
     return ScheduledEvent(
         uri=data["uri"],
         uuid=uuid_from_uri(data["uri"], "scheduled_events"),
@@ -332,6 +336,8 @@ def parse_scheduled_event(data: Mapping[str, Any]) -> ScheduledEvent:
         event_type_uri=data.get("event_type") or "",
         location=data.get("location"),
         cancellation=parse_cancellation(data.get("cancellation")),
+        invitees_total=counter.get("total"),
+        invitees_active=counter.get("active"),
     )
 
 
@@ -640,6 +646,59 @@ class CalendlyClient:
                 if uuid_from_uri(item["uri"], "invitees") == wanted:
                     return parse_invitee(item)
         return None
+
+    def list_scheduled_events(
+        self,
+        *,
+        organization: str | None = None,
+        user: str | None = None,
+        status: str | None = None,
+        min_start_time: datetime | None = None,
+        max_start_time: datetime | None = None,
+        count: int = PAGE_SIZE,
+    ) -> list[ScheduledEvent]:
+        """Scheduled events of an organization (an admin's token) or of a user, by start
+        time, earliest first. Calendly filters by start time and status only: it has no
+        "updated since" filter and no event log, so a cancellation is found by listing
+        the canceled events of the appointments still to come (reconciliation)."""
+        if not organization and not user:
+            raise InvalidRequest(
+                "name an organization or a user", operation="scheduled_events.list"
+            )
+        if status not in (None, "active", "canceled"):
+            raise ValueError("status is active or canceled")
+        params: dict[str, Any] = {"count": count, "sort": "start_time:asc"}
+        for name, value in (("organization", organization), ("user", user), ("status", status)):
+            if value:
+                params[name] = value
+        if min_start_time is not None:
+            params["min_start_time"] = _iso(min_start_time)
+        if max_start_time is not None:
+            params["max_start_time"] = _iso(max_start_time)
+        return [
+            parse_scheduled_event(item)
+            for item in self._paginate(
+                "scheduled_events", operation="scheduled_events.list", params=params
+            )
+        ]
+
+    def list_event_invitees(
+        self, event_uuid: str, *, status: str | None = None, count: int = PAGE_SIZE
+    ) -> list[Invitee]:
+        """The invitees of a scheduled event (a group event has several; one can cancel
+        while the event stays active)."""
+        uuid = uuid_from_uri(event_uuid, "scheduled_events")
+        if status not in (None, "active", "canceled"):
+            raise ValueError("status is active or canceled")
+        params: dict[str, Any] = {"count": count}
+        if status:
+            params["status"] = status
+        return [
+            parse_invitee(item)
+            for item in self._paginate(
+                f"scheduled_events/{uuid}/invitees", operation="invitees.list", params=params
+            )
+        ]
 
     def cancel_event(self, event_uuid: str, reason: str = "") -> Cancellation:
         """Cancel a scheduled event (frees the slot); Calendly then sends

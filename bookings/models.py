@@ -120,7 +120,9 @@ class Booking(models.Model):
         RESCHEDULED = "rescheduled", "Rescheduled"
         DISPUTED = "disputed", "Disputed"
 
-    # Where each status may go next. A dispute can follow any paid state.
+    # Where each status may go next. A dispute can follow any paid state, and a
+    # dispute closed in our favour gives the booking back the status it had then
+    # (``disputed_from``): that one only, whatever else this table lists.
     TRANSITIONS: dict[str, frozenset[str]] = {
         Status.PENDING_PAYMENT: frozenset({Status.CONFIRMED, Status.EXPIRED}),
         Status.CONFIRMED: frozenset(
@@ -139,7 +141,9 @@ class Booking(models.Model):
         Status.CANCELED: frozenset({Status.DISPUTED}),
         Status.RESCHEDULED: frozenset(),
         Status.EXPIRED: frozenset(),
-        Status.DISPUTED: frozenset(),
+        Status.DISPUTED: frozenset(
+            {Status.CONFIRMED, Status.COMPLETED, Status.NO_SHOW, Status.CANCELED}
+        ),
     }
 
     # Null when no client could be linked (no valid booking intent): kept for staff.
@@ -171,6 +175,11 @@ class Booking(models.Model):
     currency = models.CharField(max_length=3, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING_PAYMENT)
     status_changed_at = models.DateTimeField(default=timezone.now)
+    # While disputed: the status it had before, which a dispute closed in our favour
+    # gives back. Blank otherwise (and for bookings disputed before it was kept).
+    disputed_from = models.CharField(
+        "status before its dispute", max_length=20, choices=Status.choices, blank=True
+    )
     rescheduled_to = models.OneToOneField(
         "self",
         on_delete=models.PROTECT,
@@ -230,11 +239,14 @@ class Booking(models.Model):
         reason: str = "",
         data: dict[str, Any] | None = None,
         fields: dict[str, Any] | None = None,
+        dispute_closed: bool = False,
     ) -> bool:
         """Move to ``to``: True if it changed, False if already there (a repeat).
 
         The row is locked and re-read first, so two concurrent handlers (a webhook and
-        the redirect back) cannot both apply a move. Raises IllegalTransition.
+        the redirect back) cannot both apply a move. Raises IllegalTransition. Only
+        ``dispute_closed`` (:meth:`undispute`) leaves ``disputed``: a cancellation or a
+        no-show delivered again must not end a dispute.
         """
         if to not in self.Status.values:
             raise ValueError(f"unknown booking status {to!r}")
@@ -243,8 +255,12 @@ class Booking(models.Model):
             self.status = current.status
             if current.status == to:
                 return False
-            if to not in self.TRANSITIONS[current.status]:
+            if to not in self._allowed_from(current, dispute_closed=dispute_closed):
                 raise IllegalTransition(self, to)
+            if to == self.Status.DISPUTED:
+                fields = {**(fields or {}), "disputed_from": current.status}
+            elif current.status == self.Status.DISPUTED:
+                fields = {**(fields or {}), "disputed_from": ""}
             for name, value in (fields or {}).items():
                 setattr(self, name, value)
             self.status = to
@@ -258,6 +274,14 @@ class Booking(models.Model):
                 data={"from": current.status, "to": to, "reason": reason, **(data or {})},
             )
         return True
+
+    def _allowed_from(self, current: Booking, *, dispute_closed: bool) -> frozenset[str]:
+        """Where ``current`` (the locked row) may go: a disputed booking only back to
+        the status it was disputed from, and only once its dispute closed for us."""
+        allowed = self.TRANSITIONS[current.status]
+        if current.status == self.Status.DISPUTED:
+            return allowed & {current.disputed_from} if dispute_closed else frozenset()
+        return allowed
 
     def confirm(self, *, actor: Actor) -> bool:
         return self.transition(self.Status.CONFIRMED, actor=actor)
@@ -276,6 +300,21 @@ class Booking(models.Model):
 
     def dispute(self, *, actor: Actor, reason: str = "") -> bool:
         return self.transition(self.Status.DISPUTED, actor=actor, reason=reason)
+
+    def undispute(
+        self, *, actor: Actor, reason: str = "", data: dict[str, Any] | None = None
+    ) -> bool:
+        """Disputed → the status it had when disputed, its dispute closed in our favour;
+        False when it is not disputed (given back already). IllegalTransition when that
+        status is not known (disputed before it was kept)."""
+        current = Booking.objects.get(pk=self.pk)
+        if current.status != self.Status.DISPUTED:
+            return False
+        if not current.disputed_from:
+            raise IllegalTransition(self, "its status before the dispute (not recorded)")
+        return self.transition(
+            current.disputed_from, actor=actor, reason=reason, data=data, dispute_closed=True
+        )
 
     def reschedule(self, successor: Booking, *, actor: Actor) -> bool:
         """Confirmed → rescheduled, linked to the booking that replaces it."""
@@ -314,3 +353,61 @@ class PolicyConsent(models.Model):
 
     def __str__(self) -> str:
         return f"Consent {self.pk} to policy v{self.policy_version}"
+
+
+class Drift(models.Model):
+    """A disagreement between Stripe or Calendly and our records that reconciliation
+    could not repair through the webhook inbox: a person has to look.
+
+    One row per finding, keyed by what it names (``key``, e.g. the Checkout Session's
+    id with the kind), so that a finding seen on every daily run stays one row whose
+    ``last_seen_at`` moves on. A run that covers ``window_at`` (the time by which it
+    selected the object: a session's or refund's creation, an appointment's start)
+    and no longer finds it marks it resolved; found again, it opens again.
+    """
+
+    class Kind(models.TextChoices):
+        PAID_NO_BOOKING = "paid_no_booking", "Paid with no booking"
+        PAID_NOT_RECORDED = "paid_not_recorded", "Paid in Stripe, not recorded as paid"
+        CONFIRMED_NO_PAYMENT = "confirmed_no_payment", "Confirmed with no payment"
+        REFUNDED_BUT_ACTIVE = "refunded_but_active", "Refunded in Stripe, booking active"
+        REFUND_NOT_RECORDED = "refund_not_recorded", "Refund in Stripe, not recorded"
+        CANCELED_BUT_CHARGED = "canceled_but_charged", "Canceled in Calendly, still charged"
+        AMOUNT_MISMATCH = "amount_mismatch", "Amount mismatch"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    key = models.CharField(max_length=255, unique=True)
+    booking = models.ForeignKey(
+        Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="drift"
+    )
+    # Named, not imported: payments sits below bookings.
+    payment = models.ForeignKey(
+        "payments.Payment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The provider's ids it names: {"checkout_session": "cs_...", "refund": "re_...", ...}.
+    provider_ids = models.JSONField(default=dict, blank=True)
+    # Minor units: what our records expect and what the provider holds.
+    amount_expected = models.BigIntegerField(null=True, blank=True)
+    amount_actual = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    window_at = models.DateTimeField()
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at", "kind"]
+        verbose_name = "reconciliation drift"
+        verbose_name_plural = "reconciliation drift"
+        indexes = [
+            models.Index(fields=["resolved_at", "kind"], name="bookings_drift_open_idx"),
+            models.Index(fields=["window_at"], name="bookings_drift_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.key})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

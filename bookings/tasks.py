@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from celery import shared_task
 
 from bookings import checkout, services
+from bookings import reconcile as reconciliation
 from bookings.models import Booking
 from payments import stripe_gateway
 
@@ -19,6 +21,14 @@ def expire_unpaid() -> int:
 def complete_past() -> int:
     """Beat: confirmed bookings long over are completed."""
     return services.complete_past()
+
+
+@shared_task(name="bookings.tasks.reconcile", ignore_result=True)
+def reconcile() -> dict[str, Any]:
+    """Beat, daily: catch up with what Stripe and Calendly say happened over the last
+    RECONCILE_LOOKBACK_HOURS (missed events through the inbox; drift for a person).
+    A failure raises the ``reconcile.failed`` alert before it propagates."""
+    return reconciliation.reconcile().counts()
 
 
 @shared_task(

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import stripe
 from django.conf import settings
@@ -173,6 +173,7 @@ class CheckoutSession:
     customer_id: str | None
     expires_at: datetime | None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
 
     @classmethod
     def from_stripe(cls, obj: Any) -> CheckoutSession:
@@ -190,6 +191,7 @@ class CheckoutSession:
             customer_id=_id(data.get("customer")),
             expires_at=_ts(data.get("expires_at")),
             metadata=dict(data.get("metadata") or {}),
+            created=_ts(data.get("created")),
         )
 
 
@@ -273,6 +275,7 @@ class Refund:
     payment_intent_id: str | None
     reason: str | None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
 
     @classmethod
     def from_stripe(cls, obj: Any) -> Refund:
@@ -286,6 +289,7 @@ class Refund:
             payment_intent_id=_id(data.get("payment_intent")),
             reason=data.get("reason"),
             metadata=dict(data.get("metadata") or {}),
+            created=_ts(data.get("created")),
         )
 
 
@@ -357,6 +361,9 @@ class Event:
     created: datetime
     data_object: Mapping[str, Any]
     api_version: str | None = None
+    # The whole event as Stripe sent it: what a webhook delivery of it carries, so that
+    # reconciliation can store an event it never received exactly as a delivery would.
+    body: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_stripe(cls, obj: Any) -> Event:
@@ -369,6 +376,7 @@ class Event:
             created=created,
             data_object=data["data"]["object"],
             api_version=data.get("api_version"),
+            body=data,
         )
 
 
@@ -380,6 +388,21 @@ class EventPage:
     @property
     def last_id(self) -> str | None:
         return self.events[-1].id if self.events else None
+
+
+ItemT = TypeVar("ItemT", CheckoutSession, Refund)
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a Stripe list, newest first; ``last_id`` is the next ``starting_after``."""
+
+    items: list[ItemT]
+    has_more: bool
+
+    @property
+    def last_id(self) -> str | None:
+        return self.items[-1].id if self.items else None
 
 
 # --- The client ---------------------------------------------------------------------
@@ -707,21 +730,55 @@ def _raw(operation: str, path: str, *, method: str = "post", **params: Any) -> d
     return data
 
 
-def list_events(
-    *,
-    type: str | None = None,
-    created_gte: datetime | None = None,
-    limit: int = 100,
-    starting_after: str | None = None,
-) -> EventPage:
-    """One page of events, newest first (Stripe keeps them 30 days): reconciliation."""
+# --- Lists (reconciliation) ----------------------------------------------------------
+#
+# Stripe lists newest first; ``starting_after`` (the last id of a page) asks for the next
+# page and ``has_more`` says whether there is one. ``created[gte]`` bounds the walk.
+
+
+def _list_params(
+    *, created_gte: datetime | None, limit: int, starting_after: str | None
+) -> dict[str, Any]:
+    if not 1 <= limit <= 100:
+        raise ValueError("limit must be between 1 and 100 (Stripe's bounds)")
     params: dict[str, Any] = {"limit": limit}
-    if type:
-        params["type"] = type
     if created_gte is not None:
         params["created"] = {"gte": int(created_gte.timestamp())}
     if starting_after:
         params["starting_after"] = starting_after
+    return params
+
+
+def _walk(fetch: Callable[[str | None], tuple[list[T], bool, str | None]]) -> Iterator[T]:
+    """Every item of a list, page after page (each page one logged call)."""
+    starting_after = None
+    while True:
+        items, has_more, last_id = fetch(starting_after)
+        yield from items
+        if not has_more or last_id is None:
+            return
+        starting_after = last_id
+
+
+def list_events(
+    *,
+    type: str | None = None,
+    types: Sequence[str] = (),
+    created_gte: datetime | None = None,
+    limit: int = 100,
+    starting_after: str | None = None,
+) -> EventPage:
+    """One page of events, newest first (Stripe keeps them 30 days): reconciliation.
+
+    ``types``: only these (Stripe takes up to 20), e.g. the ones we have handlers for.
+    """
+    if len(types) > 20:
+        raise ValueError("Stripe filters on at most 20 event types")
+    params = _list_params(created_gte=created_gte, limit=limit, starting_after=starting_after)
+    if type:
+        params["type"] = type
+    if types:
+        params["types"] = list(types)
     page = _call("events.list", lambda c: c.v1.events.list(params))  # type: ignore[arg-type]
     return EventPage(
         events=[Event.from_stripe(item) for item in page.data], has_more=bool(page.has_more)
@@ -731,19 +788,80 @@ def list_events(
 def iter_events(
     *,
     type: str | None = None,
+    types: Sequence[str] = (),
     created_gte: datetime | None = None,
     page_size: int = 100,
 ) -> Iterator[Event]:
     """Every matching event, page after page (each page is one logged call)."""
-    starting_after = None
-    while True:
+
+    def fetch(after: str | None) -> tuple[list[Event], bool, str | None]:
         page = list_events(
-            type=type, created_gte=created_gte, limit=page_size, starting_after=starting_after
+            type=type, types=types, created_gte=created_gte, limit=page_size, starting_after=after
         )
-        yield from page.events
-        if not page.has_more or page.last_id is None:
-            return
-        starting_after = page.last_id
+        return page.events, page.has_more, page.last_id
+
+    return _walk(fetch)
+
+
+def list_checkout_sessions(
+    *,
+    created_gte: datetime | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    starting_after: str | None = None,
+) -> Page[CheckoutSession]:
+    """One page of Checkout Sessions, newest first; ``status``: open, complete, expired."""
+    params = _list_params(created_gte=created_gte, limit=limit, starting_after=starting_after)
+    if status:
+        params["status"] = status
+    page = _call(
+        "checkout.sessions.list",
+        lambda c: c.v1.checkout.sessions.list(params),  # type: ignore[arg-type]
+    )
+    return Page(
+        items=[CheckoutSession.from_stripe(item) for item in page.data],
+        has_more=bool(page.has_more),
+    )
+
+
+def iter_checkout_sessions(
+    *, created_gte: datetime | None = None, status: str | None = None, page_size: int = 100
+) -> Iterator[CheckoutSession]:
+    def fetch(after: str | None) -> tuple[list[CheckoutSession], bool, str | None]:
+        page = list_checkout_sessions(
+            created_gte=created_gte, status=status, limit=page_size, starting_after=after
+        )
+        return page.items, page.has_more, page.last_id
+
+    return _walk(fetch)
+
+
+def list_refunds(
+    *,
+    created_gte: datetime | None = None,
+    charge: str | None = None,
+    payment_intent: str | None = None,
+    limit: int = 100,
+    starting_after: str | None = None,
+) -> Page[Refund]:
+    """One page of refunds, newest first: ours and those made in the Stripe dashboard."""
+    params = _list_params(created_gte=created_gte, limit=limit, starting_after=starting_after)
+    if charge:
+        params["charge"] = charge
+    if payment_intent:
+        params["payment_intent"] = payment_intent
+    page = _call("refunds.list", lambda c: c.v1.refunds.list(params))  # type: ignore[arg-type]
+    return Page(
+        items=[Refund.from_stripe(item) for item in page.data], has_more=bool(page.has_more)
+    )
+
+
+def iter_refunds(*, created_gte: datetime | None = None, page_size: int = 100) -> Iterator[Refund]:
+    def fetch(after: str | None) -> tuple[list[Refund], bool, str | None]:
+        page = list_refunds(created_gte=created_gte, limit=page_size, starting_after=after)
+        return page.items, page.has_more, page.last_id
+
+    return _walk(fetch)
 
 
 def retrieve_event(event_id: str) -> Event:

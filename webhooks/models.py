@@ -30,6 +30,13 @@ class WebhookEvent(models.Model):
         IGNORED = "ignored", "Ignored"
         DEAD = "dead", "Dead letter"
 
+    class Source(models.TextChoices):
+        DELIVERY = "delivery", "Delivered by the provider"
+        # Stored by reconciliation: an event the provider's API lists (Stripe) or a fact
+        # it reports (a Calendly cancellation) that no delivery brought. Same dedup key
+        # as the delivery, so a late delivery of it is a duplicate.
+        RECONCILIATION = "reconciliation", "Found by reconciliation"
+
     FINAL = (Status.PROCESSED, Status.IGNORED, Status.DEAD)
     # Statuses that the sweeper and the retry schedule pick up once next_attempt_at passes.
     PENDING = (Status.RECEIVED, Status.WAITING, Status.FAILED)
@@ -38,6 +45,7 @@ class WebhookEvent(models.Model):
     event_id = models.CharField(max_length=255)
     event_type = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.DELIVERY)
     attempts = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField()
     # When processing may next be tried (received: now; failed/waiting: after the backoff).

@@ -16,6 +16,10 @@ A worker that dies in step 2 rolls its writes back and leaves the row
 ``processing``; the sweeper re-enqueues it after WEBHOOK_PROCESSING_TIMEOUT_SECONDS.
 A row stored while Redis was down stays ``received`` until the sweeper enqueues it.
 ``enqueued_at`` tells the sweeper which rows already have a task on its way.
+
+``event_feed`` is the other way in: reconciliation stores an event that the provider
+reports but no delivery brought, under the delivery's own dedup key, for the same
+processing (``source`` tells the two apart).
 """
 
 from __future__ import annotations
@@ -142,7 +146,13 @@ def redacted_headers(provider: str, headers: Mapping[str, str]) -> dict[str, str
     return kept
 
 
-def event_accept(*, delivery: Delivery, headers: Mapping[str, str], request_id: str = "") -> str:
+def event_accept(
+    *,
+    delivery: Delivery,
+    headers: Mapping[str, str],
+    request_id: str = "",
+    source: str = WebhookEvent.Source.DELIVERY,
+) -> str:
     """Store a verified delivery once; returns ``stored``, ``duplicate`` or ``ignored``.
 
     One INSERT, committed before this returns: the unique (provider, event_id)
@@ -168,6 +178,7 @@ def event_accept(*, delivery: Delivery, headers: Mapping[str, str], request_id: 
         "payload": delivery.body,
         "headers": redacted_headers(provider, headers),
         "request_id": request_id[:64],
+        "source": source,
     }
     try:
         if transaction.get_connection().in_atomic_block:
@@ -196,9 +207,51 @@ def event_accept(*, delivery: Delivery, headers: Mapping[str, str], request_id: 
             "event_type": event_type,
             "event_id": delivery.event_id,
             "duplicate": not created,
+            "source": source,
         },
     )
     return "stored" if created else "duplicate"
+
+
+@dataclass(frozen=True)
+class Fed:
+    """What :func:`event_feed` did: ``outcome`` is event_accept's, ``event`` the row."""
+
+    outcome: str
+    event: WebhookEvent | None
+
+
+def event_feed(*, provider: str, data: Mapping[str, Any], request_id: str = "") -> Fed:
+    """Store an event that no delivery brought (reconciliation found it at the
+    provider) exactly as its delivery would have been stored, marked as coming from
+    reconciliation, and enqueue it for the same handlers.
+
+    The dedup key comes from the provider's own ``envelope``, the one the endpoint
+    uses, so a copy already in the inbox makes this a ``duplicate`` (left alone), and
+    a late delivery of it is a duplicate too. Raises ``webhooks.schemas.SchemaError``
+    or ``webhooks.verification.Rejected`` when ``data`` is not an event the endpoint
+    would accept.
+    """
+    found = providers.get(provider)
+    if found is None:
+        raise ValueError(f"no webhook provider {provider!r} is registered")
+    parsed = json.loads(json.dumps(data))  # what the endpoint would have parsed
+    envelope = found.envelope(parsed)
+    delivery = Delivery(
+        provider=provider,
+        body=json.dumps(parsed),
+        data=parsed,
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+    )
+    outcome = event_accept(
+        delivery=delivery,
+        headers={},
+        request_id=request_id,
+        source=WebhookEvent.Source.RECONCILIATION,
+    )
+    row = WebhookEvent.objects.filter(provider=provider, event_id=envelope.event_id).first()
+    return Fed(outcome=outcome, event=row)
 
 
 def _eager() -> bool:
@@ -282,7 +335,7 @@ def _claim(pk: int, *, force: bool) -> datetime | str | None:
             _audit(
                 row,
                 "accepted",
-                {"received_at": row.received_at.isoformat()},
+                {"received_at": row.received_at.isoformat(), "source": row.source},
                 request_id=row.request_id,
             )
         limit = settings.WEBHOOK_MAX_ATTEMPTS

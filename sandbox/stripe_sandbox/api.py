@@ -27,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from sandbox import db
 from sandbox.stripe_sandbox import services
-from sandbox.stripe_sandbox.models import IdempotencyRecord, RestrictedKey
+from sandbox.stripe_sandbox.models import IdempotencyRecord, RestrictedKey, StripeObject
 from sandbox.stripe_sandbox.params import ParamError, decode
 from sandbox.stripe_sandbox.services import ApiError, RequestContext
 
@@ -259,11 +259,102 @@ def _expand(body: dict[str, Any], params: dict[str, Any], session: Any = None) -
     return body
 
 
+# --- Lists --------------------------------------------------------------------------
+#
+# Stripe's list contract: newest first, ``limit`` 1 to 100 (default 10), cursors
+# ``starting_after`` / ``ending_before`` naming an object of the list, ``created`` as a
+# timestamp or a range (``created[gte]=...``), and an answer of ``{"object": "list",
+# "data", "has_more", "url"}``. Filters on fields Stripe filters by are per list.
+
+
+def _int_param(value: Any, param: str) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ApiError(
+            400,
+            f"Invalid integer: {str(value)[:40]}",
+            code="parameter_invalid_integer",
+            param=param,
+        ) from None
+
+
+def _listing(
+    kind: str,
+    url: str,
+    params: dict[str, Any],
+    filters: dict[str, str],
+    allowed: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """A page of ``kind`` objects; ``filters`` maps a parameter to the JSON field it
+    matches (``{"charge": "charge"}``)."""
+    unknown = set(params) - {"limit", "created", "starting_after", "ending_before", "expand"}
+    unknown -= set(filters) | allowed
+    if unknown:
+        param = sorted(unknown)[0]
+        raise ApiError(400, f"Received unknown parameter: {param}", param=param)
+    limit = _int_param(params.get("limit", 10), "limit")
+    if not 1 <= limit <= 100:
+        raise ApiError(
+            400,
+            "This value must be greater than or equal to 1 and less than or equal to 100.",
+            code="parameter_invalid_integer",
+            param="limit",
+        )
+    queryset = StripeObject.objects.filter(object=kind)
+    for param, field_name in filters.items():
+        if params.get(param) not in (None, ""):
+            queryset = queryset.filter(**{f"data__{field_name}": str(params[param])})
+    created = params.get("created")
+    if isinstance(created, dict):
+        for op in ("gt", "gte", "lt", "lte"):
+            if created.get(op) not in (None, ""):
+                bound = _int_param(created[op], f"created[{op}]")
+                queryset = queryset.filter(**{f"data__created__{op}": bound})
+    elif created not in (None, ""):
+        queryset = queryset.filter(data__created=_int_param(created, "created"))
+    if params.get("starting_after"):
+        anchor = services.get(str(params["starting_after"]), kind)
+        queryset = queryset.filter(seq__lt=anchor.seq)
+    if params.get("ending_before"):
+        anchor = services.get(str(params["ending_before"]), kind)
+        page = list(queryset.filter(seq__gt=anchor.seq).order_by("seq")[: limit + 1])
+        has_more = len(page) > limit
+        rows = list(reversed(page[:limit]))
+    else:
+        rows = list(queryset.order_by("-seq")[: limit + 1])
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+    # A list expands its items' fields as ``data.<field>``.
+    expand = params.get("expand") or []
+    if not isinstance(expand, list) or not all(str(f).startswith("data.") for f in expand):
+        raise ApiError(400, "Expand a list's items as data.<field>.", param="expand")
+    item_expand = {"expand": [str(f).removeprefix("data.") for f in expand]}
+    return {
+        "object": "list",
+        "data": [_expand(row.data, item_expand) for row in rows],
+        "has_more": has_more,
+        "url": url,
+    }
+
+
 # --- Endpoints ----------------------------------------------------------------------
 
 
-@endpoint("checkout_sessions", {"POST": WRITE})
+@endpoint("checkout_sessions", {"POST": WRITE, "GET": READ})
 def checkout_sessions(request: HttpRequest, ctx: RequestContext, params: dict) -> dict:
+    if request.method == "GET":
+        return _listing(
+            "checkout.session",
+            "/v1/checkout/sessions",
+            params,
+            {
+                "status": "status",
+                "payment_intent": "payment_intent",
+                "customer": "customer",
+                "payment_link": "payment_link",
+            },
+        )
     expand = params.pop("expand", None)
     body = services.session_create(ctx, params)
     if not expand:
@@ -307,8 +398,15 @@ def charge(request: HttpRequest, ctx: RequestContext, params: dict, id: str) -> 
     return _expand(services.get(id, "charge").data, params)
 
 
-@endpoint("refunds", {"POST": WRITE})
+@endpoint("refunds", {"POST": WRITE, "GET": READ})
 def refunds(request: HttpRequest, ctx: RequestContext, params: dict) -> dict:
+    if request.method == "GET":
+        return _listing(
+            "refund",
+            "/v1/refunds",
+            params,
+            {"charge": "charge", "payment_intent": "payment_intent"},
+        )
     params.pop("expand", None)
     return services.refund_create(ctx, params)
 
