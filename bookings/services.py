@@ -17,7 +17,8 @@ One door per fact, each safe to go through twice and in any order:
 - :func:`booking_release_unpaid`: an unpaid booking past its hold, or whose payment
   failed or expired: the Checkout Session and the Calendly event are cancelled.
 - :func:`booking_dispute`: Stripe reports a dispute: the payment is marked by
-  ``payments``, the booking here, and Finance is told.
+  ``payments``, the booking here (and given back its status when the dispute closes
+  in our favour), and Finance is told.
 
 Calls to Calendly and Stripe happen before our writes; refunds made here carry a
 reference derived from the decision, so a second run finds the first refund.
@@ -48,15 +49,14 @@ from core.encryption import normalize_email
 from core.http import truncate_ip
 from core.notify import staff_alert
 from payments import stripe_gateway
-from payments.models import Payment, Refund, RefundApproval
-from payments.money import format_money
+from payments.models import Dispute, Payment, Refund, RefundApproval
 from payments.services import (
     REASON_MAX,
     NotReady,
     RefundRefused,
     backoffice_reference,
+    dispute_sync,
     payment_for_charge,
-    payment_mark_disputed,
     reference_for,
     refund_propose,
     refund_request,
@@ -848,8 +848,16 @@ def intent_names_our_booking(payment_intent_id: str | None) -> bool:
 
 
 def booking_dispute(*, dispute: stripe_gateway.Dispute, actor: Actor) -> Booking | None:
-    """A client disputed a charge: payment and booking ``disputed`` (a booking that
-    cannot be, say a canceled one, is flagged for review instead), Finance told once.
+    """Stripe reports a dispute (any of its events, with the dispute re-read): its
+    record and payment move as ``payments.services.dispute_sync`` decides (audited,
+    Finance told), and the booking becomes ``disputed`` unless the dispute closed in
+    our favour before we heard of it. A booking that cannot be disputed (say a
+    rescheduled one) is flagged for review instead.
+
+    Closed in our favour (won, an inquiry closed, prevented), the dispute gives the
+    booking back the status it had when disputed (confirmed, completed, ...), audited
+    as any transition, once none of its payments is held by a dispute (another one
+    open, or lost). A lost dispute leaves it ``disputed``.
 
     None when the charge is not ours; NotReady when its payment is not recorded as
     paid yet."""
@@ -859,25 +867,35 @@ def booking_dispute(*, dispute: stripe_gateway.Dispute, actor: Actor) -> Booking
             raise NotReady("the disputed payment is not recorded as paid yet")
         return None
     with transaction.atomic():
-        changed = payment_mark_disputed(payment=payment, dispute=dispute, actor=actor)
+        outcome = dispute_sync(payment=payment, dispute=dispute, actor=actor)
         booking = Booking.objects.get(pk=payment.booking_id)
+        if outcome.dispute.status in Dispute.CLOSED_FOR_US:
+            _undispute(booking, outcome.dispute, actor=actor)
+            return booking
         try:
             booking.dispute(actor=actor, reason=dispute.reason or "")
         except IllegalTransition:
-            Booking.objects.filter(pk=booking.pk).update(
-                needs_review=True, review_reason=f"disputed while {booking.status}"
-            )
-        if changed:
-            staff_alert(
-                f"Dispute on payment {payment.pk}",
-                [
-                    f"Stripe dispute {dispute.id}: {dispute.reason or 'no reason given'}, "
-                    f"{format_money(dispute.amount, dispute.currency)}.",
-                    f"Booking {booking.pk} and its payment are now marked disputed.",
-                    "Answer it in the Stripe dashboard before the evidence deadline.",
-                ],
-            )
+            if "opened" in outcome.steps:
+                Booking.objects.filter(pk=booking.pk).update(
+                    needs_review=True, review_reason=f"disputed while {booking.status}"
+                )
     return booking
+
+
+def _undispute(booking: Booking, closed: Dispute, *, actor: Actor) -> None:
+    """A dispute closed for us: the booking as it was, unless a dispute still holds
+    one of its payments. A booking disputed before its status was kept is flagged."""
+    if booking.status != Booking.Status.DISPUTED:
+        return  # never disputed (closed before we heard of it), or given back already
+    if booking.payments.filter(status__in=Payment.HELD_BY_DISPUTE).exists():
+        return
+    why = f"dispute {closed.stripe_dispute_id} {closed.status}"
+    try:
+        booking.undispute(actor=actor, reason=why, data={"dispute": closed.pk})
+    except IllegalTransition:
+        Booking.objects.filter(pk=booking.pk).update(
+            needs_review=True, review_reason=f"{why}: its status before it is not known"
+        )
 
 
 def complete_past(now: datetime | None = None) -> int:

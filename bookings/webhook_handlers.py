@@ -156,8 +156,18 @@ def refunds_changed(event: Event) -> str | None:
     return None
 
 
-@handles("stripe", "charge.dispute.created")
-def dispute_created(event: Event) -> str | None:
+@handles(
+    "stripe",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+)
+def dispute_changed(event: Event) -> str | None:
+    """Every step of a dispute the same way: the dispute as Stripe reports it now is
+    applied forward only, so a late, repeated or out-of-order delivery (closed before
+    updated) ends where Stripe is, and changes nothing when we are there already."""
     dispute = stripe_gateway.retrieve_dispute(event.object_id or "")
     try:
         booking = services.booking_dispute(dispute=dispute, actor=STRIPE_ACTOR)

@@ -1,10 +1,13 @@
-"""Payments, refunds and refund approvals in the back-office, read-only.
+"""Payments, refunds, refund approvals and disputes in the back-office, read-only.
 
 Radar's risk level is shown and an elevated one is flagged for review (the
 payment's ``needs_review``). A refund is made from its booking's page (bookings
 knows the agreed policy; a payment's page links there). Refunds waiting for a
 second Finance member are listed first among the approvals, where another member
-approves or rejects them after stepping up.
+approves or rejects them after stepping up. Disputes are listed with their evidence
+deadline and the days left to meet it; a payment's page shows its disputes and its net
+amount (paid - refunded - withdrawn + reinstated), and says why no refund can be made
+while a dispute stands in the way.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from django.db import models
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from core.admin import ReadOnlyAdmin
 from core.stepup import StepUpAdminMixin
-from payments.models import Payment, Refund, RefundApproval
+from core.timezones import zoned
+from payments.models import Dispute, Payment, Refund, RefundApproval
 from payments.money import format_money
 from payments.services import (
     APPROVE_REFUND,
@@ -72,6 +77,47 @@ def refund_outcome_message(outcome: Refund | RefundApproval) -> tuple[int, str]:
     )
 
 
+def net_summary(payment: Payment) -> str:
+    """``€80.00 (paid €80.00 - refunded €0.00 - withdrawn €80.00 + reinstated €80.00)``."""
+    currency = payment.currency
+    totals = {"withdrawn": 0, "reinstated": 0}
+    for dispute in payment.disputes.all():
+        totals["withdrawn"] += dispute.funds_withdrawn
+        totals["reinstated"] += dispute.funds_reinstated
+    paid = payment.amount if payment.paid_at is not None else 0
+    return (
+        f"{format_money(payment.net_amount, currency)} (paid {format_money(paid, currency)}"
+        f" - refunded {format_money(payment.succeeded_refunds(), currency)}"
+        f" - withdrawn {format_money(totals['withdrawn'], currency)}"
+        f" + reinstated {format_money(totals['reinstated'], currency)})"
+    )
+
+
+def days_left(due: Any, *, now: Any = None) -> str:
+    """``3 days left``, ``due today``, ``overdue by 2 days``: counted in calendar days
+    of the zone the back-office shows this staff member (UTC unless they chose one)."""
+    zone = timezone.get_current_timezone()
+    today = timezone.localtime(now or timezone.now(), zone).date()
+    days = (timezone.localtime(due, zone).date() - today).days
+    if days == 0:
+        return "due today"
+    if days > 0:
+        return f"{days} day{'s' if days != 1 else ''} left"
+    return f"overdue by {-days} day{'s' if days != -1 else ''}"
+
+
+def evidence_deadline(dispute: Dispute) -> str:
+    """The evidence due date with the days left while Stripe still waits for it."""
+    if dispute.evidence_due_by is None:
+        return "no evidence deadline"
+    when = zoned(dispute.evidence_due_by)
+    if dispute.status in Dispute.AWAITING_EVIDENCE:
+        return f"evidence due {when} ({days_left(dispute.evidence_due_by)})"
+    if dispute.is_open:
+        return f"evidence submitted (was due {when})"
+    return f"closed (evidence was due {when})"
+
+
 def staff_name(user: Any) -> str:
     """A staff member as colleagues know them (a name is not a client's personal data
     here: the back-office's own people), by email when they gave no name."""
@@ -111,6 +157,8 @@ class PaymentAdmin(HttpsUrlFields, ReadOnlyAdmin):
         "shown_tax",
         "shown_status",
         "refund_summary",
+        "shown_net",
+        "dispute_summary",
         "checkout_session_id",
         "payment_intent_id",
         "charge_id",
@@ -125,7 +173,14 @@ class PaymentAdmin(HttpsUrlFields, ReadOnlyAdmin):
         "paid_at",
         "created_at",
     )
-    readonly_fields = ("shown_amount", "shown_tax", "shown_status", "refund_summary")
+    readonly_fields = (
+        "shown_amount",
+        "shown_tax",
+        "shown_status",
+        "refund_summary",
+        "shown_net",
+        "dispute_summary",
+    )
 
     @admin.display(description="amount")
     def shown_amount(self, obj: Payment) -> str:
@@ -147,6 +202,31 @@ class PaymentAdmin(HttpsUrlFields, ReadOnlyAdmin):
             f"{format_money(refunded, obj.currency)} refunded, "
             f"{format_money(obj.refundable(), obj.currency)} remains"
         )
+
+    @admin.display(description="net amount")
+    def shown_net(self, obj: Payment) -> str:
+        """What the payment leaves with us after refunds and disputes."""
+        return net_summary(obj)
+
+    @admin.display(description="disputes")
+    def dispute_summary(self, obj: Payment) -> str:
+        disputes = list(obj.disputes.order_by("opened_at"))
+        if not disputes:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">{}</a>: {}, {}</li>',
+            (
+                (
+                    reverse("admin:payments_dispute_change", args=[d.pk]),
+                    d.stripe_dispute_id,
+                    d.get_status_display(),
+                    evidence_deadline(d),
+                )
+                for d in disputes
+            ),
+        )
+        return format_html("<ul>{}</ul>", rows)
 
 
 @admin.register(Refund)
@@ -291,3 +371,81 @@ class RefundApprovalAdmin(StepUpAdminMixin, ReadOnlyAdmin):
             self.message_user(
                 request, f"Approval {approval.pk}: rejected; nothing was refunded.", messages.INFO
             )
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    """Disputes as Stripe last reported them (each step in the audit log): answered in
+    the Stripe dashboard, followed here. Finance and Auditor read them."""
+
+    list_display = (
+        "opened",
+        "stripe_dispute_id",
+        "payment_link",
+        "shown_amount",
+        "status",
+        "reason",
+        "evidence_due",
+        "shown_withdrawn",
+        "shown_reinstated",
+    )
+    list_filter = ("status", "reason", "currency")
+    search_fields = ("=stripe_dispute_id", "=payment__charge_id", "=payment__payment_intent_id")
+    fields = (
+        "stripe_dispute_id",
+        "payment_link",
+        "shown_amount",
+        "status",
+        "reason",
+        "evidence_due",
+        "shown_withdrawn",
+        "shown_reinstated",
+        "shown_fees",
+        "payment_net",
+        "opened",
+        "closed",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, obj: Dispute) -> str:
+        return zoned(obj.opened_at)
+
+    @admin.display(description="closed", ordering="closed_at")
+    def closed(self, obj: Dispute) -> str:
+        return zoned(obj.closed_at)
+
+    @admin.display(description="payment", ordering="payment")
+    def payment_link(self, obj: Dispute) -> str:
+        return format_html(
+            '<a href="{}">Payment {}</a>',
+            reverse("admin:payments_payment_change", args=[obj.payment_id]),
+            obj.payment_id,
+        )
+
+    @admin.display(description="amount", ordering="amount")
+    def shown_amount(self, obj: Dispute) -> str:
+        return format_money(obj.amount, obj.currency)
+
+    @admin.display(description="evidence due", ordering="evidence_due_by")
+    def evidence_due(self, obj: Dispute) -> str:
+        return evidence_deadline(obj)
+
+    @admin.display(description="withdrawn")
+    def shown_withdrawn(self, obj: Dispute) -> str:
+        return format_money(obj.funds_withdrawn, obj.currency)
+
+    @admin.display(description="reinstated")
+    def shown_reinstated(self, obj: Dispute) -> str:
+        return format_money(obj.funds_reinstated, obj.currency)
+
+    @admin.display(description="Stripe's dispute fees")
+    def shown_fees(self, obj: Dispute) -> str:
+        return format_money(obj.fees, obj.currency)
+
+    @admin.display(description="payment's net amount")
+    def payment_net(self, obj: Dispute) -> str:
+        return net_summary(obj.payment)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Dispute]:
+        return super().get_queryset(request).select_related("payment")

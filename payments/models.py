@@ -2,11 +2,16 @@
 
 A payment's refund status (``partially_refunded``, ``refunded``) follows from its
 succeeded refunds (:meth:`Payment.reconcile_refunds`); every status change is audited.
+A client's dispute is a :class:`Dispute`, kept as Stripe reports it: while it is open
+the payment is ``disputed``, once lost ``dispute_lost`` (never refunded again), once
+won back to what its refunds make it.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -25,11 +30,19 @@ class Payment(models.Model):
         PAID = "paid", "Paid"
         PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
         REFUNDED = "refunded", "Refunded"
+        # An open dispute, and nothing else: retention and data-subject requests hold
+        # a payment while it is so.
         DISPUTED = "disputed", "Disputed"
+        # The client's bank took the money back: nothing of it is ever refunded again.
+        DISPUTE_LOST = "dispute_lost", "Dispute lost (charged back)"
         FAILED = "failed", "Failed"
         EXPIRED = "expired", "Expired"
 
     REFUNDABLE = (Status.PAID, Status.PARTIALLY_REFUNDED)
+    # A dispute stands in the way of any refund: open (Stripe refuses one) or lost.
+    HELD_BY_DISPUTE = (Status.DISPUTED, Status.DISPUTE_LOST)
+    # Paid at some point, whatever happened since.
+    PAID_ONCE = (*REFUNDABLE, Status.REFUNDED, Status.DISPUTED, Status.DISPUTE_LOST)
 
     # Named, not imported: bookings sits above payments and reacts to its outcomes.
     booking = models.ForeignKey(
@@ -85,6 +98,34 @@ class Payment(models.Model):
     def refundable(self) -> int:
         return max(0, self.amount - self.committed_refunds())
 
+    def succeeded_refunds(self) -> int:
+        """Minor units Stripe has refunded."""
+        return (
+            self.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))[
+                "total"
+            ]
+            or 0
+        )
+
+    @property
+    def net_amount(self) -> int:
+        """What this payment leaves with us, in minor units: paid - refunded - withdrawn
+        by disputes + reinstated after won ones. Stripe's fees (a dispute's included)
+        are not counted, as they are not in what was paid either.
+
+        Computed, not stored: it follows from the refunds and disputes, which each keep
+        their own audited history, so it can never disagree with them."""
+        paid = self.amount if self.paid_at is not None else 0
+        disputed = self.disputes.aggregate(
+            withdrawn=Sum("funds_withdrawn"), reinstated=Sum("funds_reinstated")
+        )
+        return (
+            paid
+            - self.succeeded_refunds()
+            - (disputed["withdrawn"] or 0)
+            + (disputed["reinstated"] or 0)
+        )
+
     def set_status(self, status: str, *, actor: Actor, reason: str = "") -> bool:
         """Change status (audited); False if it already was ``status``."""
         with transaction.atomic():
@@ -108,19 +149,20 @@ class Payment(models.Model):
         A disputed, failed or open payment keeps its status."""
         if self.status not in (*self.REFUNDABLE, self.Status.REFUNDED):
             return False
-        succeeded = (
-            self.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))[
-                "total"
-            ]
-            or 0
-        )
+        return self.restore_from_refunds(actor=actor)
+
+    def restore_from_refunds(self, *, actor: Actor, why: str = "") -> bool:
+        """Paid, partially refunded or refunded, from the refunds alone: also how a
+        payment comes back from a dispute that did not take the money."""
+        succeeded = self.succeeded_refunds()
         if succeeded >= self.amount:
             status = self.Status.REFUNDED
         elif succeeded:
             status = self.Status.PARTIALLY_REFUNDED
         else:
             status = self.Status.PAID
-        return self.set_status(status, actor=actor, reason=f"refunded {succeeded} of {self.amount}")
+        reason = f"refunded {succeeded} of {self.amount}"
+        return self.set_status(status, actor=actor, reason=f"{why}: {reason}" if why else reason)
 
 
 class Refund(models.Model):
@@ -236,3 +278,115 @@ class RefundApproval(models.Model):
     def __str__(self) -> str:
         shown = format_money(self.amount, self.currency)
         return f"Refund approval {self.pk} of {shown} ({self.get_status_display()})"
+
+
+class Dispute(models.Model):
+    """A client's dispute of a payment's charge, as Stripe last reported it.
+
+    Every webhook about it re-reads the dispute from Stripe and hands it to
+    :meth:`absorb`, which only ever moves forward: a status earlier in the dispute's
+    life than the one recorded (a stale read, deliveries out of order) is not taken,
+    and the money it moved is the union of every balance transaction seen, by id, so
+    a repeat changes nothing.
+    """
+
+    class Status(models.TextChoices):
+        # Stripe's names. "warning_*" is an inquiry (no money moved yet), the others a
+        # chargeback.
+        WARNING_NEEDS_RESPONSE = "warning_needs_response", "Inquiry: needs response"
+        WARNING_UNDER_REVIEW = "warning_under_review", "Inquiry: under review"
+        WARNING_CLOSED = "warning_closed", "Inquiry closed"
+        NEEDS_RESPONSE = "needs_response", "Needs response"
+        UNDER_REVIEW = "under_review", "Under review"
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+        PREVENTED = "prevented", "Prevented"
+
+    # Where a dispute is in its life: a status never moves to a lower rank. An inquiry
+    # may escalate to a chargeback; a closed dispute stays closed.
+    RANK: dict[str, int] = {
+        Status.WARNING_NEEDS_RESPONSE: 0,
+        Status.WARNING_UNDER_REVIEW: 1,
+        Status.NEEDS_RESPONSE: 2,
+        Status.UNDER_REVIEW: 3,
+        Status.WARNING_CLOSED: 4,
+        Status.WON: 4,
+        Status.LOST: 4,
+        Status.PREVENTED: 4,
+    }
+    CLOSED = (Status.WARNING_CLOSED, Status.WON, Status.LOST, Status.PREVENTED)
+    # Closed without the money leaving for good: the payment is as its refunds make it.
+    CLOSED_FOR_US = (Status.WARNING_CLOSED, Status.WON, Status.PREVENTED)
+    AWAITING_EVIDENCE = (Status.WARNING_NEEDS_RESPONSE, Status.NEEDS_RESPONSE)
+
+    stripe_dispute_id = models.CharField(max_length=255, unique=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    amount = models.PositiveBigIntegerField()  # minor units
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=50, blank=True)  # Stripe's: fraudulent, general, ...
+    status = models.CharField(max_length=30, choices=Status.choices)
+    evidence_due_by = models.DateTimeField(null=True, blank=True)
+    # Minor units Stripe took from our balance for the dispute, and gave back after a
+    # won one (Stripe's dispute fee apart, in ``fees``): from ``balance_transactions``.
+    funds_withdrawn = models.PositiveBigIntegerField(default=0)
+    funds_reinstated = models.PositiveBigIntegerField(default=0)
+    fees = models.BigIntegerField(default=0)
+    # Every balance transaction seen, by id: {"id", "amount", "fee", "net", "created"}.
+    balance_transactions = models.JSONField(default=list, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now)  # Stripe's "created"
+    closed_at = models.DateTimeField(null=True, blank=True)  # when we first saw it closed
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+    def __str__(self) -> str:
+        shown = format_money(self.amount, self.currency)
+        return f"Dispute {self.stripe_dispute_id} of {shown} ({self.get_status_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in self.CLOSED
+
+    @property
+    def is_lost(self) -> bool:
+        return self.status == self.Status.LOST
+
+    def absorb(
+        self,
+        *,
+        status: str,
+        evidence_due_by: datetime | None,
+        balance_transactions: list[dict[str, Any]],
+    ) -> list[str]:
+        """Take what Stripe reports now, only forward; returns the steps it made (in the
+        order they happened: ``funds_withdrawn``, ``updated``, ``won``/``lost``/...,
+        ``funds_reinstated``), empty for a repeat or a stale report. Unsaved."""
+        if status not in self.RANK:
+            raise ValueError(f"unknown dispute status {status!r}")
+        steps: list[str] = []
+        known = {item["id"] for item in self.balance_transactions}
+        new = [item for item in balance_transactions if item["id"] not in known]
+        withdrawn = sum(-item["amount"] for item in new if item["amount"] < 0)
+        reinstated = sum(item["amount"] for item in new if item["amount"] > 0)
+        if new:
+            self.balance_transactions = [*self.balance_transactions, *new]
+            self.funds_withdrawn += withdrawn
+            self.funds_reinstated += reinstated
+            self.fees += sum(item["fee"] for item in new)
+        if withdrawn:
+            steps.append("funds_withdrawn")
+        if self.RANK[status] > self.RANK[self.status]:
+            self.status = status
+            if status in self.CLOSED:
+                self.closed_at = timezone.now()
+            steps.append(status if status in self.CLOSED else "updated")
+        stale = self.RANK[status] < self.RANK[self.status]
+        if not stale and self.is_open and evidence_due_by != self.evidence_due_by:
+            # Stripe may move the deadline (an inquiry escalated, a network's rules).
+            self.evidence_due_by = evidence_due_by
+            if "updated" not in steps:
+                steps.append("updated")
+        if reinstated:
+            steps.append("funds_reinstated")
+        return steps

@@ -13,15 +13,21 @@ approval threshold :func:`refund_approve` by a second Finance member), handlers 
 booking was paid twice.
 The refund row is committed before Stripe is called, and Stripe's idempotency key is
 built from that row, so a crash or a retry between the two can never refund twice:
-:func:`refund_submit` is safe to run again.
+:func:`refund_submit` is safe to run again. A payment under an open dispute, or whose
+dispute was lost, is refused at that door (:class:`DisputeBlocksRefund`, audited).
+
+Disputes follow Stripe through :func:`dispute_sync`: every dispute webhook hands it
+the dispute as Stripe reports it now, and it moves the :class:`Dispute` and its payment
+forward only, auditing each step and telling Finance.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -35,7 +41,7 @@ from core.actors import Actor
 from core.masking import scrub_text
 from core.notify import staff_alert
 from payments import stripe_gateway, thresholds
-from payments.models import Payment, Refund, RefundApproval
+from payments.models import Dispute, Payment, Refund, RefundApproval
 from payments.money import format_money
 
 if TYPE_CHECKING:
@@ -68,6 +74,68 @@ class NotEnoughLeft(RefundRefused):
     @property
     def shown(self) -> str:
         return f"Only {format_money(self.remaining, self.currency)} remains."
+
+
+class DisputeBlocksRefund(RefundRefused):
+    """The payment is under an open dispute (Stripe refuses to refund it) or lost one
+    (the client's bank took the money back: refunding would pay the client twice)."""
+
+    def __init__(self, payment: Payment, *, booking_level: bool = False) -> None:
+        why = dispute_refusal(payment) or "its dispute does not allow a refund."
+        if booking_level:
+            why = f"This booking has no payment that can be refunded: {why}"
+        super().__init__(why)
+        self.payment = payment
+        self.audited = False
+
+
+def dispute_refusal(payment: Payment) -> str | None:
+    """Why ``payment`` cannot be refunded because of a dispute, as staff read it (None:
+    no dispute stands in the way). Shown by the admin's refund buttons too."""
+    if payment.status not in (Payment.Status.DISPUTED, Payment.Status.DISPUTE_LOST):
+        return None
+    dispute = payment.disputes.order_by("-opened_at").first()
+    named = f" ({dispute.stripe_dispute_id})" if dispute is not None else ""
+    if payment.status == Payment.Status.DISPUTE_LOST:
+        taken = (
+            format_money(dispute.funds_withdrawn - dispute.funds_reinstated, dispute.currency)
+            if dispute is not None and dispute.funds_withdrawn
+            else "the money"
+        )
+        return (
+            f"Payment {payment.pk} lost its dispute{named}: the client's bank took "
+            f"{taken} back, so it is never refunded again."
+        )
+    return (
+        f"Payment {payment.pk} is under an open dispute{named}: Stripe refuses refunds "
+        "until it is closed. Answer it in the Stripe dashboard."
+    )
+
+
+def _audit_dispute_refusal(exc: DisputeBlocksRefund, *, actor: Actor, amount: Any) -> None:
+    """The refused request, on the record (once, however many doors it went through)."""
+    if exc.audited:
+        return
+    exc.audited = True
+    payment = exc.payment
+    with transaction.atomic():
+        audit.record(
+            "payments.refund.refused",
+            category=audit.Category.TRANSACTION,
+            actor=actor,
+            target=payment,
+            data={
+                "booking": payment.booking_id,
+                "amount": amount if isinstance(amount, int) else None,
+                "currency": payment.currency,
+                "payment_status": payment.status,
+                "why": str(exc),
+            },
+        )
+    logger.info(
+        "payments.refund.refused_by_dispute",
+        extra={"payment": payment.pk, "status": payment.status},
+    )
 
 
 # Namespace of the refund references derived from a decision (reference_for).
@@ -109,22 +177,26 @@ def refund_request(
         raise RefundRefused("The refund amount must be a positive number of minor units.")
     if stripe_reason is not None and stripe_reason not in STRIPE_REASONS:
         raise ValueError(f"Stripe knows no refund reason {stripe_reason!r}")
-    with transaction.atomic():
-        # Every payment of the booking is locked, whatever its status, before anything
-        # is read: requests for one decision (a double click, eight parallel cancels)
-        # queue here, and each after the first finds the first's refund.
-        locked = _lock_payments(booking_id)
-        existing = Refund.objects.filter(reference=reference).first() if reference else None
-        refund = existing or _create_refund(
-            booking_id,
-            locked,
-            amount=amount,
-            reason=reason,
-            actor=actor,
-            payment=payment,
-            stripe_reason=stripe_reason,
-            reference=reference,
-        )
+    try:
+        with transaction.atomic():
+            # Every payment of the booking is locked, whatever its status, before
+            # anything is read: requests for one decision (a double click, eight
+            # parallel cancels) queue here, and each after the first finds the first's.
+            locked = _lock_payments(booking_id)
+            existing = Refund.objects.filter(reference=reference).first() if reference else None
+            refund = existing or _create_refund(
+                booking_id,
+                locked,
+                amount=amount,
+                reason=reason,
+                actor=actor,
+                payment=payment,
+                stripe_reason=stripe_reason,
+                reference=reference,
+            )
+    except DisputeBlocksRefund as exc:
+        _audit_dispute_refusal(exc, actor=actor, amount=amount)
+        raise
     return _submit_now_or_after_commit(refund, actor=actor)
 
 
@@ -140,13 +212,21 @@ def _refundable(
     locked: list[Payment], *, amount: int, payment: Payment | None
 ) -> tuple[Payment, int]:
     """Of the booking's locked payments, the one to refund (``payment`` if given, else
-    the first paid) and what remains of it; RefundRefused if ``amount`` is more."""
+    the first paid) and what remains of it; RefundRefused if ``amount`` is more, or
+    DisputeBlocksRefund when a dispute stands in the way."""
+    if payment is not None:
+        asked = next((p for p in locked if p.pk == payment.pk), None)
+        if asked is not None and asked.status in Payment.HELD_BY_DISPUTE:
+            raise DisputeBlocksRefund(asked)
     candidates = [
         p
         for p in locked
         if p.status in Payment.REFUNDABLE and (payment is None or p.pk == payment.pk)
     ]
     if not candidates:
+        held = next((p for p in locked if p.status in Payment.HELD_BY_DISPUTE), None)
+        if held is not None:
+            raise DisputeBlocksRefund(held, booking_level=True)
         raise RefundRefused("This booking has no payment that can be refunded.")
     paid = min(candidates, key=lambda p: (p.paid_at is None, p.paid_at, p.pk))
     remaining = paid.refundable()
@@ -482,6 +562,29 @@ def refund_propose(
         raise RefundRefused(f"The reason may be at most {REASON_MAX} characters.")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise RefundRefused("The refund amount must be a positive number of minor units.")
+    try:
+        return _propose(
+            payment=payment,
+            amount=amount,
+            reason=reason,
+            actor=actor,
+            policy_amount=policy_amount,
+            reference=reference,
+        )
+    except DisputeBlocksRefund as exc:
+        _audit_dispute_refusal(exc, actor=actor, amount=amount)
+        raise
+
+
+def _propose(
+    *,
+    payment: Payment,
+    amount: int,
+    reason: str,
+    actor: User,
+    policy_amount: int,
+    reference: uuid.UUID,
+) -> Refund | RefundApproval:
     with transaction.atomic():
         # The same lock as refund_request's: concurrent submissions decide one by one.
         locked = _lock_payments(payment.booking_id)
@@ -581,7 +684,7 @@ def refund_approve(*, approval_id: int, actor: User) -> Refund:
         raise PermissionDenied("approving refunds needs payments.approve_refund")
     with transaction.atomic():
         approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
-        refusal = _approval_refusal(approval, actor)
+        refusal = _approval_refusal(approval, actor) or dispute_refusal(approval.payment)
         if refusal is None:
             # The refund row is made under the payment's lock in this transaction,
             # and sent to Stripe once it commits (here, or by the outbox's task).
@@ -810,13 +913,171 @@ def payment_mark_failed(*, payment: Payment, actor: Actor) -> bool:
     )
 
 
-def payment_mark_disputed(
+# --- Disputes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DisputeOutcome:
+    """A dispute after :func:`dispute_sync`, and the steps that sync made (empty: a
+    repeat or a stale report)."""
+
+    dispute: Dispute
+    steps: tuple[str, ...]
+
+
+def dispute_sync(
     *, payment: Payment, dispute: stripe_gateway.Dispute, actor: Actor
-) -> bool:
-    """A client disputed the payment's charge: it is ``disputed``. True when it
-    became so now, False for a repeat; NotReady while the payment is still open."""
+) -> DisputeOutcome:
+    """The dispute as Stripe reports it now (re-read by the caller), applied to our
+    record of it and to its payment, forward only (see :meth:`Dispute.absorb`).
+
+    Its payment is ``disputed`` while the dispute is open, ``dispute_lost`` once lost,
+    and back to what its refunds make it once the dispute closes in our favour (won,
+    an inquiry closed, prevented). Each step is audited (``payments.dispute.opened``,
+    ``.funds_withdrawn``, ``.updated``, ``.won``, ``.lost``, ``.funds_reinstated``,
+    ...) and Finance is told once per sync that made any. NotReady while the payment
+    is still open."""
     if payment.status == Payment.Status.OPEN:
         raise NotReady("the disputed payment is not recorded as paid yet")
-    return payment.set_status(
-        Payment.Status.DISPUTED, actor=actor, reason=f"dispute {dispute.id}: {dispute.reason}"
+    remote = [
+        {
+            "id": item.id,
+            "amount": item.amount,
+            "fee": item.fee,
+            "net": item.net,
+            "created": item.created.isoformat() if item.created else None,
+        }
+        for item in dispute.balance_transactions
+    ]
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        if payment.status == Payment.Status.OPEN:
+            raise NotReady("the disputed payment is not recorded as paid yet")
+        row = Dispute.objects.select_for_update().filter(stripe_dispute_id=dispute.id).first()
+        steps: list[str] = []
+        if row is None:
+            row = _dispute_new(payment, dispute)
+            steps.append("opened")
+        steps += row.absorb(
+            status=dispute.status,
+            evidence_due_by=dispute.evidence_due_by,
+            balance_transactions=remote,
+        )
+        if steps:
+            row.save()
+        for step in steps:
+            _audit_dispute_step(row, step, actor=actor)
+        _payment_after_dispute(payment, row, actor=actor)
+        if steps:
+            _alert_dispute(payment, row, steps)
+    return DisputeOutcome(dispute=row, steps=tuple(steps))
+
+
+def _dispute_new(payment: Payment, dispute: stripe_gateway.Dispute) -> Dispute:
+    """An unsaved record of a dispute first seen now. It starts where every dispute
+    starts (awaiting a response), so that :meth:`Dispute.absorb` records each step of
+    one first seen later in its life (closed already, say) as the others are."""
+    first = (
+        Dispute.Status.WARNING_NEEDS_RESPONSE
+        if dispute.status.startswith("warning_")
+        else Dispute.Status.NEEDS_RESPONSE
     )
+    return Dispute(
+        stripe_dispute_id=dispute.id,
+        payment=payment,
+        amount=dispute.amount,
+        currency=dispute.currency.lower(),
+        reason=(dispute.reason or "")[:50],
+        status=first,
+        evidence_due_by=dispute.evidence_due_by,
+        opened_at=dispute.created or timezone.now(),
+    )
+
+
+def _audit_dispute_step(row: Dispute, step: str, *, actor: Actor) -> None:
+    audit.record(
+        f"payments.dispute.{step}",
+        category=audit.Category.TRANSACTION,
+        actor=actor,
+        target=row,
+        data={
+            "stripe_dispute_id": row.stripe_dispute_id,
+            "payment": row.payment_id,
+            "status": row.status,
+            "reason": row.reason,
+            "amount": row.amount,
+            "currency": row.currency,
+            "funds_withdrawn": row.funds_withdrawn,
+            "funds_reinstated": row.funds_reinstated,
+            "fees": row.fees,
+            "evidence_due_by": row.evidence_due_by.isoformat() if row.evidence_due_by else None,
+        },
+    )
+
+
+def _payment_after_dispute(payment: Payment, row: Dispute, *, actor: Actor) -> None:
+    """The payment's status as its disputes make it (a no-op when it is so already)."""
+    why = f"dispute {row.stripe_dispute_id} {row.status}"
+    if payment.status == Payment.Status.DISPUTE_LOST:
+        return  # the money is gone for good, whatever another dispute does
+    if row.is_lost:
+        payment.set_status(Payment.Status.DISPUTE_LOST, actor=actor, reason=why)
+    elif row.is_open:
+        payment.set_status(
+            Payment.Status.DISPUTED, actor=actor, reason=f"{why}: {row.reason or 'no reason'}"
+        )
+    elif (
+        payment.status == Payment.Status.DISPUTED
+        and not payment.disputes.filter(
+            status__in=[s for s in Dispute.Status.values if s not in Dispute.CLOSED]
+        ).exists()
+    ):
+        payment.restore_from_refunds(actor=actor, why=why)
+
+
+_STEP_WORDS = {
+    "opened": "opened",
+    "funds_withdrawn": "funds withdrawn",
+    "updated": "updated",
+    "funds_reinstated": "funds reinstated",
+}
+
+
+def _alert_dispute(payment: Payment, row: Dispute, steps: list[str]) -> None:
+    """Tell Finance what this sync changed: ids and amounts only, no personal data."""
+    money = row.currency
+    lines = [
+        f"Stripe dispute {row.stripe_dispute_id}: {row.reason or 'no reason given'}, "
+        f"{format_money(row.amount, money)}, now {row.get_status_display().lower()}."
+    ]
+    for step in steps:
+        if step == "opened":
+            lines.append(
+                f"Payment {payment.pk} (booking {payment.booking_id}) is now marked disputed."
+            )
+        elif step == "funds_withdrawn":
+            lines.append(
+                f"Stripe withdrew {format_money(row.funds_withdrawn, money)} from our balance "
+                f"(dispute fees so far {format_money(row.fees, money)})."
+            )
+        elif step == "funds_reinstated":
+            lines.append(f"Stripe reinstated {format_money(row.funds_reinstated, money)}.")
+        elif step == Dispute.Status.LOST:
+            lines.append("The dispute is lost: the payment is never to be refunded again.")
+        elif step in Dispute.CLOSED_FOR_US:
+            lines.append("The dispute closed in our favour: the payment counts as paid again.")
+    if row.is_open and row.status in Dispute.AWAITING_EVIDENCE and row.evidence_due_by:
+        lines.append(
+            f"Evidence is due by {row.evidence_due_by.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
+            "answer it in the Stripe dashboard."
+        )
+    lines.append(f"The payment's net amount is now {format_money(payment.net_amount, money)}.")
+    closing = [step for step in steps if step in Dispute.CLOSED]
+    if "opened" in steps:
+        subject = f"Dispute on payment {payment.pk}"
+    else:
+        # The outcome, when this sync saw one, says most: won, lost.
+        headline = closing[0] if closing else steps[-1]
+        word = _STEP_WORDS.get(headline) or Dispute.Status(headline).label.lower()
+        subject = f"Dispute {row.stripe_dispute_id} on payment {payment.pk}: {word}"
+    staff_alert(subject, lines)

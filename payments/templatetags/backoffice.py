@@ -1,12 +1,15 @@
 """Money as staff read it on the back-office's own pages:
 ``{{ amount|money:currency }}`` → ``€80.00`` (minor units in, as payments store them).
-Times: ``core``'s ``zoned`` filter (``{% load zones %}``)."""
+``{{ payment|refund_refusal }}``: why a dispute forbids refunding it ("" if none), for
+the refund buttons. Times: ``core``'s ``zoned`` filter (``{% load zones %}``)."""
 
 from __future__ import annotations
 
 from django import template
 
+from payments.models import Payment
 from payments.money import format_money
+from payments.services import dispute_refusal
 
 register = template.Library()
 
@@ -16,3 +19,10 @@ def money(amount: int | None, currency: str) -> str:
     if amount is None or not currency:
         return "—"
     return format_money(amount, currency)
+
+
+@register.filter
+def refund_refusal(payment: Payment | None) -> str:
+    if payment is None:
+        return ""
+    return dispute_refusal(payment) or ""

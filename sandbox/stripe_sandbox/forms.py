@@ -61,3 +61,18 @@ class RestrictedKeyForm(forms.Form):
             for resource, _ in RESOURCES
             if self.cleaned_data[resource] != RestrictedKey.Access.NONE
         }
+
+
+class DisputeActionForm(forms.Form):
+    """Move an open dispute on, as the merchant and the card network would."""
+
+    EVIDENCE, WON, LOST = "evidence", "won", "lost"
+    ACTIONS = (
+        (EVIDENCE, "Submit evidence"),
+        (WON, "Close as won"),
+        (LOST, "Close as lost"),
+    )
+
+    dispute = forms.RegexField(regex=r"^du_[A-Za-z0-9]{1,60}$", max_length=64)
+    action = forms.ChoiceField(choices=ACTIONS)
+    evidence = forms.CharField(required=False, max_length=2000)

@@ -31,6 +31,10 @@ MIN_EXPIRY = timedelta(minutes=30)
 MAX_EXPIRY = timedelta(hours=24)
 SETTLEMENT_DELAY = timedelta(seconds=3)
 DISPUTE_DELAY = timedelta(seconds=5)
+# Stripe takes the disputed amount, and its dispute fee, from the balance just after
+# the dispute opens (a separate event, which may reach the endpoint first or later).
+FUNDS_WITHDRAWAL_DELAY = timedelta(seconds=2)
+DISPUTE_FEE = 1500  # minor units
 REFUND_UPDATE_DELAY = timedelta(seconds=2)
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
@@ -718,11 +722,103 @@ def _open_dispute(charge: StripeObject) -> None:
         brand=charge.data["payment_method_details"]["card"]["brand"],
     )
     StripeObject.objects.create(
-        id=dispute_id, object="dispute", data=data, api_version=charge.api_version
+        id=dispute_id,
+        object="dispute",
+        data=data,
+        private={"due": "withdraw"},
+        api_version=charge.api_version,
+        due_at=timezone.now() + FUNDS_WITHDRAWAL_DELAY,
     )
     charge.data["disputed"] = True
+    charge.private["dispute"] = dispute_id
     _save(charge)
     emit("charge.dispute.created", data, api_version=charge.api_version)
+
+
+def _move_funds(dispute: StripeObject, amount: int, *, fee: int) -> None:
+    dispute.data["balance_transactions"].append(
+        shapes.dispute_balance_transaction(
+            dispute_id=dispute.id,
+            charge_id=dispute.data["charge"],
+            created=now_ts(),
+            amount=amount,
+            fee=fee,
+            currency=dispute.data["currency"],
+        )
+    )
+
+
+def _withdraw_funds(dispute: StripeObject) -> None:
+    """The disputed amount and the dispute fee leave the balance (once)."""
+    dispute.private.pop("due", None)
+    dispute.due_at = None
+    if any(item["amount"] < 0 for item in dispute.data["balance_transactions"]):
+        _save(dispute)
+        return
+    _move_funds(dispute, -dispute.data["amount"], fee=DISPUTE_FEE)
+    _save(dispute)
+    emit("charge.dispute.funds_withdrawn", dispute.data, api_version=dispute.api_version)
+
+
+DISPUTE_OPEN = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
+DISPUTE_AWAITING_EVIDENCE = {
+    "warning_needs_response": "warning_under_review",
+    "needs_response": "under_review",
+}
+
+
+def _open_dispute_for_update(dispute_id: str) -> StripeObject:
+    dispute = get(dispute_id, "dispute", for_update=True)
+    if dispute.data["status"] not in DISPUTE_OPEN:
+        raise ApiError(
+            400,
+            f"Dispute {dispute_id} is {dispute.data['status']}: it can no longer be changed.",
+            code="dispute_already_closed",
+        )
+    return dispute
+
+
+@db.atomic()
+def dispute_submit_evidence(dispute_id: str, *, text: str) -> dict[str, Any]:
+    """The merchant answers with evidence (the dashboard's "Submit evidence"): the
+    dispute goes under review and ``charge.dispute.updated`` is sent."""
+    dispute = _open_dispute_for_update(dispute_id)
+    after = DISPUTE_AWAITING_EVIDENCE.get(dispute.data["status"])
+    if after is None:
+        raise ApiError(
+            400,
+            f"Dispute {dispute_id} is {dispute.data['status']}: evidence was submitted already.",
+        )
+    dispute.data["evidence"]["uncategorized_text"] = text.strip()[:20000] or None
+    details = dispute.data["evidence_details"]
+    details.update(has_evidence=True, submission_count=details["submission_count"] + 1)
+    details["past_due"] = now_ts() > (details["due_by"] or 0)
+    dispute.data["status"] = after
+    _save(dispute)
+    emit("charge.dispute.updated", dispute.data, api_version=dispute.api_version)
+    return dispute.data
+
+
+@db.atomic()
+def dispute_close(dispute_id: str, *, won: bool) -> dict[str, Any]:
+    """The card network decides: ``charge.dispute.closed``; a won chargeback also gives
+    the amount back (``charge.dispute.funds_reinstated``; the fee stays with Stripe).
+    An inquiry closes as ``warning_closed`` (no money had moved)."""
+    dispute = _open_dispute_for_update(dispute_id)
+    inquiry = dispute.data["status"].startswith("warning_")
+    if not inquiry and dispute.private.get("due") == "withdraw":
+        _withdraw_funds(dispute)  # Stripe always withdraws before the decision
+    dispute.private.pop("due", None)
+    dispute.due_at = None
+    dispute.data["status"] = "warning_closed" if inquiry else ("won" if won else "lost")
+    dispute.data["is_charge_refundable"] = False
+    _save(dispute)
+    emit("charge.dispute.closed", dispute.data, api_version=dispute.api_version)
+    if won and not inquiry:
+        _move_funds(dispute, dispute.data["amount"], fee=0)
+        _save(dispute)
+        emit("charge.dispute.funds_reinstated", dispute.data, api_version=dispute.api_version)
+    return dispute.data
 
 
 def run_due(*, limit: int = 50) -> int:
@@ -746,6 +842,9 @@ def run_due(*, limit: int = 50) -> int:
                 _settle(obj)
             elif action == "dispute":
                 _open_dispute(obj)
+            elif action == "withdraw":
+                obj.private["due"] = action  # _withdraw_funds clears it
+                _withdraw_funds(obj)
             else:
                 _save(obj)
             done += 1
@@ -786,7 +885,12 @@ def refund_create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
         charge_id = intent.data["latest_charge"]
     charge = get(charge_id, "charge", for_update=True)
     data = charge.data
-    if data["disputed"]:
+    dispute = StripeObject.objects.filter(
+        id=charge.private.get("dispute", ""), object="dispute"
+    ).first()
+    # Refused while a dispute is open or once it is lost; a won one leaves it refundable.
+    settled = dispute is not None and dispute.data["status"] in ("won", "warning_closed")
+    if data["disputed"] and not settled:
         raise ApiError(
             400,
             f"Charge {charge.id} has been charged back; cannot issue a refund.",

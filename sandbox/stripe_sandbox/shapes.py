@@ -18,6 +18,53 @@ def _address() -> dict[str, None]:
     return dict.fromkeys(("city", "country", "line1", "line2", "postal_code", "state"))
 
 
+# The one merchant the sandbox plays: who Stripe's pages (Checkout, the receipt) name
+# as the seller, and what the client's bank statement says.
+BUSINESS_NAME = "Slotpay Sandbox Ltd"
+STATEMENT_DESCRIPTOR = "SLOTPAY SANDBOX"
+
+
+def account(*, account_id: str = "acct_1SlotpaySandbox00") -> dict[str, Any]:
+    """Our own account, as ``GET /v1/account`` answers (the fields receipts read)."""
+    return {
+        "id": account_id,
+        "object": "account",
+        "business_profile": {
+            "mcc": "8999",
+            "name": BUSINESS_NAME,
+            "product_description": "Sessions with builders, booked through Calendly",
+            "support_address": None,
+            "support_email": "support@slotpay.example",
+            "support_phone": None,
+            "support_url": None,
+            "url": None,
+        },
+        "business_type": "company",
+        "charges_enabled": True,
+        "country": "DE",
+        "created": 1735689600,
+        "default_currency": "eur",
+        "details_submitted": True,
+        "email": None,
+        "payouts_enabled": True,
+        "settings": {
+            "branding": {
+                "icon": None,
+                "logo": None,
+                "primary_color": None,
+                "secondary_color": None,
+            },
+            "dashboard": {"display_name": BUSINESS_NAME, "timezone": "Etc/UTC"},
+            "payments": {
+                "statement_descriptor": STATEMENT_DESCRIPTOR,
+                "statement_descriptor_kana": None,
+                "statement_descriptor_kanji": None,
+            },
+        },
+        "type": "standard",
+    }
+
+
 def checkout_session(
     *,
     session_id: str,
@@ -291,7 +338,7 @@ def charge(
             "phone": None,
             "tax_id": None,
         },
-        "calculated_statement_descriptor": "SLOTPAY SANDBOX",
+        "calculated_statement_descriptor": STATEMENT_DESCRIPTOR,
         "captured": True,
         "created": created,
         "currency": currency,
@@ -458,6 +505,47 @@ def dispute(
         },
         "reason": "fraudulent",
         "status": "needs_response",
+    }
+
+
+def dispute_balance_transaction(
+    *, dispute_id: str, charge_id: str, created: int, amount: int, fee: int, currency: str
+) -> dict[str, Any]:
+    """Money a dispute moves, as listed in its ``balance_transactions``: negative when
+    withdrawn (the dispute fee on top), positive when reinstated after a won one."""
+    withdrawal = amount < 0
+    return {
+        "id": new_id("txn"),
+        "object": "balance_transaction",
+        "amount": amount,
+        "available_on": created,
+        "created": created,
+        "currency": currency,
+        "description": (
+            f"Chargeback withdrawal for {charge_id}"
+            if withdrawal
+            else f"Chargeback reversal for {charge_id}"
+        ),
+        "exchange_rate": None,
+        "fee": fee,
+        "fee_details": (
+            [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": currency,
+                    "description": "Dispute fee",
+                    "type": "stripe_fee",
+                }
+            ]
+            if fee
+            else []
+        ),
+        "net": amount - fee,
+        "reporting_category": "dispute" if withdrawal else "dispute_reversal",
+        "source": dispute_id,
+        "status": "pending",
+        "type": "adjustment",
     }
 
 

@@ -14,8 +14,12 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from payments import stripe_gateway
 from sandbox import delivery
 from sandbox.access import operator_only
-from sandbox.stripe_sandbox import services
-from sandbox.stripe_sandbox.forms import CreateSessionForm, RestrictedKeyForm
+from sandbox.stripe_sandbox import services, shapes
+from sandbox.stripe_sandbox.forms import (
+    CreateSessionForm,
+    DisputeActionForm,
+    RestrictedKeyForm,
+)
 from sandbox.stripe_sandbox.models import RestrictedKey, StripeObject
 from sandbox.stripe_sandbox.money import to_minor
 
@@ -107,6 +111,7 @@ def receipt(request: HttpRequest, charge_id: str) -> HttpResponse:
         request,
         "sandbox/stripe/receipt.html",
         {
+            "account": shapes.account(),
             "charge": found.data,
             "line_items": session.private.get("line_items", []) if session else [],
             "session": session.data if session else None,
@@ -123,6 +128,8 @@ def _recent(kind: str, limit: int = 15) -> list[dict[str, Any]]:
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Everything the sandbox holds, and a form that goes through the real gateway."""
     delivery.wake()  # resume what a restart left pending (deliveries, expiries)
+    if request.method == "POST" and "dispute" in request.POST:
+        return _dispute_action(request)
     form = CreateSessionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         base = request.build_absolute_uri(reverse("sandbox:sandbox_stripe:dashboard"))
@@ -157,10 +164,37 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "charges": _recent("charge"),
             "refunds": _recent("refund"),
             "disputes": _recent("dispute"),
+            "dispute_open": services.DISPUTE_OPEN,
+            "dispute_awaiting": list(services.DISPUTE_AWAITING_EVIDENCE),
+            "dispute_actions": DisputeActionForm.ACTIONS,
             "events": _recent("event", 25),
             "keys": RestrictedKey.objects.all()[:20],
         },
     )
+
+
+def _dispute_action(request: HttpRequest) -> HttpResponse:
+    """Submit evidence for an open dispute, or close it as won or lost: each sends the
+    signed events Stripe sends (``charge.dispute.updated``, ``.closed``,
+    ``.funds_reinstated``). Posted to the dashboard itself, whose URL the API's do not
+    share."""
+    form = DisputeActionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a dispute and what to do with it.")
+        return redirect("sandbox:sandbox_stripe:dashboard")
+    dispute_id, action = form.cleaned_data["dispute"], form.cleaned_data["action"]
+    try:
+        if action == DisputeActionForm.EVIDENCE:
+            data = services.dispute_submit_evidence(
+                dispute_id, text=form.cleaned_data["evidence"] or "Service delivered as booked."
+            )
+        else:
+            data = services.dispute_close(dispute_id, won=action == DisputeActionForm.WON)
+    except services.ApiError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"Dispute {dispute_id} is now {data['status']}.")
+    return redirect("sandbox:sandbox_stripe:dashboard")
 
 
 @operator_only
