@@ -185,10 +185,9 @@ def _decide(
         return False
     if charge is not None and charge.risk_level in ELEVATED_RISK:
         payment_flag(payment=payment, reason=f"Radar risk level {charge.risk_level}", actor=ACTOR)
+    # Paid once is paid, whatever happened since: refunded, or charged back.
     other_paid = (
-        booking.payments.exclude(pk=payment.pk)
-        .filter(status__in=(*Payment.REFUNDABLE, Payment.Status.REFUNDED, Payment.Status.DISPUTED))
-        .exists()
+        booking.payments.exclude(pk=payment.pk).filter(status__in=Payment.PAID_ONCE).exists()
     )
     waiting = booking.status == Booking.Status.PENDING_PAYMENT
     if other_paid or not (waiting or booking.status == Booking.Status.CONFIRMED):
@@ -196,7 +195,7 @@ def _decide(
         _refund_duplicate(payment, booking, why)
         return False
     if waiting and booking.confirm(actor=ACTOR):
-        notify.confirmed(booking, payment.receipt_url)
+        notify.confirmed(booking, payment.receipt_url, payment=payment)
     return True
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from bookings.models import Booking
 from core.notify import send
 from core.timezones import viewer_zone
+from payments.models import Payment
 from payments.money import format_money
 
 
@@ -26,6 +27,8 @@ def _booking_context(booking: Booking) -> dict[str, Any]:
         "zone": zone,
         "time_zone": zone.key,
         "price": format_money(booking.price_amount, booking.currency),
+        # Before payment: Stripe adds its tax on top of the price at Checkout.
+        "plus_tax": booking.event_type.automatic_tax,
     }
 
 
@@ -38,12 +41,22 @@ def payment_link(booking: Booking, url: str) -> None:
     )
 
 
-def confirmed(booking: Booking, receipt_url: str) -> None:
+def confirmed(booking: Booking, receipt_url: str, *, payment: Payment | None = None) -> None:
+    """``payment``: the one that confirmed it, whose amount is what the client paid (tax
+    included, as Stripe charged it); without one the email gives the price."""
+    paid = payment.amount if payment is not None else booking.price_amount
+    currency = payment.currency if payment is not None else booking.currency
+    tax = payment.tax_amount if payment is not None else 0
     send(
         "confirmed",
         "confirmed",
         [booking.invitee_email or ""],
-        {**_booking_context(booking), "receipt_url": receipt_url},
+        {
+            **_booking_context(booking),
+            "paid": format_money(paid, currency),
+            "tax": format_money(tax, currency) if tax else "",
+            "receipt_url": receipt_url,
+        },
     )
 
 

@@ -52,6 +52,8 @@ def _row(booking: Booking, *, zone: ZoneInfo, as_client: bool) -> dict[str, Any]
         and payment is not None
         and payment.is_processing
     )
+    # Taken at some point: what the client was charged (tax included) is what counts.
+    charged = payment is not None and payment.status in Payment.PAID_ONCE
     card = (
         f"{payment.card_brand.title()} •••• {payment.card_last4}"
         if as_client and payment is not None and payment.card_last4
@@ -68,9 +70,15 @@ def _row(booking: Booking, *, zone: ZoneInfo, as_client: bool) -> dict[str, Any]
         else booking.get_status_display(),
         "processing": processing,
         "price": format_money(booking.price_amount, booking.currency),
+        # Stripe adds its tax on top at Checkout: the price alone is not what is paid.
+        "plus_tax": booking.event_type.automatic_tax,
+        "charged": charged,
         "payment_status": payment.status if payment else "",
         "payment_label": payment.display_status if payment else "",
         "paid": format_money(payment.amount, payment.currency) if payment else "",
+        "tax": format_money(payment.tax_amount, payment.currency)
+        if charged and payment is not None and payment.tax_amount
+        else "",
         "card": card,
         "receipt_url": payment.receipt_url if as_client and payment is not None else "",
         "refunded": format_money(refunded, booking.currency) if refunded else "",

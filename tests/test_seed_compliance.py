@@ -240,6 +240,8 @@ def test_compliant_receipt_generation(world: World) -> None:
     assert answer.status_code == 200
     receipt = answer.content.decode()
 
+    # Who sold it (the merchant, as Stripe's receipts name the account), what, by whom.
+    assert 'Receipt from <span class="sx-merchant">Slotpay Sandbox Ltd</span>' in receipt
     assert "Portfolio review (Ada&#x27;s Studio)" in receipt  # what was sold, and by whom
     assert "Amount paid: <strong>95.20 EUR</strong>" in receipt  # amount and currency
     assert re.search(r"<td>Tax</td><td[^>]*>15.20 EUR</td>", receipt)
