@@ -29,14 +29,11 @@ from django.utils import timezone
 from audit import purges
 from audit.categories import Category
 from audit.models import AuditCheckpoint, AuditEntry, SecurityEventCount, Stream
-from audit.services import PURGE_STARTED_ACTION, PURGED_ACTION, record
+from audit.services import PURGE_STARTED_ACTION, PURGED_ACTION, STREAM_PERIODS, record
 
 ACTOR = "audit.retention"
 # The periods audit_purge_segment enforces too (migration 0006): change both together.
-STREAM_RETENTION = {
-    Stream.SECURITY: timedelta(days=365),
-    Stream.TRANSACTION: timedelta(days=7 * 365),
-}
+STREAM_RETENTION = {Stream(name): period for name, period in STREAM_PERIODS.items()}
 # The hourly counts of failed sign-ins and lockouts: long enough to compare this
 # quarter's floods with the last, not a record of anyone (the entries are that).
 SECURITY_EVENT_COUNT_DAYS = 90
@@ -122,6 +119,8 @@ def _delete(segment: Segment, now: datetime, limit: int) -> int:
                 [segment.stream, segment.last, now, limit],
             )
             return int(cursor.fetchone()[0])
+    if now > timezone.now() + timedelta(minutes=1):
+        raise PurgeRefusedError(f"{now.isoformat()} is ahead of the clock")
     cutoff = now - STREAM_RETENTION[Stream(segment.stream)]
     sealed = AuditCheckpoint.objects.filter(stream=segment.stream, position=segment.last)
     sealed_at = sealed.order_by("created_at").values_list("created_at", flat=True).first()

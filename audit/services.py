@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -307,15 +308,36 @@ def _redaction_problem(count: int) -> ChainReport | None:
     )
 
 
+# How long each stream is kept (audit.retention and audit_purge_segment say the same).
+STREAM_PERIODS = {"security": timedelta(days=365), "transaction": timedelta(days=7 * 365)}
+
+
 def purged_through(stream: str) -> int:
-    """The highest position of ``stream`` that a recorded purge set out to remove."""
-    started = AuditEntry.objects.filter(action=PURGE_STARTED_ACTION).values_list("data", flat=True)
-    through = [
-        data.get("through_position")
-        for data in started
-        if isinstance(data, dict) and data.get("stream") == stream
-    ]
-    return max((number for number in through if isinstance(number, int)), default=0)
+    """The highest position of ``stream`` that a recorded purge set out to remove.
+
+    A purge record counts only if it was written once its segment had expired (its
+    closing checkpoint signed at least the stream's period before): a hand-made record
+    cannot excuse entries deleted early."""
+    period = STREAM_PERIODS.get(stream)
+    started = AuditEntry.objects.filter(action=PURGE_STARTED_ACTION).values_list(
+        "data", "created_at"
+    )
+    through = []
+    for data, recorded_at in started:
+        if not isinstance(data, dict) or data.get("stream") != stream or period is None:
+            continue
+        position = data.get("through_position")
+        if not isinstance(position, int):
+            continue
+        sealed = (
+            AuditCheckpoint.objects.filter(stream=stream, position=position)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if sealed is not None and recorded_at >= sealed + period:
+            through.append(position)
+    return max(through, default=0)
 
 
 @dataclass
@@ -425,8 +447,34 @@ def _incremental_start(stream: str, trusted: dict[bytes, bytes]) -> _Walk | Stre
             entry,
             f"entry_hash is not the one verified on {point.verified_at:%Y-%m-%d %H:%M} UTC",
         )
+    missing = _missing_before(stream, point.position)
+    if missing:
+        return StreamReport(stream, since, point.position, 0, None, missing)
     checkpoints = _checkpoints_from(stream, point.position + 1)
     return _Walk(stream, since, point.position + 1, point.entry_hash, checkpoints, trusted)
+
+
+def _missing_before(stream: str, position: int) -> str:
+    """What is gone from the part of ``stream`` already verified, found by counting
+    (an index-only scan, cheap beside a walk): an entry deleted from the middle, or
+    from the start with no expired purge on record. The incremental walk reads only
+    what is new, so this is what catches a deletion behind the verified point."""
+    verified = AuditEntry.objects.filter(stream=stream, position__lte=position)
+    lowest = verified.order_by("position").values_list("position", flat=True).first()
+    if lowest is None:
+        return f"the {stream} stream's entries up to position {position} are gone"
+    if lowest > 1 and purged_through(stream) < lowest - 1:
+        return (
+            f"the {stream} stream starts at position {lowest}: entries before it were "
+            "removed, and no purge of an expired segment accounts for them"
+        )
+    stored = verified.count()
+    if stored != position - lowest + 1:
+        return (
+            f"{position - lowest + 1 - stored} entries of the {stream} stream between "
+            f"positions {lowest} and {position} are missing"
+        )
+    return ""
 
 
 def _entry_problem(entry: AuditEntry, walk: _Walk, expected_position: int) -> str:

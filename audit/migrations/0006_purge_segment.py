@@ -95,6 +95,12 @@ BEGIN
         RAISE EXCEPTION 'audit_purge_segment: a time and a positive limit are required'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The caller's clock may lag the database's (tests move it back), never lead it: a
+    -- time in the future would make an unexpired segment look expired.
+    IF p_now > now() + interval '1 minute' THEN
+        RAISE EXCEPTION 'audit_purge_segment: % is ahead of the database clock', p_now
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     v_cutoff := p_now - v_period;
     SELECT min(created_at) INTO v_sealed_at FROM audit_auditcheckpoint
         WHERE stream = p_stream AND position = p_through_position;

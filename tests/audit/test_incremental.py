@@ -112,6 +112,26 @@ def test_an_edit_before_the_last_verified_point_needs_the_full_run(verified):
     assert report.broken_at.pk == verified[3].pk
 
 
+def test_a_deletion_before_the_last_verified_point_is_counted(verified):
+    # An edit behind the verified point waits for the full run; a deletion does not:
+    # the hourly run counts what it verified before.
+    with trigger_disabled():
+        execute("DELETE FROM audit_auditentry WHERE id = %s", [verified[5].pk])
+
+    report = verify_chain(full=False)
+    assert not report.ok
+    assert "1 entries of the transaction stream between positions 1 and" in report.reason
+
+
+def test_a_deletion_at_the_start_with_no_purge_on_record_is_caught(verified):
+    with trigger_disabled():
+        execute("DELETE FROM audit_auditentry WHERE id = %s", [verified[0].pk])
+
+    report = verify_chain(full=False)
+    assert not report.ok
+    assert "no purge of an expired segment accounts for them" in report.reason
+
+
 @pytest.mark.postgres
 def test_a_redaction_nobody_recorded_is_caught_in_an_entry_verified_long_ago(verified):
     execute(

@@ -101,9 +101,61 @@ def test_the_function_refuses_an_unexpired_segment(log):
     assert AgedLog.positions("security")[0] == 1
 
 
-def test_the_periods_in_the_function_are_the_rules(log):
-    sealed = log.old_transaction.created_at
-    through = log.old_transaction.position
+def test_the_function_refuses_a_time_ahead_of_the_database_clock(log):
+    # A caller passing a far-future "now" would make yesterday's segment look expired.
+    through = log.recent_security.position
+    _refused(
+        "SELECT audit_purge_segment('security', %s, '2099-01-01', 10)",
+        [through],
+        "is ahead of the database clock",
+    )
+    assert AgedLog.positions("security")[0] == 1
+
+
+def test_a_hand_made_purge_record_does_not_excuse_an_early_deletion(log):
+    """Someone who could delete entries early (the database's owner) and write a
+    purge record for them: verification asks whether that segment had expired when
+    the record was written, and it had not."""
+    from audit import Category, record
+    from audit.services import PURGE_STARTED_ACTION, verify_chain
+    from tests.audit.tamper import execute, trigger_disabled
+
+    through = log.recent_security.position
+    with trigger_disabled():
+        execute(
+            "DELETE FROM audit_auditentry WHERE stream = 'security' AND position <= %s",
+            [through],
+        )
+    record(
+        PURGE_STARTED_ACTION,
+        category=Category.TRANSACTION,
+        actor="audit.retention",
+        data={"stream": "security", "through_position": through},
+    )
+
+    report = verify_chain(full=True)
+    assert not report.ok
+    assert verify_chain(full=False).ok is False
+
+
+def test_the_transaction_period_in_the_function_is_the_rule(db):
+    # Seven years back, so that the purge's time is not ahead of the database clock.
+    from audit import Category, record
+    from audit.checkpoints import checkpoints_write
+
+    with time_machine.travel(NOW - timedelta(days=7 * 365 + 30), tick=False):
+        for number in range(3):
+            record(
+                "payments.payment.paid",
+                category=Category.TRANSACTION,
+                actor="tests",
+                target=("payments.payment", number),
+            )
+        (sealed_checkpoint,) = [
+            c for c in checkpoints_write(actor="tests") if c.stream == "transaction"
+        ]
+    sealed = sealed_checkpoint.created_at
+    through = sealed_checkpoint.position
 
     _refused(
         "SELECT audit_purge_segment('transaction', %s, %s, 10)",
@@ -111,6 +163,9 @@ def test_the_periods_in_the_function_are_the_rules(log):
         "not expired",
     )
     assert _purge("transaction", through, sealed + timedelta(days=7 * 365)) == through
+
+
+def test_the_periods_in_the_function_are_the_rules(log):
     security = log.old_security
     _refused(
         "SELECT audit_purge_segment('security', 4, %s, 10)",
