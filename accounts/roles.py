@@ -38,6 +38,7 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "payments.approve_refund",
         "payments.view_dispute",
         "bookings.view_drift",
+        "core.view_alert",
     ),
     # Answers data-subject requests: clients' data in clear (each view audited),
     # corrections (through a rectification request, with a reason), erasures.
@@ -49,6 +50,7 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "accounts.change_datasubjectrequest",
         "accounts.carry_out_erasure",
         "bookings.view_booking",
+        "core.view_alert",
     ),
     # Reads the audit trail, its checkpoints and the webhook inbox; changes nothing but
     # signs off the quarterly access review (accounts/access_review.py).

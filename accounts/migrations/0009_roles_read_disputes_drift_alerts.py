@@ -1,14 +1,17 @@
 """Issue 12's back-office pages, each to the group whose job it is: Finance and Support
-read disputes (payments 0006) and reconciliation drift (bookings 0006); Auditors read
-the alerts (core 0002). Permissions of new models exist only after post_migrate, so
-they are created here first, as 0006 does."""
+read disputes (payments 0006) and reconciliation drift (bookings 0006); the alerts
+(core 0002) are read by Auditors and by the groups alerts are mailed to when no
+ALERT_EMAILS are set (Finance, and Privacy for retention), so the email's link opens.
+Permissions of new models exist only after post_migrate, so they are created here
+first, as 0006 does."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 GRANTS = {
-    "Finance": ("payments.view_dispute", "bookings.view_drift"),
+    "Finance": ("payments.view_dispute", "bookings.view_drift", "core.view_alert"),
     "Support": ("payments.view_dispute", "bookings.view_drift"),
+    "Privacy": ("core.view_alert",),
     "Auditor": ("core.view_alert",),
 }
 

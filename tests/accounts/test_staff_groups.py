@@ -67,6 +67,7 @@ def test_finance_moves_money_and_approves_anothers_refund() -> None:
         "payments.approve_refund",
         "payments.view_dispute",
         "bookings.view_drift",
+        "core.view_alert",
     }
 
 
@@ -79,6 +80,7 @@ def test_privacy_answers_data_subject_requests() -> None:
         "accounts.change_datasubjectrequest",
         "accounts.carry_out_erasure",
         "bookings.view_booking",
+        "core.view_alert",
     }
 
 
@@ -114,7 +116,7 @@ PAGES = [
     ("/admin/webhooks/webhookevent/", {"Auditor", None}),
     ("/admin/payments/dispute/", {"Support", "Finance", None}),
     ("/admin/bookings/drift/", {"Support", "Finance", None}),
-    ("/admin/core/alert/", {"Auditor", None}),
+    ("/admin/core/alert/", {"Auditor", "Finance", "Privacy", None}),
     ("/admin/accounts/user/access-review/", {"Auditor", None}),
     ("/admin/auth/group/", {None}),
     ("/admin/otp_totp/totpdevice/", {None}),
