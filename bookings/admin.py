@@ -437,8 +437,8 @@ class DriftStateFilter(admin.SimpleListFilter):
 
 @admin.register(Drift)
 class DriftAdmin(ReadOnlyAdmin):
-    """What reconciliation could not repair (bookings.reconcile), for Finance, Support
-    and the Auditor to read: counts per kind above the list, and each finding linked
+    """What reconciliation could not repair (bookings.reconcile), for Finance and
+    Support to read: counts per kind above the list, and each finding linked
     to its booking and payment. Nothing is changed from here: a person acts on the
     booking or payment, and the next run resolves the finding."""
 

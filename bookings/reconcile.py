@@ -66,6 +66,7 @@ PAID_STATES = (
     Payment.Status.PARTIALLY_REFUNDED,
     Payment.Status.REFUNDED,
     Payment.Status.DISPUTED,
+    Payment.Status.DISPUTE_LOST,
 )
 ACTIVE_BOOKING = (Booking.Status.PENDING_PAYMENT, Booking.Status.CONFIRMED)
 

@@ -12,6 +12,7 @@ while a dispute stands in the way.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -94,16 +95,21 @@ def net_summary(payment: Payment) -> str:
 
 
 def days_left(due: Any, *, now: Any = None) -> str:
-    """``3 days left``, ``due today``, ``overdue by 2 days``: counted in calendar days
-    of the zone the back-office shows this staff member (UTC unless they chose one)."""
-    zone = timezone.get_current_timezone()
-    today = timezone.localtime(now or timezone.now(), zone).date()
-    days = (timezone.localtime(due, zone).date() - today).days
-    if days == 0:
-        return "due today"
-    if days > 0:
-        return f"{days} day{'s' if days != 1 else ''} left"
-    return f"overdue by {-days} day{'s' if days != -1 else ''}"
+    """``3 days left``, ``less than a day left``, ``overdue by 2 days``: counted in whole
+    days from this moment, not in calendar dates, so that a deadline two hours away
+    never reads "1 day left" and one two hours past never reads "due today", in
+    whatever zone the page shows it."""
+    remaining = due - (now or timezone.now())
+    if remaining.total_seconds() < 0:
+        late = -remaining
+        if late < timedelta(days=1):
+            return "overdue by less than a day"
+        days = late.days
+        return f"overdue by {days} day{'s' if days != 1 else ''}"
+    if remaining < timedelta(days=1):
+        return "less than a day left"
+    days = remaining.days
+    return f"{days} day{'s' if days != 1 else ''} left"
 
 
 def evidence_deadline(dispute: Dispute) -> str:
@@ -376,7 +382,7 @@ class RefundApprovalAdmin(StepUpAdminMixin, ReadOnlyAdmin):
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdmin):
     """Disputes as Stripe last reported them (each step in the audit log): answered in
-    the Stripe dashboard, followed here. Finance and Auditor read them."""
+    the Stripe dashboard, followed here. Finance and Support read them."""
 
     list_display = (
         "opened",

@@ -26,3 +26,10 @@ def refund_refusal(payment: Payment | None) -> str:
     if payment is None:
         return ""
     return dispute_refusal(payment) or ""
+
+
+@register.filter
+def refundable(payment: Payment | None) -> bool:
+    """Paid and not wholly refunded: what a Refund button may lead to (an open or
+    expired Checkout has nothing to refund, and its booking's refund page is a 404)."""
+    return payment is not None and payment.status in Payment.REFUNDABLE

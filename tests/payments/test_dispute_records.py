@@ -122,12 +122,15 @@ def test_the_net_amount_follows_refunds_and_disputes(payment: Payment, dispute: 
     [
         (NOW + timedelta(days=3), "3 days left"),
         (NOW + timedelta(days=1), "1 day left"),
-        (NOW + timedelta(hours=11), "due today"),
+        (NOW + timedelta(days=1, hours=23), "1 day left"),
+        (NOW + timedelta(hours=11), "less than a day left"),
+        (NOW + timedelta(hours=2), "less than a day left"),  # not "1 day" past midnight
+        (NOW - timedelta(hours=2), "overdue by less than a day"),  # not "due today"
         (NOW - timedelta(days=1), "overdue by 1 day"),
         (NOW - timedelta(days=2, hours=1), "overdue by 2 days"),
     ],
 )
-def test_days_left_are_counted_in_calendar_days(due, shown) -> None:
+def test_days_left_are_counted_from_now_whatever_the_zone(due, shown) -> None:
     assert days_left(due, now=NOW) == shown
 
 
@@ -177,3 +180,24 @@ def test_only_those_allowed_read_disputes(dispute: Dispute) -> None:
     auditor = member("auditor@slotpay.example", "view_dispute")
     assert auditor.get("/admin/payments/dispute/").status_code == 200
     assert auditor.post(f"/admin/payments/dispute/{dispute.pk}/delete/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("status", "offers_refund"),
+    [
+        (Payment.Status.OPEN, False),  # nothing paid: its booking's refund page is a 404
+        (Payment.Status.PAID, True),
+        (Payment.Status.PARTIALLY_REFUNDED, True),
+        (Payment.Status.REFUNDED, False),
+    ],
+)
+def test_the_refund_button_is_offered_only_for_money_to_refund(
+    payment: Payment, status: str, offers_refund: bool
+) -> None:
+    Payment.objects.filter(pk=payment.pk).update(status=status)
+    finance = member("finance@slotpay.example", "view_payment", "issue_refund")
+
+    page = finance.get(f"/admin/payments/payment/{payment.pk}/change/")
+
+    assert page.status_code == 200
+    assert (b">Refund</a>" in page.content) is offers_refund
