@@ -366,6 +366,15 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
     else:
         actor, where = ACTOR, "canceled on Calendly"
         at = (invitee.cancellation.created_at if invitee.cancellation else None) or timezone.now()
+    # The builder (Calendly's host) called the session off: the client is not at fault
+    # and gets everything back, whatever the policy says of late cancellations.
+    by_host = (
+        booking.cancel_requested_at is None
+        and invitee.cancellation is not None
+        and invitee.cancellation.canceler_type == "host"
+    )
+    if by_host:
+        where = "canceled by the builder on Calendly (full refund)"
     if booking.status == Booking.Status.PENDING_PAYMENT:
         booking_release_unpaid(
             booking=booking, reason=f"{where} before payment", cancel_event=False, actor=actor
@@ -380,7 +389,11 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
                 _notify_canceled(booking, outcome)
             return
         booking_refund_cancellation(
-            booking=booking, at=at, actor=actor, reason=where, full=booking.cancel_refund_full
+            booking=booking,
+            at=at,
+            actor=actor,
+            reason=where,
+            full=booking.cancel_refund_full or by_host,
         )
 
 

@@ -26,6 +26,8 @@ def test_since_takes_an_iso_date_or_date_and_time() -> None:
     assert parse_since("2026-11-01T08:30+01:00") == datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
     with pytest.raises(CommandError, match="ISO date"):
         parse_since("last tuesday")
+    with pytest.raises(CommandError, match="must be after"):  # Stripe refuses before 1970
+        parse_since("0001-01-01")
 
 
 def test_the_command_prints_what_it_listed_and_fed(world: World) -> None:
@@ -60,7 +62,7 @@ def test_a_failing_run_raises_the_alert_and_a_good_run_clears_it(world: World) -
     with pytest.raises(CommandError, match=r"reconcile\.failed"):
         call_command("reconcile", stdout=StringIO())
     with pytest.raises(Exception, match="calendly"):
-        tasks.reconcile.delay()  # the daily task: the same run, and the same alert
+        tasks.reconcile.apply()  # the daily task: the same run, and the same alert
 
     alert = Alert.objects.get(key="reconcile.failed")
     assert (alert.cleared_at, alert.times_seen) == (None, 2)
@@ -70,7 +72,7 @@ def test_a_failing_run_raises_the_alert_and_a_good_run_clears_it(world: World) -
     assert failed.first().data["error"] == "Unavailable"
 
     calendly_sandbox.fault_arm(status=500, count=0)
-    assert tasks.reconcile.delay().get()["fed"] == 0
+    assert tasks.reconcile.apply().get()["fed"] == 0
 
     alert.refresh_from_db()
     assert alert.cleared_at is not None

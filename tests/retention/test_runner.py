@@ -155,6 +155,8 @@ def test_retention_report_lists_each_rule_and_forecasts_another_day(world, clock
     assert "  due now: 1\n  held: none\n  next due: -" in out.getvalue()
     with pytest.raises(CommandError, match="ISO 8601"):
         call_command("retention_report", "--at", "next year")
+    with pytest.raises(CommandError, match="must fall between"):  # 7 years back overflows
+        call_command("retention_report", "--at", "0001-01-01")
 
 
 def test_retention_purge_prints_rows_per_rule_and_refuses_unknown_ones(

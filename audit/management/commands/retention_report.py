@@ -5,6 +5,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import purges
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def parse_moment(value: str) -> datetime:
     """An ISO 8601 date or time; one without a zone is UTC."""
@@ -12,7 +15,13 @@ def parse_moment(value: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise CommandError(f"--at takes an ISO 8601 date or time, not {value!r}.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # The longest period (7 years) is subtracted from it: the year 1 would overflow.
+    if not EARLIEST <= moment <= LATEST:
+        raise CommandError(
+            f"--at must fall between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}, not {value!r}."
+        )
+    return moment
 
 
 def describe_period(period: timedelta) -> str:

@@ -16,19 +16,28 @@ from django.utils import timezone
 
 from bookings import reconcile
 
+# Stripe's account history starts long after this; Calendly's too.
+EARLIEST = datetime(2010, 1, 1, tzinfo=UTC)
+
 
 def parse_since(value: str) -> datetime:
     """An ISO date (midnight UTC) or date and time (UTC when it names no zone)."""
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
-        parsed = datetime.fromisoformat(value)
+            parsed = datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(value)
     except ValueError:
         raise CommandError(
             f"--since takes an ISO date or date and time (2026-11-01, 2026-11-01T08:00Z), "
             f"not {value!r}"
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    since = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if since < EARLIEST:
+        # Stripe counts time from 1970 and refuses a negative created[gte]: a typo
+        # must not raise a real "reconciliation failed" incident.
+        raise CommandError(f"--since must be after {EARLIEST:%Y-%m-%d}, not {value!r}")
+    return since
 
 
 class Command(BaseCommand):
