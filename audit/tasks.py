@@ -5,6 +5,7 @@ from celery import shared_task
 from audit import retention
 from audit.checkpoints import ChainBrokenError, checkpoints_write
 from audit.services import verify_chain as verify
+from core import alerts
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,28 @@ def verify_chain() -> dict[str, object]:
     }
 
 
+FULL_WALK_ALERT = "audit.chain.full"
+
+
 @shared_task(name="audit.tasks.write_checkpoint")
 def write_checkpoint() -> dict[str, object]:
-    """Periodic (beat, daily): close each stream's segment with a signed checkpoint
-    (a stream with nothing new since its last is skipped: its last still holds);
-    refuse, loudly, when the chain does not verify."""
+    """Periodic (beat, daily): walk every stream in full (the hourly run reads only
+    what is new and counts the rest: an edit behind its verified point is the full
+    walk's to find), alerting on a break; then close each stream's segment with a
+    signed checkpoint (a stream with nothing new since its last is skipped: its last
+    still holds); refuse, loudly, when the chain does not verify."""
+    full = verify(full=True)
+    if full.ok:
+        alerts.clear_alert(FULL_WALK_ALERT, summary="The audit chain verifies in full again.")
+    else:
+        alerts.raise_alert(
+            FULL_WALK_ALERT,
+            summary="The audit chain does not verify in full: no checkpoint was signed.",
+            lines=[full.reason, "Run manage.py audit_verify --full; see the incident plan."],
+            group="Auditor",
+        )
+        logger.error("audit.checkpoint.refused", extra={"reason": full.reason})
+        return {"ok": False, "reason": full.reason}
     try:
         written = checkpoints_write(actor="audit.tasks.write_checkpoint")
     except ChainBrokenError as exc:

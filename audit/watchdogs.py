@@ -2,8 +2,9 @@
 
 Runs the incremental verification (``verify_chain(full=False)``): each stream is
 read from the point it last verified, so a pass reads only the entries written since
-and stays cheap as the log grows; the hourly task and ``audit_verify`` still walk in
-full. A chain that stops verifying (an entry altered, removed or inserted, a
+and stays cheap as the log grows, and the part verified before is counted (a deletion
+anywhere shows); an edit behind the verified point is the daily checkpoint task's full
+walk to find (``audit.chain.full``), or ``audit_verify --full``'s. A chain that stops verifying (an entry altered, removed or inserted, a
 checkpoint that does not match, a redaction nobody recorded) is an incident until a
 pass verifies it again. The reason names entries by sequence number only.
 """
