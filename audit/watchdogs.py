@@ -4,9 +4,10 @@ Runs the incremental verification (``verify_chain(full=False)``): each stream is
 read from the point it last verified, so a pass reads only the entries written since
 and stays cheap as the log grows, and the part verified before is counted (a deletion
 anywhere shows); an edit behind the verified point is the daily checkpoint task's full
-walk to find (``audit.chain.full``), or ``audit_verify --full``'s. A chain that stops verifying (an entry altered, removed or inserted, a
-checkpoint that does not match, a redaction nobody recorded) is an incident until a
-pass verifies it again. The reason names entries by sequence number only.
+walk to find (``audit.chain.full``), or ``audit_verify --full``'s. A chain that
+stops verifying (an entry altered, removed or inserted, a checkpoint that does not
+match, a redaction nobody recorded) is an incident until a pass verifies it again.
+The reason names entries by sequence number only.
 """
 
 from __future__ import annotations
