@@ -202,6 +202,10 @@ def is_due(*, now: datetime | None = None) -> bool:
     return due is None or due <= (now or timezone.now())
 
 
+# A sign-off repeated within this long, of the same review, records nothing new.
+REPEAT_WINDOW = timedelta(hours=1)
+
+
 class ReviewChangedError(Exception):
     """The staff's rights changed after the reviewer loaded the review."""
 
@@ -214,6 +218,21 @@ def access_review_sign_off(*, actor: User, note: str, reviewed: str) -> AuditEnt
     The caller checks the step-up (a view's job). The note goes in the entry's
     sealed personal part: it may well name people.
     """
+    # One sign-off at a time per reviewer; the same review signed again (a replayed or
+    # doubled form) within the hour is the sign-off already recorded.
+    User.objects.select_for_update().filter(pk=actor.pk).exists()
+    repeat = (
+        AuditEntry.objects.filter(
+            action=SIGNED_OFF,
+            actor_id=str(actor.pk),
+            data__fingerprint=reviewed,
+            created_at__gte=timezone.now() - REPEAT_WINDOW,
+        )
+        .order_by("-sequence")
+        .first()
+    )
+    if repeat is not None:
+        return repeat
     rows = staff_access(actor=actor)
     if fingerprint(rows) != reviewed:
         raise ReviewChangedError(

@@ -239,6 +239,10 @@ def test_signing_off_needs_a_step_up_and_a_note_and_is_audited_with_the_counts()
     assert json.loads(entry.personal_data)["values"] == {"note": NOTE}
     assert NOTE not in json.dumps(entry.data)
     assert verify_chain().ok
+    # The same form posted again (a double click, a replay): the sign-off stands once.
+    again = browser.post(PAGE, {"note": NOTE, "reviewed": reviewed})
+    assert again.status_code == 302
+    assert _sign_offs() == [entry]
     page = browser.get(PAGE)
     html = page.content.decode()
     assert f"Last signed off {timezone.localtime(entry.created_at):%Y-%m-%d %H:%M} UTC" in html
