@@ -173,7 +173,7 @@ def test_no_checkpoint_is_signed_over_a_broken_chain(entries):
         checkpoint_write(actor="tests")
     with pytest.raises(CommandError, match="No checkpoint written"):
         call_command("audit_checkpoint", "write")
-    assert write_checkpoint.apply().get()["ok"] is False
+    assert write_checkpoint.apply().get(disable_sync_subtasks=False)["ok"] is False
     assert not AuditCheckpoint.objects.exists()
 
 
@@ -186,13 +186,13 @@ def test_the_daily_full_walk_finds_an_edit_the_hourly_run_cannot_and_alerts(entr
         execute("UPDATE audit_auditentry SET data = '{}' WHERE id = %s", [entries[1].pk])
     assert verify_chain(full=False).ok  # behind the verified point: not read again
 
-    assert write_checkpoint.apply().get()["ok"] is False
+    assert write_checkpoint.apply().get(disable_sync_subtasks=False)["ok"] is False
     assert Alert.objects.get(key="audit.chain.full", cleared_at=None)
     assert not AuditCheckpoint.objects.exists()
 
 
 def test_the_daily_task_writes_one_per_stream_that_grew(entries):
-    outcome = write_checkpoint.apply().get()
+    outcome = write_checkpoint.apply().get(disable_sync_subtasks=False)
 
     # The transaction checkpoint's record opened the security stream, so it grew too.
     assert outcome == {"ok": True, "checkpoints": {"transaction": 5, "security": 1}}

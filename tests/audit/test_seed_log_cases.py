@@ -67,7 +67,7 @@ def test_comprehensive_action_logging(world: World) -> None:
         HTTP_STRIPE_SIGNATURE="t=1,v1=forged",
     )
     assert forged.status_code >= 400
-    assert write_checkpoint.apply().get()["ok"]
+    assert write_checkpoint.apply().get(disable_sync_subtasks=False)["ok"]
 
     # Staff actions, each through the back-office as staff do them.
     operator = _operator()

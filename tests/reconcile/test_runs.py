@@ -72,7 +72,7 @@ def test_a_failing_run_raises_the_alert_and_a_good_run_clears_it(world: World) -
     assert failed.first().data["error"] == "Unavailable"
 
     calendly_sandbox.fault_arm(status=500, count=0)
-    assert tasks.reconcile.apply().get()["fed"] == 0
+    assert tasks.reconcile.apply().get(disable_sync_subtasks=False)["fed"] == 0
 
     alert.refresh_from_db()
     assert alert.cleared_at is not None

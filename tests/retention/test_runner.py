@@ -185,7 +185,7 @@ def test_purge_batch_is_one_transaction_of_at_most_limit_rows(clock) -> None:
 def test_the_beat_task_runs_every_rule(world, clock) -> None:
     world.booking(ended=START - timedelta(days=400))
     _dedup_keys(2)
-    done = purges.purge.apply().get()
+    done = purges.purge.apply().get(disable_sync_subtasks=False)
     assert purges.purge.name == "audit.purges.purge"
     assert done["bookings.personal_data"] == 1
     assert done["webhooks.dedup_keys"] == 2

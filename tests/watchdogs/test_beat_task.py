@@ -35,7 +35,7 @@ def test_the_task_runs_every_apps_watchdog_and_a_healthy_system_raises_nothing(
             scope="organization",
         )
 
-    assert run_watchdogs.apply().get() == 0
+    assert run_watchdogs.apply().get(disable_sync_subtasks=False) == 0
 
     assert set(alerts.watchdogs()) == {
         "audit.chain",
