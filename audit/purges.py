@@ -101,9 +101,10 @@ class RowsRule(RetentionRule):
     def candidates(self) -> QuerySet[Any]:
         """Every row this rule will purge one day, due or not."""
 
-    @abstractmethod
     def purge_rows(self, rows: QuerySet[Any], now: datetime) -> int:
-        """Purge ``rows`` (all due, none held), inside the batch's transaction."""
+        """Purge ``rows`` (all due, none held), inside the batch's transaction: delete
+        them, unless the rule anonymises or must count otherwise."""
+        return int(rows.delete()[0])
 
     def purgeable(self, rows: QuerySet[Any]) -> QuerySet[Any]:
         """Of the due rows no hold covers, those a batch may take now: all of them,

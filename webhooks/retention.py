@@ -59,9 +59,6 @@ class DedupKeys(purges.RowsRule):
     def candidates(self) -> QuerySet[WebhookEvent]:
         return WebhookEvent.objects.filter(status__in=DONE)
 
-    def purge_rows(self, rows: QuerySet[Any], now: datetime) -> int:
-        return rows.delete()[0]
-
 
 class DeadLetters(purges.RowsRule):
     name = "webhooks.dead_letters"
@@ -73,9 +70,6 @@ class DeadLetters(purges.RowsRule):
     def candidates(self) -> QuerySet[WebhookEvent]:
         return WebhookEvent.objects.filter(status=Status.DEAD)
 
-    def purge_rows(self, rows: QuerySet[Any], now: datetime) -> int:
-        return rows.delete()[0]
-
 
 class RejectionCounters(purges.RowsRule):
     name = "webhooks.rejections"
@@ -86,9 +80,6 @@ class RejectionCounters(purges.RowsRule):
 
     def candidates(self) -> QuerySet[WebhookRejection]:
         return WebhookRejection.objects.all()
-
-    def purge_rows(self, rows: QuerySet[Any], now: datetime) -> int:
-        return rows.delete()[0]
 
 
 # Payloads first: an event both past its payload's and its dedup key's time is counted
