@@ -95,6 +95,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         max_length=64, blank=True, validators=[validate_time_zone], help_text="IANA time zone."
     )
     date_joined = models.DateTimeField(default=timezone.now)
+    # Set when the person followed the link emailed to ``email``; an account without
+    # it can browse but not book. Cleared when the email changes.
+    email_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # "Sign out everywhere": a session that began before this is refused.
+    sessions_valid_after = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = UserManager()
 
@@ -368,3 +373,88 @@ class ErasureStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.status}"
+
+
+class OneTimeLink(models.Model):
+    """A link emailed to someone that works once, for one purpose, until it expires.
+
+    Only a digest of the link's secret is stored (the secret is in the email alone); the
+    link is spent by setting ``used_at`` in one conditional update, so two clicks at
+    once cannot both succeed.
+    """
+
+    class Purpose(models.TextChoices):
+        VERIFY_EMAIL = "verify_email", "Verify an email address"
+        RESET_PASSWORD = "reset_password", "Reset a password"
+        RECOVER_SESSION = "recover_session", "Recover a session"
+        CLAIM_BOOKING = "claim_booking", "Claim a booking made on Calendly"
+
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="one_time_links"
+    )
+    # The address the link was sent to, by blind index (a claim may have no user yet; a
+    # verification link is for the address it was sent to, not a later one).
+    email_index = models.CharField(max_length=64, blank=True, editable=False)
+    # Where the link leads once spent: a path on this site (recovery) or a reference.
+    target = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "purpose"], name="onetimelink_user_purpose")]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} link {self.pk}"
+
+
+class ApiToken(models.Model):
+    """A personal API token: shown once, stored as a keyed hash, scoped and expiring.
+
+    The token reads ``<prefix>_<secret>``; ``prefix`` is kept in clear so that its owner
+    and staff can tell tokens apart, ``digest`` is the keyed hash of the whole token.
+    """
+
+    class Scope(models.TextChoices):
+        BOOKINGS_READ = "bookings:read", "Read bookings"
+        BOOKINGS_WRITE = "bookings:write", "Change bookings"
+        EVENT_TYPES_READ = "event_types:read", "Read sessions on offer"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=24, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"API token {self.prefix}"
+
+
+class SignIn(models.Model):
+    """A successful sign-in, as shown to the person under "Recent sign-ins".
+
+    Only the network (/24 for IPv4, /64 for IPv6) and a short description of the
+    device are kept, never the full address or the user agent string.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sign_ins")
+    at = models.DateTimeField(default=timezone.now)
+    network = models.CharField(max_length=64, blank=True)
+    device = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["user", "-at"], name="signin_user_at")]
+
+    def __str__(self) -> str:
+        return f"Sign-in {self.pk}"

@@ -291,6 +291,21 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bookings:mine"
 LOGOUT_REDIRECT_URL = "home"
 
+# Links emailed to a person (accounts.links): each works once, until it expires.
+EMAIL_VERIFICATION_MAX_AGE_HOURS = env.int("EMAIL_VERIFICATION_MAX_AGE_HOURS", default=48)
+PASSWORD_RESET_MAX_AGE_MINUTES = env.int("PASSWORD_RESET_MAX_AGE_MINUTES", default=60)
+SESSION_RECOVERY_MAX_AGE_MINUTES = env.int("SESSION_RECOVERY_MAX_AGE_MINUTES", default=15)
+# Sessions end this long after sign-in (absolute) or after the last request (idle),
+# checked on the server at every request; staff sessions are shorter.
+SESSION_ABSOLUTE_SECONDS = env.int("SESSION_ABSOLUTE_SECONDS", default=24 * 60 * 60)
+SESSION_IDLE_SECONDS = env.int("SESSION_IDLE_SECONDS", default=2 * 60 * 60)
+STAFF_SESSION_ABSOLUTE_SECONDS = env.int("STAFF_SESSION_ABSOLUTE_SECONDS", default=8 * 60 * 60)
+STAFF_SESSION_IDLE_SECONDS = env.int("STAFF_SESSION_IDLE_SECONDS", default=30 * 60)
+# Personal API tokens: a new one lasts API_TOKEN_DEFAULT_DAYS unless its owner picks a
+# date, at most API_TOKEN_MAX_DAYS away.
+API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
+API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=365)
+
 # django-axes: lock out after repeated failures per (account, address) pair, per
 # address (higher: an office behind one NAT shares it) and per account across
 # addresses, each at its own limit (accounts.backends.LoginLimitsHandler; a success
@@ -467,7 +482,8 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 60 * 60)
+# The cookie outlives no session (accounts.sessions enforces the shorter limits).
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_FAILURE_VIEW = "config.views.csrf_failure"
