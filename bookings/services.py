@@ -71,9 +71,25 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 def can_book(user: Any) -> bool:
-    """The one rule for "may this account book". Sign-up with email verification will
-    add its condition here."""
-    return bool(user is not None and user.is_authenticated and user.is_active)
+    """The one rule for "may this account book": signed in, active, and its email
+    address verified (an unverified account may browse; the page says why not)."""
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and user.email_verified_at is not None
+    )
+
+
+def must_verify_email(user: Any) -> bool:
+    """Signed in and active, and only the email verification stands between it and a
+    booking: the page offers to send the link again."""
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and user.email_verified_at is None
+    )
 
 
 # --- Consent and the booking intent ----------------------------------------------------

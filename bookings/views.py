@@ -128,13 +128,18 @@ def event_type(request: HttpRequest, pk: int) -> HttpResponse:
         "price": format_money(shown.price_amount, shown.currency),
         "tiers": _tiers(shown),
         "may_book": services.can_book(request.user),
+        "verify_first": services.must_verify_email(request.user),
     }
     if request.method != "POST":
         return render(request, "bookings/event_type.html", context)
     if not request.user.is_authenticated:
         return redirect(f"{reverse('accounts:login')}?{urlencode({'next': request.path})}")
     if not services.can_book(request.user):
-        context["error"] = "This account cannot book sessions."
+        context["error"] = (
+            "Please verify your email address first: follow the link we emailed you."
+            if context["verify_first"]
+            else "This account cannot book sessions."
+        )
         return render(request, "bookings/event_type.html", context, status=403)
     if request.POST.get("consent") != "yes":
         context["error"] = "Please tick the box to agree to the refund policy before booking."
