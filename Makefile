@@ -49,9 +49,11 @@ run: $(STAMP)
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-## Run the whole test suite (PostgreSQL/Redis tests run when DATABASE_URL/REDIS_URL point at them).
+## Run the whole test suite (PostgreSQL/Redis tests run when DATABASE_URL/REDIS_URL point at them),
+## one pytest-xdist worker per core (TEST_WORKERS=0: in this process, one test at a time).
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
