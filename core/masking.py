@@ -33,6 +33,9 @@ _ASSIGNMENT = re.compile(
 )
 # The webhook endpoints' last segment is a secret (STRIPE_/CALENDLY_WEBHOOK_PATH_TOKEN).
 _WEBHOOK_PATH = re.compile(r"(/webhooks/(?:stripe|calendly)/)[^/?#\s\"']+")
+# A one-time link's secret (accounts/links.py: 32 bytes, 43 URL-safe characters) as a
+# path segment: verification, reset, invitation, recovery and claim links alike.
+_LINK_SECRET = re.compile(r"(?<=/)[A-Za-z0-9_-]{43}(?=[/?#\s\"']|$)")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s/]+)@")
 
 _SENSITIVE_KEYS = re.compile(
@@ -88,6 +91,7 @@ _PLUS_JOINED_DIGITS = re.compile(r"\d{4}\+\d{4}")
 def _scrub_plain(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     text = _WEBHOOK_PATH.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _LINK_SECRET.sub(MASK, text)
     for pattern in _SECRETS:
         text = pattern.sub(MASK, text)
     text = _ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)

@@ -1,7 +1,10 @@
 """What audit data, logs and Sentry events lose before they are written."""
 
+import secrets
+
 import pytest
 
+from accounts.links import SECRET_BYTES
 from core.masking import scrub, scrub_text
 
 
@@ -60,3 +63,20 @@ def test_percent_encoded_personal_data_in_a_path_is_masked(line, leak):
     assert leak not in masked
     assert "4242 4242" not in masked
     assert "@example" not in masked
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/accounts/verify/{}/",
+        "/accounts/password/reset/{}/",
+        "/accounts/recover/{}",
+        "/bookings/claim/{}/?x=1",
+    ],
+)
+def test_one_time_link_secrets_in_a_path_are_masked(path):
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    line = f'"GET {path.format(secret)} HTTP/1.1" 410'
+    scrubbed = scrub_text(line)
+    assert secret not in scrubbed
+    assert scrubbed == line.replace(secret, "[redacted]")
