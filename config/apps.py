@@ -10,7 +10,7 @@ class SiteConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
-        from config import checks  # noqa: F401
+        from config import checks, cors  # noqa: F401 (system checks)
         from core.admin import harden
 
         # After django.contrib.admin's ready(): every app's admin module is registered.
