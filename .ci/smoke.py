@@ -59,6 +59,17 @@ CLIENT_IP = "192.0.2.10"
 STRIPE_NETWORK = "192.0.2.0/24"
 STARTED = time.monotonic()
 QUERY_MARKER = "smoke-query@client.example"
+# config/settings.py's ROTATED_KEYS: the keys dated for the 90-day rotation.
+ROTATED_KEYS = (
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEY",
+    "BLIND_INDEX_KEY",
+    "AUDIT_CHECKPOINT_KEY",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRETS",
+    "CALENDLY_API_TOKEN",
+    "CALENDLY_WEBHOOK_SIGNING_KEYS",
+)
 
 
 class SmokeError(Exception):
@@ -140,6 +151,9 @@ def production_env(scratch: Path, database_url: str, redis_url: str, stripe_base
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # Every key made just now (deploy/slotpay.env's <NAME>_CREATED, config/keys.py).
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    env.update({f"{name}_CREATED": today for name in ROTATED_KEYS})
     env.pop("SANDBOX", None)
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     return env

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -16,6 +17,9 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.models import Count, Max
+from django.utils import timezone
+
+from config import keys
 
 MIN_SECRET_KEY_LENGTH = 50
 MIN_BLIND_INDEX_KEY_LENGTH = 32
@@ -150,6 +154,91 @@ def check_alert_recipients(app_configs: Any = None, **kwargs: Any) -> list[Error
     ]
 
 
+@register(Tags.security, deploy=False)
+def check_key_versions(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """``<NAME>_VERSION`` is optional, but a malformed one would mislabel a key."""
+    errors = []
+    for name in settings.ROTATED_KEYS:
+        try:
+            keys.version_label(name)
+        except ValueError as exc:
+            errors.append(
+                Error(
+                    str(exc),
+                    hint=f"Set {name}_VERSION to 1, 2, 3... (one more at each rotation), "
+                    "or unset it.",
+                    id="slotpay.E020",
+                )
+            )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_key_ages(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """In production, every key of ``ROTATED_KEYS`` is rotated ``KEY_ROTATION_DAYS`` (90)
+    after its ``<NAME>_CREATED`` date: a warning from ``KEY_ROTATION_WARNING_DAYS`` (14)
+    before, an error after; a key without a date is a warning, as its age is unknown.
+
+    A deployment check only: ``check --deploy`` (with ``--fail-level WARNING``, as the
+    README's deploy runs it) stops a release, while ``migrate`` and the running site go
+    on; the ``keys.rotation`` watchdog alerts about the same dates every five minutes.
+    Keys are named by fingerprint and version, never shown.
+    """
+    messages: list[CheckMessage] = []
+    today = timezone.now().date()
+    for status in keys.inventory():
+        name = status.name
+        if status.created is not None and status.created > today + timedelta(days=1):
+            messages.append(
+                Error(
+                    f"{name}_CREATED={status.created.isoformat()} is in the future: the key's "
+                    "age, and so its rotation, cannot be tracked.",
+                    hint=f"Set {name}_CREATED to the date the key was made (YYYY-MM-DD).",
+                    id="slotpay.E021",
+                )
+            )
+            continue
+        if settings.ENVIRONMENT != "production":
+            continue
+        if status.created is None:
+            messages.append(
+                Warning(
+                    f"{status.label()} has no creation date: its 90-day rotation cannot be "
+                    "tracked.",
+                    hint=f"Set {name}_CREATED to the date the key was made (YYYY-MM-DD).",
+                    id="slotpay.W005",
+                )
+            )
+            continue
+        due = status.created + timedelta(days=settings.KEY_ROTATION_DAYS)
+        age, left = (today - status.created).days, (due - today).days
+        made = f"made {status.created.isoformat()}, rotated every {settings.KEY_ROTATION_DAYS} days"
+        hint = (
+            "Rotate it as docs/security-policy.md says for this key, then set "
+            f"{name}_CREATED to the new key's date (and raise {name}_VERSION)."
+        )
+        if left < 0:
+            messages.append(
+                Error(
+                    f"{status.label()} is {keys.days(age)} old: its rotation was due on "
+                    f"{due.isoformat()} ({made}).",
+                    hint=hint,
+                    id="slotpay.E019",
+                )
+            )
+        elif left <= settings.KEY_ROTATION_WARNING_DAYS:
+            when = f"in {keys.days(left)}" if left else "today"
+            messages.append(
+                Warning(
+                    f"{status.label()} is {keys.days(age)} old: its rotation is due on "
+                    f"{due.isoformat()}, {when} ({made}).",
+                    hint=hint,
+                    id="slotpay.W004",
+                )
+            )
+    return messages
+
+
 def _migrated_encrypted_tables(connection: Any) -> set[str]:
     """Tables that hold every encrypted column their model declares.
 
@@ -194,17 +283,50 @@ def check_providers(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         )
     key = settings.STRIPE_API_KEY or ""
-    if production and "_test_" in key:
-        errors.append(Error("STRIPE_API_KEY is a test-mode key in production.", id="slotpay.E009"))
-    if production and key.startswith("sk_"):
+    mode = keys.stripe_mode(key)
+    if production and mode == "test":
         errors.append(
             Error(
-                "STRIPE_API_KEY is an unrestricted secret key (sk_) in production.",
-                hint="Create a restricted key (rk_live_...) with only the permissions "
-                "Slotpay uses; README.md lists them.",
+                "STRIPE_API_KEY is a test-mode key (sk_test_ or rk_test_) in production: "
+                "Stripe would take no real payment.",
+                hint="Use a live-mode restricted key (rk_live_) in production.",
+                id="slotpay.E009",
+            )
+        )
+    if production and mode == "live" and keys.is_unrestricted_stripe_key(key):
+        errors.append(
+            Error(
+                "STRIPE_API_KEY is an unrestricted live secret key (sk_live_) in production: "
+                "whoever reads it can do anything with the Stripe account.",
+                hint="Create a restricted key (rk_live_) with only the permissions README.md "
+                "lists (Pointing at real Calendly and Stripe), put it in STRIPE_API_KEY, "
+                "and stop using the sk_live_ key.",
                 id="slotpay.E010",
             )
         )
+    if settings.ENVIRONMENT in ("staging", "production") and key and mode is None:
+        errors.append(
+            Error(
+                "STRIPE_API_KEY is not a Stripe secret or restricted key of a known mode "
+                "(sk_ or rk_, then live_ or test_): its mode cannot be told.",
+                hint="A publishable key (pk_) cannot make Slotpay's calls; use a restricted "
+                "key (rk_live_ in production, rk_test_ on staging).",
+                id="slotpay.E017",
+            )
+        )
+    if production:
+        for position, secret in enumerate(settings.STRIPE_WEBHOOK_SECRETS, start=1):
+            if keys.is_sandbox_webhook_secret(secret):
+                errors.append(
+                    Error(
+                        f"STRIPE_WEBHOOK_SECRETS entry {position} is a test-mode secret made "
+                        "by Slotpay's development or test profile (whsec_test..., "
+                        "whsec_sandbox...) in production.",
+                        hint="Use the signing secret of the live-mode endpoint in the Stripe "
+                        "Dashboard (Developers, Webhooks).",
+                        id="slotpay.E018",
+                    )
+                )
     for name in ("STRIPE_WEBHOOK_PATH_TOKEN", "CALENDLY_WEBHOOK_PATH_TOKEN"):
         if len(getattr(settings, name, "") or "") < MIN_PATH_TOKEN_LENGTH:
             errors.append(
@@ -221,7 +343,7 @@ def check_providers(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             errors.append(
                 Error(f"{name} is empty: no webhook could be verified.", id="slotpay.E013")
             )
-    if not production and "_live_" in key:
+    if not production and mode == "live":
         errors.append(
             Error(
                 f"STRIPE_API_KEY is a live-mode key with ENVIRONMENT={settings.ENVIRONMENT}.",

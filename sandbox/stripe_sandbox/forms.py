@@ -19,6 +19,7 @@ RESOURCES = (
     ("customers", "Customers"),
     ("events", "Events"),
     ("disputes", "Disputes"),
+    ("privacy_redaction_jobs", "Redaction jobs"),
 )
 
 
@@ -51,15 +52,16 @@ class RestrictedKeyForm(forms.Form):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         for resource, label in RESOURCES:
+            # Left out = none: the safe default, and older forms post fewer resources.
             self.fields[resource] = forms.ChoiceField(
-                label=label, choices=RestrictedKey.Access.choices, initial="none"
+                label=label, choices=RestrictedKey.Access.choices, initial="none", required=False
             )
 
     def permissions(self) -> dict[str, str]:
         return {
             resource: self.cleaned_data[resource]
             for resource, _ in RESOURCES
-            if self.cleaned_data[resource] != RestrictedKey.Access.NONE
+            if self.cleaned_data[resource] not in ("", RestrictedKey.Access.NONE)
         }
 
 

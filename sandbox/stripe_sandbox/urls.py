@@ -7,6 +7,7 @@ app_name = "sandbox_stripe"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("keys/", views.restricted_key_create, name="restricted-key-create"),
+    path("keys/<int:pk>/revoke/", views.restricted_key_revoke, name="restricted-key-revoke"),
     path("checkout/<str:session_id>/", views.checkout, name="checkout"),
     path("receipts/<str:charge_id>/", views.receipt, name="receipt"),
     # The API, at Stripe's paths (no trailing slashes).

@@ -211,3 +211,16 @@ def restricted_key_create(request: HttpRequest) -> HttpResponse:
     else:
         messages.error(request, "The key was not created: check the form.")
     return redirect("sandbox:sandbox_stripe:dashboard")
+
+
+@operator_only
+@require_POST
+def restricted_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke a restricted key, as Stripe's dashboard does: from now on the API refuses
+    it (401), while a key made to replace it works on (docs/security-policy.md)."""
+    key = RestrictedKey.objects.filter(pk=pk).first()
+    if key is None:
+        raise Http404("No such restricted key.")
+    key.delete()
+    messages.info(request, f"Revoked restricted key {key.name}: the API refuses it from now on.")
+    return redirect("sandbox:sandbox_stripe:dashboard")

@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -39,14 +40,27 @@ SECRET_VARIABLES = (
     "CALENDLY_WEBHOOK_PATH_TOKEN",
 )
 REQUIRED_VARIABLES = (*SECRET_VARIABLES, "ALLOWED_HOSTS", "SITE_URL")
+# The keys dated for the 90-day rotation (config/settings.py ROTATED_KEYS).
+ROTATED_KEYS = (
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEY",
+    "BLIND_INDEX_KEY",
+    "AUDIT_CHECKPOINT_KEY",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRETS",
+    "CALENDLY_API_TOKEN",
+    "CALENDLY_WEBHOOK_SIGNING_KEYS",
+)
 
 Manage = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def production_values(environment: str = "production") -> dict[str, str]:
-    """Every variable staging and production require, with fresh keys each time."""
+    """Every variable staging and production require, with fresh keys each time, each
+    dated today (an undated key is slotpay.W005 in production)."""
     mode = "live" if environment == "production" else "test"
-    return {
+    today = datetime.now(UTC).date().isoformat()
+    return {f"{name}_CREATED": today for name in ROTATED_KEYS} | {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALERT_EMAILS": "oncall@slotpay.example",
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),

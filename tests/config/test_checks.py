@@ -1,14 +1,17 @@
-"""``manage.py check --deploy`` refuses unsafe production settings (slotpay.E001-E013)."""
+"""``manage.py check --deploy`` refuses unsafe production settings (slotpay.E001-E021)."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.fernet import Fernet
 from django.core.checks import run_checks
 from django.db import connection, transaction
 from django.test import override_settings
+
+from tests.config.conftest import ROTATED_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +31,15 @@ GOOD_PRODUCTION = {
     "SANDBOX": False,
     # Built at run time so that nothing resembling a live key sits in the source.
     "STRIPE_API_KEY": "rk_" + "live_" + "FAKE" + secrets.token_hex(12),
+    "STRIPE_WEBHOOK_SECRETS": ["whsec_FAKE" + secrets.token_hex(16)],
+    # Every key made today: key ages are their own tests (tests/config/test_keys_age.py).
+    "KEY_CREATED": dict.fromkeys(ROTATED_KEYS, datetime.now(UTC).date()),
 }
+
+
+# Keys of no Stripe mode, built at run time like the others.
+PUBLISHABLE_KEY = "pk_" + "live_" + "FAKE" + secrets.token_hex(8)  # pragma: allowlist secret
+MODELESS_KEY = "FAKE" + secrets.token_hex(8)  # pragma: allowlist secret
 
 
 def _slotpay_ids(**overrides: object) -> list[str]:
@@ -71,9 +82,34 @@ def test_a_good_production_configuration_passes(environment):
             id="E009-test-key",
         ),
         pytest.param(
+            {"STRIPE_API_KEY": "sk_test_FAKE" + secrets.token_hex(8)},
+            ["slotpay.E009"],
+            id="E009-unrestricted-test-key",
+        ),
+        pytest.param(
             {"STRIPE_API_KEY": "sk_" + "live_" + "FAKE" + secrets.token_hex(8)},
             ["slotpay.E010"],
             id="E010-unrestricted-key",
+        ),
+        pytest.param(
+            {"STRIPE_API_KEY": PUBLISHABLE_KEY},
+            ["slotpay.E017"],
+            id="E017-publishable-key",
+        ),
+        pytest.param(
+            {"ENVIRONMENT": "staging", "STRIPE_API_KEY": MODELESS_KEY},
+            ["slotpay.E017"],
+            id="E017-no-mode-on-staging",
+        ),
+        pytest.param(
+            {"STRIPE_WEBHOOK_SECRETS": ["whsec_FAKE" + secrets.token_hex(8), "whsec_test0"]},
+            ["slotpay.E018"],
+            id="E018-test-profile-webhook-secret",
+        ),
+        pytest.param(
+            {"STRIPE_WEBHOOK_SECRETS": ["whsec_sandbox" + secrets.token_hex(8)]},
+            ["slotpay.E018"],
+            id="E018-sandbox-webhook-secret",
         ),
         pytest.param(
             {
@@ -151,6 +187,9 @@ def test_development_may_debug_on_sqlite_without_hsts():
         SECURE_HSTS_SECONDS=0,
         SANDBOX=True,
         STRIPE_API_KEY="sk_test_FAKE" + secrets.token_hex(8),
+        # The sandbox's own webhook secret, and no key dated: fine on a laptop.
+        STRIPE_WEBHOOK_SECRETS=["whsec_sandbox" + secrets.token_hex(8)],
+        KEY_CREATED={},
     )
 
     assert ids == []
