@@ -12,15 +12,20 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_http_methods
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 import audit
-from accounts import access_review, dsr, reveal, rights
-from accounts.forms import EmailAuthenticationForm, UserCreationForm, UserEditForm
+from accounts import access_review, dsr, reveal, rights, signup
+from accounts.forms import (
+    EmailAuthenticationForm,
+    InviteMemberForm,
+    UserCreationForm,
+    UserEditForm,
+)
 from accounts.models import Builder, BuilderMembership, User
 from accounts.reveal import PersonalDataAdminMixin
 from core.encryption import blind_indexes
@@ -68,6 +73,19 @@ class ExactEmailSearchMixin:
         return queryset.none(), False
 
 
+class EmailVerifiedFilter(admin.SimpleListFilter):
+    title = "email verified"
+    parameter_name = "verified"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(email_verified_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(User)
 class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
     """People, for staff who may view or correct them. Rights are a superuser's alone
@@ -79,12 +97,12 @@ class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
     # Masked in the list for everyone; in clear on a client's page for Privacy and
     # superusers (audited), revealed by Support with a reason (accounts/reveal.py).
     personal_fields: ClassVar[dict[str, str]] = {"email": "email", "name": "name"}
-    list_display = ("id", "email", "name", "is_staff", "is_active", "date_joined")
-    list_filter = ("is_staff", "is_superuser", "is_active", "groups")
+    list_display = ("id", "email", "name", "is_staff", "is_active", "verified", "date_joined")
+    list_filter = ("is_staff", "is_superuser", "is_active", EmailVerifiedFilter, "groups")
     search_fields = ("email_index",)
     search_help_text = "Exact email address, or id."
     ordering = ("id",)
-    readonly_fields = ("date_joined", "last_login")
+    readonly_fields = ("date_joined", "last_login", "email_verified_at")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Personal data", {"fields": ("name", "time_zone")}),
@@ -92,7 +110,7 @@ class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        ("Dates", {"fields": ("last_login", "date_joined", "email_verified_at")}),
     )
     add_fieldsets = (
         (
@@ -103,6 +121,10 @@ class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
             },
         ),
     )
+
+    @admin.display(boolean=True, description="Email verified", ordering="email_verified_at")
+    def verified(self, obj: User) -> bool:
+        return obj.email_verified_at is not None
 
     def get_urls(self) -> list[URLPattern]:
         review = require_http_methods(["GET", "POST"])(self.access_review_view)
@@ -334,6 +356,48 @@ class BuilderAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
     search_help_text = "Exact slug, a member's exact email address, or id."
     email_index_lookup = "members__email_index"
     inlines = [MembershipInline]
+
+    def get_urls(self) -> list[URLPattern]:
+        invite = require_http_methods(["GET", "POST"])(self.invite_view)
+        return [
+            path(
+                "<path:object_id>/invite/",
+                self.admin_site.admin_view(invite),
+                name="accounts_builder_invite",
+            ),
+            *super().get_urls(),
+        ]
+
+    def invite_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Invite an email address to join this builder (accounts.signup.member_invite):
+        for staff with ``accounts.add_buildermembership``. Audited."""
+        builder = self.get_object(request, unquote(object_id))
+        if builder is None:
+            raise Http404("No such builder.")
+        roles = signup.may_invite(request.user, builder)
+        if not roles or not request.user.is_staff:
+            raise PermissionDenied
+        form = InviteMemberForm(request.POST if request.method == "POST" else None, roles=roles)
+        if request.method == "POST" and form.is_valid():
+            signup.member_invite(
+                actor=request.user,
+                builder=builder,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+            )
+            messages.success(request, "Invitation sent: the link works once, for 7 days.")
+            return HttpResponseRedirect(reverse("admin:accounts_builder_change", args=[builder.pk]))
+        return TemplateResponse(
+            request,
+            "admin/accounts/builder/invite.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": builder,
+                "title": f"Invite a member to {builder.name}",
+                "form": form,
+            },
+        )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 import audit
 from accounts import rights
-from accounts.models import DataSubjectRequest, ErasureStep, User
+from accounts.models import ApiToken, DataSubjectRequest, ErasureStep, OneTimeLink, SignIn, User
 from accounts.privacy import DataKind, Step, Subject, jsonable, registry, subject_for
 from audit.models import AuditEntry
 from audit.services import redact_personal_data
@@ -729,6 +729,41 @@ class SessionData(DataKind):
         return Step(f"{ended} session(s) ended")
 
 
+class SignInData(DataKind):
+    """Recent sign-ins (time, network, device), API tokens (never their hash) and the
+    person's one-time links: copied on access; on erasure the sign-ins and links are
+    deleted and the tokens deleted too (an anonymised account needs none)."""
+
+    def export(self, subject: Subject) -> Any:
+        user = subject.user
+        return {
+            "sign_ins": [
+                {"at": s.at, "network": s.network, "device": s.device}
+                for s in SignIn.objects.filter(user=user)
+            ],
+            "api_tokens": [
+                {
+                    "name": t.name,
+                    "prefix": t.prefix,
+                    "scopes": t.scopes,
+                    "created_at": t.created_at,
+                    "expires_at": t.expires_at,
+                    "revoked_at": t.revoked_at,
+                    "last_used_at": t.last_used_at,
+                    "last_used_ip": t.last_used_ip,
+                }
+                for t in ApiToken.objects.filter(user=user)
+            ],
+        }
+
+    def erase(self, subject: Subject, *, arguments: dict[str, Any] | None, actor: Actor) -> Step:
+        user = subject.user
+        sign_ins, _ = SignIn.objects.filter(user=user).delete()
+        tokens, _ = ApiToken.objects.filter(user=user).delete()
+        links, _ = OneTimeLink.objects.filter(user=user).delete()
+        return Step(f"{sign_ins} sign-in(s), {tokens} API token(s) and {links} link(s) deleted")
+
+
 class QueuedEmails(DataKind):
     """Emails in the outbox (sent ones are kept a day for looking into problems)."""
 
@@ -852,6 +887,7 @@ class AuditTrail(DataKind):
 
 
 registry.register(SessionData("accounts.sessions", "Sessions", position=80))
+registry.register(SignInData("accounts.sign_ins", "Sign-ins and API tokens", position=80))
 registry.register(QueuedEmails("core.outbox", "Emails to you", position=80))
 registry.register(WebhookPayloads("webhooks.payloads", "Provider event payloads", position=80))
 registry.register(AccountData("accounts.account", "Your account", position=FINAL_POSITION))

@@ -389,9 +389,10 @@ class OneTimeLink(models.Model):
 
     class Purpose(models.TextChoices):
         VERIFY_EMAIL = "verify_email", "Verify an email address"
-        RESET_PASSWORD = "reset_password", "Reset a password"
+        RESET_PASSWORD = "reset_password", "Reset a password"  # pragma: allowlist secret
         RECOVER_SESSION = "recover_session", "Recover a session"
         CLAIM_BOOKING = "claim_booking", "Claim a booking made on Calendly"
+        INVITE_BUILDER_MEMBER = "invite_builder_member", "Join a builder as a member"
 
     purpose = models.CharField(max_length=32, choices=Purpose.choices)
     digest = models.CharField(max_length=64, unique=True, editable=False)

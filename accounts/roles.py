@@ -1,6 +1,6 @@
 """The staff roles: each group and exactly the permissions its job needs.
 
-accounts/migrations/0006 to 0009 give the groups these sets (frozen copies, as
+accounts/migrations/0006 to 0009 and 0012 give the groups these sets (frozen copies, as
 migrations keep theirs); ``ensure_staff_groups`` recreates a group that is missing (a fresh
 database, or one a test flushed) with its set. A group that exists is left alone:
 changing a group's permissions is a superuser's decision, stepped up and audited.
@@ -25,6 +25,10 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "payments.view_refund",
         "payments.view_dispute",
         "bookings.view_drift",
+        # Issue 13: a booking made straight on Calendly sent to a client; a builder's
+        # new member invited (the invitee signs up with the invited address).
+        "bookings.send_claim",
+        "accounts.add_buildermembership",
     ),
     # Moves money: refunds, approves another member's refund, cancels for the client.
     "Finance": (

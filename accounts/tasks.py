@@ -6,7 +6,9 @@ import logging
 
 from celery import shared_task
 
-from accounts import access_review
+# The tasks defined beside their views are registered here for the worker (Celery's
+# autodiscovery imports <app>.tasks only): account emails and session recovery links.
+from accounts import access_review, emails, recovery  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

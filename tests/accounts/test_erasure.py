@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC
+from datetime import UTC, timedelta
 from io import StringIO
 from typing import Any
 
@@ -18,10 +18,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections, router
 from django.test import Client
+from django.utils import timezone
 from encrypted_model_fields.fields import EncryptedMixin
 
 from accounts import dsr
-from accounts.models import DataSubjectRequest, User
+from accounts.models import ApiToken, DataSubjectRequest, SignIn, User
 from audit.models import AuditEntry
 from bookings.models import Booking, PolicyConsent
 from payments.models import Payment, RefundApproval
@@ -99,8 +100,7 @@ def erase(world: World, officer: User | None = None) -> DataSubjectRequest:
 def test_after_an_erasure_the_name_and_email_are_nowhere(world: World) -> None:
     slot = paid_and_past(world)
     other = paid_booking(world, world.person(OTHER_EMAIL, OTHER_NAME))
-    # A mistyped password: the failure's audit entry seals the address typed.
-    Client().post("/accounts/login/", {"username": EMAIL, "password": MISTYPED})
+    leave_account_traces(world)
     payment = slot.payment
     before = raw_scan(EMAIL, NAME)
     assert any(hit.startswith("accounts_user.email") for hit in before)
@@ -116,6 +116,9 @@ def test_after_an_erasure_the_name_and_email_are_nowhere(world: World) -> None:
     assert request.status == "completed", steps
     assert all(status == "done" for status, _ in steps.values())
     assert raw_scan(EMAIL, NAME) == []
+    assert not any(
+        model.objects.filter(user=world.client_user).exists() for model in (SignIn, ApiToken)
+    )
 
     # Payments stay, with their amounts and Stripe's references, linked to no one.
     payment.refresh_from_db()
@@ -159,6 +162,26 @@ def test_after_an_erasure_the_name_and_email_are_nowhere(world: World) -> None:
     assert (charge["amount"] >= PRICE, charge["paid"]) == (True, True)
 
     assert_untouched(other)
+
+
+def leave_account_traces(world: World) -> None:
+    """A mistyped password (the failure's audit entry seals the address typed), a
+    sign-in (network, device) and an API token (its name is free text); the last two
+    are in the person's access export."""
+    Client().post("/accounts/login/", {"username": EMAIL, "password": MISTYPED})
+    Client().post("/accounts/login/", {"username": EMAIL, "password": PASSWORD})
+    ApiToken.objects.create(
+        user=world.client_user,
+        name=f"{NAME}'s laptop",
+        prefix="slp_erase000",
+        digest="0" * 64,
+        scopes=["bookings:read"],
+        expires_at=timezone.now() + timedelta(days=90),
+    )
+    exported = dsr.subject_export(subject=world.client_user)["sections"]
+    networks = [row["network"] for row in exported["accounts.sign_ins"]["data"]["sign_ins"]]
+    assert "127.0.0.0/24" in networks
+    assert exported["accounts.sign_ins"]["data"]["api_tokens"][0]["prefix"] == "slp_erase000"
 
 
 def assert_untouched(other: Slot) -> None:
