@@ -135,6 +135,9 @@ def step_up(request: HttpRequest) -> HttpResponse:
     )
     if request.method == "POST" and not blocked:
         if form.is_valid():
+            # A new session id for the new privilege (as at sign-in): an id seen before
+            # the step-up, in a log or over a shoulder, cannot use it. The data stays.
+            request.session.cycle_key()
             stepup.mark_stepped_up(request, method=form.method)
             request.session.pop(_FAILURES_KEY, None)
             audit.record(

@@ -133,7 +133,13 @@ def _walk(patterns: list, prefix: str = "") -> Iterator[str]:
 def our_paths() -> list[str]:
     """Every path of ours; signing out last, so that the signed-in clients stay so."""
     paths = {*_walk(get_resolver().url_patterns), "/admin/login/", "/no-such-page"}
-    return sorted(paths, key=lambda path: (path == "/accounts/logout/", path))
+    return sorted(
+        paths,
+        key=lambda path: (
+            path in ("/accounts/logout/", "/accounts/session/sign-out-everywhere/"),
+            path,
+        ),
+    )
 
 
 @pytest.fixture

@@ -154,8 +154,9 @@ def member(email: str, *codenames: str) -> Client:
 
 
 def test_the_dispute_list_shows_status_deadline_and_payment(dispute: Dispute) -> None:
-    finance = member("finance@slotpay.example", "view_dispute", "view_payment")
     with time_machine.travel(NOW, tick=False):
+        # Signed in at the page's time: a staff session idle 30 minutes has ended.
+        finance = member("finance@slotpay.example", "view_dispute", "view_payment")
         listing = finance.get("/admin/payments/dispute/")
         page = finance.get(f"/admin/payments/dispute/{dispute.pk}/change/")
         payment_page = finance.get(f"/admin/payments/payment/{dispute.payment_id}/change/")
