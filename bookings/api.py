@@ -1,8 +1,11 @@
 """The bookings API (``/api/v1/``): clients see their own bookings, builders theirs.
 
-Someone else's booking is a 404, the same as one that does not exist. Errors have one
-shape, ``{"error": {"code": ..., "message": ...}}``; the codes are listed in
-``ERROR_CODES`` and in the OpenAPI schema (``/api/schema/``).
+Callers sign in with a personal API token (``Authorization: Bearer slp_...``, limited
+to its scopes: each view's ``required_scope``) or, in a browser, the session cookie
+(unsafe methods then need the CSRF token). Someone else's booking is a 404, the same
+as one that does not exist. Errors have one shape,
+``{"error": {"code": ..., "message": ...}}``; the codes are listed in ``ERROR_CODES``
+and in the OpenAPI schema (``/api/schema/``, read at ``/api/docs/`` and ``/api/redoc/``).
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from rest_framework import generics, permissions, serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView, exception_handler
 
+from accounts.api_auth import REALM, InsufficientScope, TokenHasScope
+from accounts.models import ApiToken
 from bookings import calendly, selectors, services
 from bookings.models import Booking, EventType
 from core.timezones import viewer_zone
@@ -24,9 +30,9 @@ from payments.models import Payment
 from payments.money import format_money
 
 ERROR_CODES = {
-    "not_authenticated": "401: sign in first (session cookie).",
-    "authentication_failed": "401: the credentials were refused.",
-    "permission_denied": "403: this account may not do this.",
+    "not_authenticated": "401: send a token (Authorization: Bearer slp_...) or sign in.",
+    "authentication_failed": "401: the token was refused (unknown, expired or revoked).",
+    "permission_denied": "403: this account may not do this, or the token lacks the scope named.",
     "not_found": "404: no such object, or not yours.",
     "method_not_allowed": "405: this method is not supported here.",
     "cancel_refused": "409: the booking cannot be canceled (its status or its time).",
@@ -34,6 +40,11 @@ ERROR_CODES = {
     "throttled": "429: too many requests; retry after the time given.",
     "invalid": "400: the request is malformed.",
 }
+
+
+NOT_AUTHENTICATED = (
+    "Send an API token (Authorization: Bearer slp_...; make one at /accounts/tokens/) or sign in."
+)
 
 
 class CancelRefused(APIException):
@@ -58,8 +69,19 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     else:  # Django's Http404 and PermissionDenied, which DRF answers as its own
         code = {404: "not_found", 403: "permission_denied"}.get(response.status_code, "invalid")
     detail = response.data.get("detail") if isinstance(response.data, dict) else None
+    if code == "not_authenticated":  # DRF's "credentials were not provided" says not how
+        detail = NOT_AUTHENTICATED
     response.data = {"error": {"code": code, "message": str(detail or exc)}}
+    if isinstance(exc, InsufficientScope):
+        response["WWW-Authenticate"] = (
+            f'Bearer realm="{REALM}", error="insufficient_scope", scope="{exc.scope}"'
+        )
     return response
+
+
+# Each view: who may call it, and the scope a token needs for it.
+SIGNED_IN = [permissions.IsAuthenticated, TokenHasScope]
+Scope = ApiToken.Scope
 
 
 DATETIME_HELP = (
@@ -208,9 +230,13 @@ class EventTypeSerializer(serializers.ModelSerializer):
 
 
 class BookingList(generics.ListAPIView):
-    """Your bookings: as a client, the ones you made; as a builder, your builder's."""
+    """Your bookings: as a client, the ones you made; as a builder, your builder's.
+
+    Token scope: `bookings:read`."""
 
     serializer_class = BookingSerializer
+    permission_classes = SIGNED_IN
+    required_scope = Scope.BOOKINGS_READ.value
 
     def get_queryset(self) -> Any:
         return (
@@ -222,7 +248,13 @@ class BookingList(generics.ListAPIView):
 
 
 class BookingDetail(generics.RetrieveAPIView):
+    """One of your bookings, with its payments.
+
+    Token scope: `bookings:read`."""
+
     serializer_class = BookingSerializer
+    permission_classes = SIGNED_IN
+    required_scope = Scope.BOOKINGS_READ.value
     lookup_field = "reference"
     lookup_url_kwarg = "id"
 
@@ -231,7 +263,13 @@ class BookingDetail(generics.RetrieveAPIView):
 
 
 class BookingCancel(APIView):
-    """Cancel your booking: Calendly frees the slot and the policy's refund is made."""
+    """Cancel your booking: Calendly frees the slot and the policy's refund is made.
+
+    Token scope: `bookings:write`. Signed in with the session cookie instead, send the
+    CSRF token."""
+
+    permission_classes = SIGNED_IN
+    required_scope = Scope.BOOKINGS_WRITE.value
 
     @extend_schema(
         request=None,
@@ -267,10 +305,47 @@ class BookingCancel(APIView):
 
 
 class EventTypeList(generics.ListAPIView):
-    """Sessions on offer, with price and refund policy."""
+    """Sessions on offer, with price and refund policy: public, as the builders' pages
+    are (no sign-in needed).
+
+    Token scope: `event_types:read`."""
 
     serializer_class = EventTypeSerializer
-    permission_classes = [permissions.AllowAny]
+    permission_classes = [permissions.AllowAny, TokenHasScope]
+    required_scope = Scope.EVENT_TYPES_READ.value
 
     def get_queryset(self) -> Any:
         return selectors.event_type_list_on_offer(user=self.request.user)
+
+
+class ApiRoot(APIView):
+    """What the API offers, and where it is described: public, with or without a token."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(
+        tags=["root"],
+        operation_id="root",
+        responses=inline_serializer(
+            "ApiRoot",
+            {
+                "bookings": serializers.URLField(),
+                "event_types": serializers.URLField(),
+                "schema": serializers.URLField(),
+                "docs": serializers.URLField(),
+                "redoc": serializers.URLField(),
+                "tokens": serializers.URLField(help_text="Where to make an API token."),
+            },
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "bookings": reverse("api:bookings", request=request),
+                "event_types": reverse("api:event-types", request=request),
+                "schema": reverse("api-schema", request=request),
+                "docs": reverse("api-docs", request=request),
+                "redoc": reverse("api-redoc", request=request),
+                "tokens": reverse("accounts:tokens", request=request),
+            }
+        )

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from config import views
+from config import api_docs, views
 
 admin.site.site_header = "Slotpay back-office"
 admin.site.site_title = "Slotpay"
@@ -17,6 +17,8 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("bookings.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", api_docs.swagger_view, name="api-docs"),
+    path("api/redoc/", api_docs.redoc_view, name="api-redoc"),
     path("", include("bookings.urls")),
 ]
 

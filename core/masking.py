@@ -24,6 +24,8 @@ _SECRETS = [
     re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"),
     re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}"),
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
+    # Slotpay API tokens (accounts.tokens): the prefix alone may stay, the rest not.
+    re.compile(r"\bslp_[0-9A-Za-z]{8}_[0-9A-Za-z]{20,}"),
     # Fernet tokens (our ciphertext) and keys are not for logs either.
     re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}"),
 ]

@@ -132,7 +132,8 @@ def test_signed_out_visitors_are_sent_to_sign_in_or_refused(cast) -> None:
     assert page.status_code == 302
     assert page["Location"].startswith("/accounts/login/")
     api = visitor.get("/api/v1/bookings/")
-    assert api.status_code == 403
+    assert api.status_code == 401
+    assert api["WWW-Authenticate"] == 'Bearer realm="Slotpay API"'
     assert api.json()["error"]["code"] == "not_authenticated"
 
 
