@@ -1,10 +1,12 @@
 """Event types (what builders sell) in the back-office; bookings read-only, with the
-two things staff do to one: refund it (a Finance member, stepped up; above the
-approval threshold or beyond the agreed policy a second member approves) and cancel
-it for the client when the provider is at fault (a full refund).
+things staff do to one: refund it (a Finance member, stepped up; above the approval
+threshold or beyond the agreed policy a second member approves), cancel it for the
+client when the provider is at fault (a full refund), and send a booking made straight
+on Calendly that nobody claimed to an existing client (``bookings.send_claim``).
 
-Both pages need their permission before anything else (403), then a fresh step-up,
-then go through ``bookings.services``, which audits them with the person acting.
+Each page needs its permission before anything else (403), then a fresh step-up, then
+goes through ``bookings.services`` (``bookings.claims``), which audits it with the
+person acting.
 The invitee's name, email and answers are masked (``accounts.reveal``).
 """
 
@@ -25,8 +27,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from accounts.models import User
 from accounts.reveal import PersonalDataAdminMixin
 from bookings.calendly import CalendlyError
+from bookings.claims import ClaimRefused, claim_send_to_client
 from bookings.models import Booking, Drift, EventType
 from bookings.services import (
     CANCEL_FOR_CLIENT,
@@ -34,10 +38,13 @@ from bookings.services import (
     RefundStanding,
     booking_cancel_for_client,
     booking_refund_by_staff,
+    hold_ends_at,
     refund_standing,
 )
 from core.admin import ReadOnlyAdmin
+from core.encryption import blind_indexes
 from core.stepup import stepped_up_or_redirect
+from core.timezones import zoned
 from payments.admin import HttpsUrlFields, refund_outcome_message, staff_name
 from payments.models import Payment, Refund, RefundApproval
 from payments.money import format_money, parse_amount
@@ -214,6 +221,11 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
                 self.admin_site.admin_view(self.cancel_for_client_view),
                 name="bookings_booking_cancel_for_client",
             ),
+            path(
+                "<int:object_id>/send-claim/",
+                self.admin_site.admin_view(self.send_claim_view),
+                name="bookings_booking_send_claim",
+            ),
         ]
         return own + super().get_urls()
 
@@ -344,6 +356,65 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
             ),
         }
         return TemplateResponse(request, "admin/bookings/booking/cancel_for_client.html", context)
+
+    # --- Send a booking nobody claimed to a client ---
+
+    def send_claim_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """A booking made straight on Calendly, handed by staff to an existing client:
+        the client is emailed a claim link bound to their account (bookings.claims)."""
+        if not request.user.has_perm(SEND_CLAIM):
+            raise PermissionDenied
+        booking = get_object_or_404(Booking.objects.select_related("event_type"), pk=object_id)
+        page = reverse("admin:bookings_booking_send_claim", args=[booking.pk])
+        refused = stepped_up_or_redirect(request, next_url=page)
+        if refused is not None:
+            return refused
+        form = SendClaimForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            client = (
+                User.objects.filter(email_index__in=blind_indexes(form.cleaned_data["email"]))
+                .exclude(is_staff=True)
+                .first()
+            )
+            if client is None:
+                form.add_error("email", "No client account has this email address.")
+            else:
+                try:
+                    until = claim_send_to_client(
+                        booking=booking,
+                        client=client,
+                        actor=request.user,  # type: ignore[arg-type]  # staff, signed in
+                    )
+                except ClaimRefused as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(
+                        request,
+                        f"A link to claim booking {booking.pk} was emailed to client "
+                        f"{client.pk}; it works until {zoned(until)}.",
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:bookings_booking_change", args=[booking.pk])
+                    )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Send booking {booking.pk} to a client",
+            "booking": booking,
+            "form": form,
+            "hold_ends": zoned(hold_ends_at(booking)),
+        }
+        return TemplateResponse(request, "bookings/admin_send_claim.html", context)
+
+
+SEND_CLAIM = "bookings.send_claim"
+
+
+class SendClaimForm(forms.Form):
+    email = forms.EmailField(
+        label="The client's email address",
+        help_text="An existing client account; it gets a link to agree to the policy and pay.",
+    )
 
 
 def cancel_outcome_message(

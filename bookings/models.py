@@ -203,6 +203,13 @@ class Booking(models.Model):
     # Staff cancelled it for the client, the provider being at fault: whichever of
     # their request and Calendly's invitee.canceled gets there first refunds in full.
     cancel_refund_full = models.BooleanField(default=False)
+    # The builder called it off from Slotpay: a full refund, made at once as when the
+    # builder cancels on Calendly (not the staff path, which four eyes may hold).
+    cancel_by_builder = models.BooleanField(default=False)
+    # Calendly's own pages for this invitee, as Calendly gave them when the booking was
+    # recorded: the client's page links to them (a GET never asks Calendly).
+    calendly_cancel_url = models.URLField(max_length=255, blank=True)
+    calendly_reschedule_url = models.URLField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = BookingQuerySet.as_manager()
@@ -211,6 +218,7 @@ class Booking(models.Model):
         ordering = ["-start_at"]
         permissions = [
             ("cancel_for_client", "Can cancel a booking for the client with a full refund"),
+            ("send_claim", "Can send a booking nobody claimed to an existing client"),
         ]
         indexes = [
             models.Index(fields=["client", "-start_at"], name="bookings_client_idx"),

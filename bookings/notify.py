@@ -1,10 +1,12 @@
-"""The client's emails about a booking: the payment link, the confirmation, the
-cancellation. Sent through ``core.notify`` (after the commit, through the outbox);
-staff alerts are ``core.notify.staff_alert``.
+"""The client's emails about a booking: the claim link (a booking made straight on
+Calendly), the payment link, the confirmation, the cancellation, a no-show. Sent
+through ``core.notify`` (after the commit, through the outbox); staff alerts are
+``core.notify.staff_alert``.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bookings.models import Booking
@@ -61,10 +63,16 @@ def confirmed(booking: Booking, receipt_url: str, *, payment: Payment | None = N
 
 
 def canceled(
-    booking: Booking, refund_amount: int, currency: str, *, reviewed: bool = False
+    booking: Booking,
+    refund_amount: int,
+    currency: str,
+    *,
+    reviewed: bool = False,
+    by_builder: bool = False,
 ) -> None:
     """``reviewed``: the refund waits for a second staff member's approval, so the
-    email promises no amount on its way yet."""
+    email promises no amount on its way yet. ``by_builder``: the builder called it
+    off, and the email says so."""
     send(
         "canceled",
         "canceled",
@@ -74,5 +82,19 @@ def canceled(
             "refund": format_money(refund_amount, currency),
             "refund_due": refund_amount > 0,
             "refund_reviewed": reviewed,
+            "by_builder": by_builder or booking.cancel_by_builder,
         },
     )
+
+
+def no_show(booking: Booking) -> None:
+    """The builder marked the client absent: said to the client, who may disagree."""
+    send("no_show", "no_show", [booking.invitee_email or ""], _booking_context(booking))
+
+
+def claim_link(booking: Booking, url: str, *, until: datetime, to: str) -> None:
+    """A booking made straight on Calendly: the link to claim and pay for it goes to
+    ``to`` (the address the invitee gave Calendly, or the client staff chose) and
+    nowhere else (never a log)."""
+    context = _booking_context(booking)
+    send("claim_link", "claim_link", [to], {**context, "url": url, "until": until})

@@ -104,7 +104,11 @@ class BuilderBookings:
 
 def builder_bookings_for(*, user: Viewer) -> BuilderBookings:
     """The builders ``user`` belongs to and their bookings, with payments (newest first)
-    and refunds; Http404 for someone who belongs to no builder."""
+    and refunds; Http404 for someone who belongs to no builder.
+
+    The invitee's name and email come with each row (the builder's members may see
+    who booked: docs/data-inventory.md); the answers stay out. Slice it (a page):
+    every row loaded is a row decrypted."""
     if not user.is_authenticated:
         raise Http404("not a builder")
     memberships = Builder.objects.filter(memberships__user=user)
@@ -112,7 +116,19 @@ def builder_bookings_for(*, user: Viewer) -> BuilderBookings:
         raise Http404("not a builder")
     bookings = (
         Booking.objects.filter(builder__in=memberships)
+        .defer("answers")
         .select_related("event_type", "builder")
         .prefetch_related(_payments(), "payments__refunds")
     )
     return BuilderBookings(builders=memberships, bookings=bookings)
+
+
+def booking_get_for_builder(*, user: Viewer, reference: UUID | str) -> Booking:
+    """A booking of a builder ``user`` is a member of (to mark a no-show or cancel it
+    as the provider); Http404 for any other, the client's own included."""
+    if not user.is_authenticated:
+        raise Http404("no such booking")
+    theirs = Booking.objects.filter(
+        builder__in=Builder.objects.filter(memberships__user=user)
+    ).select_related("event_type", "builder")
+    return get_object_or_404(theirs, reference=reference)

@@ -12,6 +12,9 @@ One door per fact, each safe to go through twice and in any order:
   fault), the same way, at once; the full refund is decided as any back-office
   refund (a second Finance member approves it above the threshold or beyond the
   agreed policy).
+- :func:`booking_cancel_by_builder`: the builder calls a session off from Slotpay: as
+  when the builder (Calendly's host) cancels on Calendly, everything is refunded at once.
+- :func:`booking_mark_no_show_by_builder`: the client did not come (no refund).
 - :func:`booking_refund_by_staff`: a refund from the back-office, with what the
   agreed policy gives now (:func:`refund_standing`) deciding whether it goes beyond it.
 - :func:`booking_release_unpaid`: an unpaid booking past its hold, or whose payment
@@ -35,7 +38,8 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core import signing
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -68,6 +72,7 @@ ACTOR = "bookings"
 INTENT_SALT = "slotpay.bookings.intent"
 # A booking intent's clock may be this far ahead of Calendly's.
 CLOCK_SKEW = timedelta(minutes=5)
+_PAGE_URL = URLValidator(schemes=["https", "http"])
 
 
 def can_book(user: Any) -> bool:
@@ -230,6 +235,12 @@ def booking_record_invitee(
     booking = Booking.objects.for_invitee(invitee.uri).first()
     if booking is None:
         booking = _create(invitee, event, event_type, predecessor, source=source)
+    elif not booking.calendly_cancel_url and invitee.cancel_url:
+        # Recorded before Calendly's pages were kept: kept from now on.
+        Booking.objects.filter(pk=booking.pk).update(
+            calendly_cancel_url=_provider_page(invitee.cancel_url),
+            calendly_reschedule_url=_provider_page(invitee.reschedule_url),
+        )
     if predecessor is not None:
         _take_over(predecessor, booking)
     if invitee.status == "canceled" and not invitee.rescheduled:
@@ -250,18 +261,18 @@ def _create(
         client, review = predecessor.client, predecessor.needs_review
         reason = predecessor.review_reason
     else:
+        intent = read_intent(invitee.tracking.utm_content, at=invitee.created_at or timezone.now())
         try:
-            consent = _linked_consent(
-                read_intent(invitee.tracking.utm_content, at=invitee.created_at or timezone.now()),
-                event_type,
-                email=invitee.email,
-            )
+            consent = _linked_consent(intent, event_type, email=invitee.email)
         except NotLinked as exc:
             consent, reason = None, str(exc)
         else:
             reason = ""
         client = consent.user if consent else None
-        review = consent is None
+        # Booked straight on Calendly (no intent of ours): the invitee is emailed a link
+        # to claim it (bookings.claims), nothing for staff. An intent that came but does
+        # not fit (copied, reused, another session) is flagged for staff as well.
+        review = consent is None and intent is not None
     answers = [
         {"question": qa.question, "answer": qa.answer} for qa in invitee.questions_and_answers
     ]
@@ -283,7 +294,9 @@ def _create(
                 "price_amount": event_type.price_amount,
                 "currency": event_type.currency,
                 "needs_review": review,
-                "review_reason": reason,
+                "review_reason": reason if review else "",
+                "calendly_cancel_url": _provider_page(invitee.cancel_url),
+                "calendly_reschedule_url": _provider_page(invitee.reschedule_url),
             },
         )
         if created:
@@ -298,6 +311,7 @@ def _create(
                     "source": source,
                     "event_type": event_type.pk,
                     "linked": client is not None,
+                    "flagged": review,
                     "rescheduled_from": predecessor.pk if predecessor else None,
                     "price": booking.price_amount,
                     "currency": booking.currency,
@@ -310,6 +324,16 @@ def _create(
                     group="Support",
                 )
     return booking
+
+
+def _provider_page(url: str) -> str:
+    """A page of Calendly's to link to, or blank: only an absolute http(s) URL that fits
+    the column is ever put in a link (never ``javascript:``)."""
+    try:
+        _PAGE_URL(url)
+    except ValidationError:
+        return ""
+    return url if len(url) <= 255 else ""
 
 
 def _take_over(old: Booking, new: Booking) -> None:
@@ -370,14 +394,21 @@ def invitee_canceled(invitee: calendly.Invitee) -> Booking | None:
 
 def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
     booking.refresh_from_db(
-        fields=["cancel_requested_by", "cancel_requested_at", "cancel_refund_full"]
+        fields=[
+            "cancel_requested_by",
+            "cancel_requested_at",
+            "cancel_refund_full",
+            "cancel_by_builder",
+        ]
     )
     if booking.cancel_requested_at is not None:
-        # Our client (or staff for them) asked first and Calendly's event overtook the
-        # request: the cancellation is theirs, at the time they asked.
+        # Our client (or staff for them, or the builder) asked first and Calendly's
+        # event overtook the request: the cancellation is theirs, at the time they asked.
         actor: Actor = booking.cancel_requested_by or ACTOR
         at, where = booking.cancel_requested_at, "canceled by the client"
-        if booking.cancel_refund_full:
+        if booking.cancel_by_builder:
+            where = BY_BUILDER
+        elif booking.cancel_refund_full:
             where = "canceled for the client by staff"
     else:
         actor, where = ACTOR, "canceled on Calendly"
@@ -397,7 +428,7 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
         )
     elif booking.status == Booking.Status.CONFIRMED:
         requester = booking.cancel_requested_by
-        if booking.cancel_refund_full and requester is not None:
+        if _staff_asked_in_full(booking) and requester is not None:
             # Staff cancelled for the client: the same four-eyes decision as theirs.
             changed = booking.cancel(actor=requester, reason=where)
             outcome = _refund_in_full(booking, actor=requester, note="Calendly reported it first")
@@ -411,6 +442,15 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
             reason=where,
             full=booking.cancel_refund_full or by_host,
         )
+
+
+BY_BUILDER = "canceled by the builder on Slotpay (full refund)"
+
+
+def _staff_asked_in_full(booking: Booking) -> bool:
+    """Staff cancelled for the client (a full refund decided with four eyes), as
+    opposed to the builder (a full refund made at once, as a host's on Calendly)."""
+    return booking.cancel_refund_full and not booking.cancel_by_builder
 
 
 def agreed_policy(booking: Booking) -> RefundPolicy:
@@ -586,12 +626,101 @@ def booking_cancel_for_client(
     return outcome
 
 
+def _refuse_unless_member(booking: Booking, actor: User) -> None:
+    """The selectors let only the builder's members reach these; checked again here so
+    that no other caller can act for a builder it does not belong to."""
+    if not booking.builder.memberships.filter(user=actor).exists():
+        raise PermissionDenied("only the builder's members act for the builder")
+
+
+def booking_cancel_by_builder(*, booking: Booking, actor: User) -> int:
+    """The builder calls a session off from Slotpay, before it starts: the client is
+    not at fault and gets everything back at once (as when the builder cancels on
+    Calendly), whatever the policy says. Returns the amount refunded (minor units).
+
+    As for the client's cancel, the request (who, when, full, by the builder) is
+    recorded before Calendly is told, so Calendly's ``invitee.canceled`` arriving
+    first is the same cancellation with the same full refund. Audited with the member
+    as actor; the client is emailed."""
+    _refuse_unless_member(booking, actor)
+    _refuse_unless_cancellable(booking)
+    if booking.start_at <= timezone.now():
+        raise CancelRefused("This session has started: mark a no-show instead of canceling.")
+    asked_at, first = _note_cancel_request(
+        booking, actor=actor, full=True, by_builder=True, reason="canceled by the builder"
+    )
+    if not first:
+        booking.refresh_from_db()
+        if booking.status == Booking.Status.CANCELED:
+            raise CancelRefused("This booking is canceled already.")
+        raise CancelRefused("This booking is being canceled already: reload in a moment.")
+    _cancel_calendly_or_forget(
+        booking,
+        asked_at,
+        calendly_reason=f"Canceled by {booking.builder.name}: you get a full refund",
+    )
+    booking.refresh_from_db()
+    amount = 0
+    if booking.status == Booking.Status.PENDING_PAYMENT:
+        released = booking_release_unpaid(
+            booking=booking,
+            reason="canceled by the builder before payment",
+            cancel_event=False,
+            actor=actor,
+        )
+        if released:
+            notify.canceled(booking, 0, booking.currency, by_builder=True)
+        # Not released: Stripe had taken the payment after all (its webhook lost), and
+        # the booking is confirmed now: refunded in full below.
+        booking.refresh_from_db()
+    if booking.status == Booking.Status.CONFIRMED:
+        amount = booking_refund_cancellation(
+            booking=booking, at=asked_at, actor=actor, reason=BY_BUILDER, full=True
+        )
+    elif booking.status == Booking.Status.CANCELED:
+        # Calendly's invitee.canceled overtook this request and applied it (in full).
+        earlier = Refund.objects.filter(reference=reference_for(f"cancel:{booking.reference}"))
+        amount = sum(earlier.values_list("amount", flat=True))
+    audit.record(
+        "bookings.booking.canceled_by_builder",
+        category=audit.Category.TRANSACTION,
+        actor=actor,
+        target=booking,
+        data={"builder": booking.builder_id, "refunded": amount, "currency": booking.currency},
+    )
+    return amount
+
+
+class NoShowRefused(Exception):  # noqa: N818 (the outcome the page shows)
+    pass
+
+
+def booking_mark_no_show_by_builder(*, booking: Booking, actor: User) -> bool:
+    """The builder marks that the client did not come, once the session has started:
+    ``no_show`` (nothing refunded), audited with the member as actor, the client
+    emailed. False when it was marked already."""
+    _refuse_unless_member(booking, actor)
+    if booking.start_at > timezone.now():
+        raise NoShowRefused("This session has not started yet.")
+    try:
+        changed = booking.transition(
+            Booking.Status.NO_SHOW, actor=actor, reason="marked by the builder"
+        )
+    except IllegalTransition:
+        raise NoShowRefused(
+            f"This booking is {booking.get_status_display().lower()}: it cannot be a no-show."
+        ) from None
+    if changed:
+        notify.no_show(booking)
+    return changed
+
+
 def _canceled_already(booking: Booking, *, note: str) -> NoReturn:
     """Refuse a repeat. If the request that cancelled for the client stopped before its
     refund was decided (a crash, a lock given up), the decision is made now, for the
     member who asked first (not audited as a cancellation: this one cancelled nothing)."""
     requester = booking.cancel_requested_by
-    if booking.cancel_refund_full and requester is not None:
+    if _staff_asked_in_full(booking) and requester is not None:
         _refund_in_full(booking, actor=requester, note=note)
     raise CancelRefused("This booking is canceled already.")
 
@@ -761,18 +890,27 @@ def _cancel_calendly_or_forget(
         cancel_calendly_event(booking, reason=calendly_reason)
     except calendly.CalendlyError:
         Booking.objects.filter(pk=booking.pk, cancel_requested_at=asked_at).update(
-            cancel_requested_by=None, cancel_requested_at=None, cancel_refund_full=False
+            cancel_requested_by=None,
+            cancel_requested_at=None,
+            cancel_refund_full=False,
+            cancel_by_builder=False,
         )
         raise
 
 
 def _note_cancel_request(
-    booking: Booking, *, actor: Actor, full: bool = False, reason: str = ""
+    booking: Booking,
+    *,
+    actor: Actor,
+    full: bool = False,
+    reason: str = "",
+    by_builder: bool = False,
 ) -> tuple[datetime, bool]:
     """Record who asked to cancel and when (once: a repeat keeps the first time), and
-    whether this request was the first. ``full``: staff cancel for the client,
-    refunding everything, recorded only with the first request (a request that came
-    second changes nothing: the full refund is decided for the one who asked first)."""
+    whether this request was the first. ``full``: staff cancel for the client (or, with
+    ``by_builder``, the builder cancels), refunding everything, recorded only with the
+    first request (a request that came second changes nothing: the full refund is
+    decided for the one who asked first)."""
     now = timezone.now()
     with transaction.atomic():
         row = Booking.objects.select_for_update().get(pk=booking.pk)
@@ -781,13 +919,26 @@ def _note_cancel_request(
         row.cancel_requested_at = now
         row.cancel_requested_by = actor if isinstance(actor, User) and actor.pk else None
         row.cancel_refund_full = full
-        row.save(update_fields=["cancel_requested_at", "cancel_requested_by", "cancel_refund_full"])
+        row.cancel_by_builder = by_builder
+        row.save(
+            update_fields=[
+                "cancel_requested_at",
+                "cancel_requested_by",
+                "cancel_refund_full",
+                "cancel_by_builder",
+            ]
+        )
         audit.record(
             "bookings.booking.cancel_requested",
             category=audit.Category.TRANSACTION,
             actor=actor,
             target=row,
-            data={"status": row.status, "full_refund": full, "reason": reason},
+            data={
+                "status": row.status,
+                "full_refund": full,
+                "by_builder": by_builder,
+                "reason": reason,
+            },
         )
     return now, True
 
@@ -810,6 +961,7 @@ def booking_release_unpaid(
     cancel_event: bool = True,
     wait_for_async: bool = False,
     actor: Actor = ACTOR,
+    calendly_reason: str = "Not paid in time",
 ) -> bool:
     """An unpaid booking lets its slot go: open Checkout Sessions expire at Stripe,
     the Calendly event is cancelled, the booking is ``expired``.
@@ -831,30 +983,45 @@ def booking_release_unpaid(
             session = stripe_gateway.expire_checkout_session(session.id)
         unpaid.append((payment, session))
     if cancel_event:
-        cancel_calendly_event(booking, reason="Not paid in time")
+        cancel_calendly_event(booking, reason=calendly_reason)
     for payment, session in unpaid:
         checkout.checkout_settle(payment=payment, session=session)
     return booking.expire(actor=actor, reason=reason)
 
 
+def hold_ends_at(booking: Booking) -> datetime:
+    """When an unpaid booking lets its slot go: BOOKING_PAYMENT_HOLD_MINUTES after we
+    recorded it, claimed (bookings.claims) or not."""
+    return booking.created_at + timedelta(minutes=settings.BOOKING_PAYMENT_HOLD_MINUTES)
+
+
+def not_paid_in_time() -> str:
+    """Why Calendly is told the slot was released (the invitee reads it)."""
+    return f"Not paid within {settings.BOOKING_PAYMENT_HOLD_MINUTES} minutes of booking"
+
+
 def overdue_unpaid(now: datetime | None = None) -> list[Booking]:
+    """Unpaid bookings past their hold: a client's, and one made straight on Calendly
+    that nobody claimed (its claim link expired with the hold)."""
     cutoff = (now or timezone.now()) - timedelta(minutes=settings.BOOKING_PAYMENT_HOLD_MINUTES)
     return list(
         Booking.objects.filter(status=Booking.Status.PENDING_PAYMENT, created_at__lte=cutoff)
-        # Kept for staff until linked to a client: its hold starts when Checkout opens.
-        .exclude(client__isnull=True)
         .exclude(payments__session_status="complete", payments__status=Payment.Status.OPEN)
         .order_by("created_at")[:100]
     )
 
 
 def expire_overdue(now: datetime | None = None) -> int:
-    """Beat: release every unpaid booking past its hold. Returns how many expired."""
+    """Beat: release every unpaid booking past its hold, telling Calendly (and so the
+    invitee) why. Returns how many expired."""
     count = 0
     for booking in overdue_unpaid(now):
         try:
             count += booking_release_unpaid(
-                booking=booking, reason="not paid within the hold", wait_for_async=True
+                booking=booking,
+                reason="not paid within the hold",
+                wait_for_async=True,
+                calendly_reason=not_paid_in_time(),
             )
         except (stripe_gateway.PaymentProviderError, calendly.CalendlyError):
             logger.warning("bookings.expiry.deferred", extra={"booking": booking.pk})

@@ -7,23 +7,28 @@ someone else's booking is the same 404 as one that does not exist.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.core.validators import validate_email
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from bookings import calendly, checkout, selectors, services
+from accounts import links
+from bookings import calendly, checkout, claims, selectors, services
 from bookings.models import Booking, EventType
 from core.http import client_ip
 from core.timezones import viewer_zone
@@ -230,9 +235,11 @@ def scheduled(request: HttpRequest) -> HttpResponse:
     if booking is not None and booking.client_id is None and booking.invitee_email == email:
         return _message(
             request,
-            "We are checking this booking",
-            "Your slot is booked, but we could not tie it to your account from the link it "
-            "was made with. Our staff have been told and will email you a link to pay.",
+            "Check your email to pay",
+            "Your slot is booked, but it was not made from your account's booking page. "
+            "We emailed the address you gave Calendly a link to claim and pay for it; "
+            "unpaid, the slot is released after "
+            f"{settings.BOOKING_PAYMENT_HOLD_MINUTES} minutes.",
             202,
         )
     if booking is None:
@@ -356,7 +363,26 @@ def detail(request: HttpRequest, reference: UUID) -> HttpResponse:
         context["paid"] = payment is not None
         context["refund_due"] = amount > 0
     context["deadlines"] = _deadline_lines(booking, row["zone"])
+    context["calendly"] = _calendly_pages(booking)
     return render(request, "bookings/detail.html", context)
+
+
+def _calendly_pages(booking: Booking) -> dict[str, str]:
+    """Calendly's own reschedule and cancel pages for this invitee, as Calendly gave
+    them when the booking was recorded (no provider call on a GET), while the session
+    is still ahead and movable. A reschedule there cancels this invitee as rescheduled
+    and books a new one, which takes over the payment (services._take_over)."""
+    movable = booking.status in (Booking.Status.CONFIRMED, Booking.Status.PENDING_PAYMENT)
+    if not movable or booking.start_at <= timezone.now():
+        return {}
+    return {
+        name: url
+        for name, url in (
+            ("reschedule", booking.calendly_reschedule_url),
+            ("cancel", booking.calendly_cancel_url),
+        )
+        if url
+    }
 
 
 def _deadline_lines(booking: Booking, zone: ZoneInfo) -> list[str]:
@@ -420,14 +446,193 @@ def cancel(request: HttpRequest, reference: UUID) -> HttpResponse:
 # --- Builders' own pages ---------------------------------------------------------------------
 
 
+BUILDER_PAGE_SIZE = 50
+
+
+def _builder_row(request: HttpRequest, booking: Booking) -> dict[str, Any]:
+    """A row of the builder's list: who booked (decrypted for this page's rows only),
+    in the builder's zone, and what the builder may do with it now."""
+    row = _row(booking, zone=viewer_zone(request.user, builder=booking.builder), as_client=False)
+    started = booking.start_at <= timezone.now()
+    row["who"] = booking.invitee_name or ""
+    row["email"] = booking.invitee_email or ""
+    row["can_no_show"] = started and booking.status in (
+        Booking.Status.CONFIRMED,
+        Booking.Status.COMPLETED,
+    )
+    row["can_cancel_as_builder"] = not started and booking.status in (
+        Booking.Status.CONFIRMED,
+        Booking.Status.PENDING_PAYMENT,
+    )
+    return row
+
+
 @login_required
 @require_safe
 def builder_bookings(request: HttpRequest) -> HttpResponse:
+    """The bookings of the builders the member belongs to, 50 a page, newest start
+    first: only the page's rows are read and decrypted, whatever the total."""
     theirs = selectors.builder_bookings_for(user=request.user)
-    rows = [
-        _row(b, zone=viewer_zone(request.user, builder=b.builder), as_client=False)
-        for b in theirs.bookings
-    ]
+    page = Paginator(theirs.bookings, BUILDER_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [_builder_row(request, b) for b in page.object_list]
     return render(
-        request, "bookings/builder_bookings.html", {"rows": rows, "builders": theirs.builders}
+        request,
+        "bookings/builder_bookings.html",
+        {"rows": rows, "builders": theirs.builders, "page": page},
     )
+
+
+def _member(request: HttpRequest) -> Any:
+    """The person asking, as the services take them: a User behind login_required
+    (the stubs type ``request.user`` as User or AnonymousUser)."""
+    return request.user
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def builder_no_show(request: HttpRequest, reference: UUID) -> HttpResponse:
+    """Mark a no-show: the GET asks to confirm, the POST does it."""
+    booking = selectors.booking_get_for_builder(user=request.user, reference=reference)
+    row = _builder_row(request, booking)
+    if request.method != "POST":
+        return render(request, "bookings/builder_confirm.html", {"row": row, "action": "no_show"})
+    try:
+        services.booking_mark_no_show_by_builder(booking=booking, actor=_member(request))
+    except services.NoShowRefused as exc:
+        messages.error(request, str(exc))
+    except PermissionDenied:
+        raise Http404("no such booking") from None
+    else:
+        messages.success(request, "Marked as a no-show. The client has been told; no refund.")
+    return redirect("bookings:builder_bookings")
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def builder_cancel(request: HttpRequest, reference: UUID) -> HttpResponse:
+    """Cancel as the provider, refunding everything: the GET asks to confirm, naming
+    the amount; the POST does it."""
+    booking = selectors.booking_get_for_builder(user=request.user, reference=reference)
+    row = _builder_row(request, booking)
+    if request.method != "POST":
+        amount, payment = services.policy_refund(booking, timezone.now(), full=True)
+        return render(
+            request,
+            "bookings/builder_confirm.html",
+            {
+                "row": row,
+                "action": "cancel",
+                "refund": format_money(amount, payment.currency) if payment else "",
+            },
+        )
+    try:
+        amount = services.booking_cancel_by_builder(booking=booking, actor=_member(request))
+    except services.CancelRefused as exc:
+        messages.error(request, str(exc))
+    except PermissionDenied:
+        raise Http404("no such booking") from None
+    except (calendly.CalendlyError, stripe_gateway.PaymentProviderError):
+        logger.warning(
+            "bookings.builder_cancel.provider_unavailable", extra={"booking": booking.pk}
+        )
+        messages.error(
+            request,
+            "We could not cancel just now (a provider did not answer). Nothing has changed: "
+            "please try again in a minute.",
+        )
+    else:
+        refunded = f" {format_money(amount, booking.currency)} is refunded." if amount else ""
+        messages.success(request, f"Canceled; the client has been told.{refunded}")
+    return redirect("bookings:builder_bookings")
+
+
+# --- Claiming a booking made straight on Calendly -------------------------------------------
+
+CLAIM_SESSION_KEY = "bookings.claim"
+
+
+def _signup_url() -> str:
+    """Sign-up, where this deployment has it (accounts:signup), coming back here."""
+    try:
+        signup = reverse("accounts:signup")
+    except NoReverseMatch:
+        return ""
+    return f"{signup}?{urlencode({'next': reverse('bookings:claim')})}"
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def claim(request: HttpRequest) -> HttpResponse:
+    """The emailed link to claim a booking made straight on Calendly.
+
+    Opened with its secret (``?t=``), the page keeps it in the session and drops it
+    from the address bar (history, Referer); it then shows the booking, the policy and
+    how long is left, and asks a visitor to sign in or sign up with the address the
+    link went to. Signed in with that address: agree and pay (POST). Signed in with
+    another: refused, audited."""
+    if request.method != "POST" and claims.PARAM in request.GET:
+        # Bounded: anything longer is no secret of ours (and must not fill the session).
+        secret = request.GET[claims.PARAM][: links.MAX_SECRET_LENGTH + 1]
+        request.session[CLAIM_SESSION_KEY] = secret
+        return redirect("bookings:claim")
+    secret = request.session.get(CLAIM_SESSION_KEY, "")
+    found = claims.claim_find(secret)
+    if found is None:
+        return _message(request, "This link cannot be used", claims.EXPIRED, 410)
+    context = _claim_context(request, found)
+    user = _member(request)
+    try:
+        if user.is_authenticated and not claims.claim_is_for(found, user):
+            claims.claim_refuse_account(found, user)
+        if request.method != "POST" or not user.is_authenticated:
+            return render(request, "bookings/claim.html", context)
+        claimed = _claim(request, secret, user)
+    except claims.WrongAccount as exc:
+        context.update(error=str(exc), may_claim=False)
+        return render(request, "bookings/claim.html", context, status=403)
+    except claims.ClaimRefused as exc:
+        context["error"] = str(exc)
+        return render(request, "bookings/claim.html", context, status=_claim_status(exc))
+    request.session.pop(CLAIM_SESSION_KEY, None)
+    return _to_checkout(
+        request, selectors.booking_get_for_client(user=user, reference=claimed.reference)
+    )
+
+
+class _NoConsent(claims.ClaimRefused):
+    pass
+
+
+def _claim_status(exc: claims.ClaimRefused) -> int:
+    return 400 if isinstance(exc, _NoConsent) else 409
+
+
+def _claim(request: HttpRequest, secret: str, user: Any) -> Booking:
+    if request.POST.get("consent") != "yes":
+        raise _NoConsent("Please tick the box to agree to the refund policy before paying.")
+    return claims.booking_claim(
+        secret=secret,
+        user=user,
+        policy_version=request.POST.get("policy_version", ""),
+        ip=client_ip(request),
+    )
+
+
+def _claim_context(request: HttpRequest, found: claims.Claim) -> dict[str, Any]:
+    """The booking, the policy and the time left, in the reader's zone (named)."""
+    booking = found.booking
+    zone = viewer_zone(request.user, booking=booking)
+    back = urlencode({"next": reverse("bookings:claim")})
+    return {
+        "booking": booking,
+        "start": booking.start_at,
+        "ends_at": found.ends_at,
+        "minutes_left": max(1, math.ceil((found.ends_at - timezone.now()).total_seconds() / 60)),
+        "zone": zone,
+        "zone_name": zone.key,
+        "price": format_money(booking.price_amount, booking.currency),
+        "tiers": _tiers(booking.event_type),
+        "login_url": f"{reverse('accounts:login')}?{back}",
+        "signup_url": _signup_url(),
+        "may_claim": request.user.is_authenticated,
+    }

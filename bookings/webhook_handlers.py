@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from bookings import calendly, checkout, services
+from bookings import calendly, checkout, claims, services
 from bookings.models import Booking, IllegalTransition
 from core import outbox
 from payments import stripe_gateway
@@ -58,6 +58,9 @@ def invitee_created(event: Event) -> str | None:
             booking.pk,
             dedup_key=f"start_checkout:{booking.reference}",
         )
+    elif booking.status == Booking.Status.PENDING_PAYMENT:
+        # Booked straight on Calendly: the invitee is emailed a link to claim it (once).
+        claims.claim_offer(booking=booking)
     return None
 
 

@@ -13,6 +13,7 @@ from bookings import tasks
 from bookings.models import Booking, EventType, PolicyConsent
 from payments import stripe_gateway
 from payments.models import Payment, Refund
+from sandbox.calendly_sandbox import services as calendly_sandbox
 from tests.bookings.world import PRICE, World, world
 
 __all__ = ["world"]
@@ -214,3 +215,42 @@ def test_yen_with_stripe_tax_records_the_tax_and_confirms(world: World) -> None:
     assert not payment.needs_review
     page = world.browser(world.client_user).get("/bookings/")
     assert "¥5,000" in page.content.decode()
+
+
+def test_the_booking_page_links_to_calendlys_own_reschedule_and_cancel_pages(world: World):
+    """As Calendly gave them when the booking was recorded (no provider call on the
+    page); a reschedule there moves the payment, and the new booking links its own."""
+    slot = world.book()
+    assert world.pay(slot).status_code == 303
+    world.deliver()
+    world.retry_waiting()
+    booking = slot.booking
+    reschedule = f"{world.site.url}/sandbox/calendly/reschedulings/{slot.invitee.uuid}/"
+    cancel = f"{world.site.url}/sandbox/calendly/cancellations/{slot.invitee.uuid}/"
+    assert (booking.calendly_reschedule_url, booking.calendly_cancel_url) == (reschedule, cancel)
+
+    browser = world.browser(world.client_user)
+    page = browser.get(f"/bookings/{booking.reference}/").content.decode()
+    assert f'href="{reschedule}"' in page
+    assert f'href="{cancel}"' in page
+
+    # The client follows Calendly's reschedule page and picks another time there.
+    start = calendly_sandbox.open_slots(world.sandbox_type)[-1]
+    moved = browser.post(
+        reschedule.removeprefix(world.site.url), {"start": start.isoformat(), "reason": "Clash"}
+    )
+    assert moved.status_code == 302
+    world.deliver()
+    world.retry_waiting()
+
+    successor = Booking.objects.exclude(pk=booking.pk).get()
+    assert (Booking.objects.get(pk=booking.pk).status, successor.status) == (
+        "rescheduled",
+        "confirmed",
+    )
+    assert Payment.objects.get().booking == successor
+    old_page = browser.get(f"/bookings/{booking.reference}/").content.decode()
+    assert "/sandbox/calendly/reschedulings/" not in old_page
+    new_page = browser.get(f"/bookings/{successor.reference}/").content.decode()
+    assert f'href="{successor.calendly_reschedule_url}"' in new_page
+    assert slot.invitee.uuid not in successor.calendly_reschedule_url

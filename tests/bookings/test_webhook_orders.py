@@ -300,7 +300,12 @@ def test_a_cancellation_before_payment_expires_the_checkout(world: World) -> Non
     assert session.status == "expired"
 
 
-def test_a_booking_without_a_valid_intent_is_kept_for_staff(world: World) -> None:
+def test_a_booking_without_a_valid_intent_is_offered_to_its_invitee_then_released(
+    world: World,
+) -> None:
+    """No slot held for ever: the invitee is emailed a claim link (bookings.claims), no
+    payment is opened for nobody, and unpaid past the hold the slot is released on
+    Calendly, saying why."""
     invitee = calendly_sandbox.invitee_book(
         event_type=world.sandbox_type,
         start=calendly_sandbox.open_slots(world.sandbox_type)[-1],
@@ -317,16 +322,23 @@ def test_a_booking_without_a_valid_intent_is_kept_for_staff(world: World) -> Non
     assert booking.calendly_invitee_uri.endswith(invitee.uuid)
     assert (booking.client, booking.needs_review, booking.status) == (
         None,
-        True,
+        False,
         "pending_payment",
     )
-    assert not Payment.objects.exists()  # nobody to pay: staff link it first
-    # The hold does not drop it: it waits for staff, slot kept.
-    Booking.objects.filter(pk=booking.pk).update(created_at=booking.created_at - timedelta(days=1))
-    assert expire_overdue() == 0
-    assert Booking.objects.get(pk=booking.pk).status == "pending_payment"
-    assert invitee.scheduled_event.__class__.objects.get(pk=invitee.scheduled_event_id).status == (
-        "active"
+    assert not Payment.objects.exists()  # nobody to pay yet: the invitee claims it first
+    [claim] = [m for m in mail.outbox if m.subject.startswith("Claim and pay")]
+    assert claim.to == ["walk@in.example"]
+    assert not [m for m in mail.outbox if "needs a client" in m.subject]
+    Booking.objects.filter(pk=booking.pk).update(
+        created_at=booking.created_at - timedelta(minutes=settings.BOOKING_PAYMENT_HOLD_MINUTES + 1)
+    )
+    assert expire_overdue() == 1
+    finish(world)
+    assert Booking.objects.get(pk=booking.pk).status == "expired"
+    event = invitee.scheduled_event.__class__.objects.get(pk=invitee.scheduled_event_id)
+    assert (event.status, event.cancel_reason) == (
+        "canceled",
+        f"Not paid within {settings.BOOKING_PAYMENT_HOLD_MINUTES} minutes of booking",
     )
 
 
