@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from csp.constants import NONE, SELF
 
 from config import env as config_env
+from core.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,11 @@ def _secret(name: str, *, test_default: str) -> str:
 # --- Secrets -------------------------------------------------------------------------
 
 SECRET_KEY = _secret("SECRET_KEY", test_default=secrets.token_urlsafe(50))
+# Comma-separated earlier SECRET_KEYs, still accepted while a rotation settles (sessions,
+# password-reset links; API tokens used meanwhile are re-hashed under the new key).
+SECRET_KEY_FALLBACKS = config_env.split_list(
+    config_env.read_secret("SECRET_KEY_FALLBACKS", required=False) or ""
+)
 # Comma-separated: the first key encrypts, every key decrypts (rotation).
 FIELD_ENCRYPTION_KEY = config_env.split_list(
     _secret("FIELD_ENCRYPTION_KEY", test_default=Fernet.generate_key().decode())
@@ -200,6 +206,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from here, not a CDN
+    "corsheaders",
     "axes",
     "csp",
     "django_otp",
@@ -217,11 +225,16 @@ if SANDBOX_MOUNTED:
 MIDDLEWARE = [
     "config.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that answers (WhiteNoise, CommonMiddleware): every /api/ answer,
+    # a 429 included, carries the CORS headers an allowed origin needs to read it.
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Refuses a session past its limits before anything reads request.user.
+    "accounts.sessions.SessionLimitsMiddleware",
     "core.middleware.TimeZoneMiddleware",
     "config.middleware.ActorContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -229,6 +242,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
     "axes.middleware.AxesMiddleware",
+    # Last: after authentication and the CSRF check, so per-user limits know the user.
+    "core.ratelimit.RateLimitMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -279,13 +294,18 @@ AUTHENTICATION_BACKENDS = [
     "accounts.backends.EmailBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+        # Our User has one "name" field, not Django's first_name and last_name.
+        "OPTIONS": {"user_attributes": ("email", "name")},
+    },
     {
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
         "OPTIONS": {"min_length": 12},
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "accounts.passwords.NotTheEmailValidator"},
 ]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bookings:mine"
@@ -380,6 +400,8 @@ ROTATED_KEYS = (
     "CALENDLY_WEBHOOK_SIGNING_KEYS",
 )
 KEY_CREATED = {name: config_env.iso_date(f"{name}_CREATED") for name in ROTATED_KEYS}
+# Optional <NAME>_VERSION: a number raised at each rotation (keys_status; config/keys.py).
+KEY_VERSION = {name: env.str(f"{name}_VERSION", default="").strip() for name in ROTATED_KEYS}
 
 LANGUAGE_CODE = "en"
 # Date-and-time formats that name the zone (config/formats/en/formats.py).
@@ -474,6 +496,155 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Rate limits and CORS --------------------------------------------------------------
+
+# The limits' counters (core.ratelimit) live in the cache: Redis in staging and
+# production, so that every web process counts together; this process's memory elsewhere.
+if PRODUCTION_LIKE and REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "slotpay",
+            # Redis down must not hang requests: the limits then let them through.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "slotpay",
+        }
+    }
+RATE_LIMIT_CACHE = "default"
+# Off in the test profile only, whose many sign-ins come from one address; the tests of
+# the limits turn it on. Not read from the environment: production always limits.
+RATE_LIMITS_ENABLED = not TESTING
+
+
+def _rate(name: str, value: str) -> str:
+    """A rate such as 10/minute, 5/hour or 3/15min; a malformed one stops start-up."""
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise config_env.ConfigurationError(f"{name}: {exc}") from None
+    return value
+
+
+# Each rate is "<count>/<period>": at most that many requests in any such period.
+RATE_LIMIT_SIGN_IN_PER_ADDRESS = _rate(
+    "RATE_LIMIT_SIGN_IN_PER_ADDRESS", env.str("RATE_LIMIT_SIGN_IN_PER_ADDRESS", default="10/minute")
+)
+RATE_LIMIT_SIGN_IN_PER_EMAIL = _rate(
+    "RATE_LIMIT_SIGN_IN_PER_EMAIL", env.str("RATE_LIMIT_SIGN_IN_PER_EMAIL", default="20/hour")
+)
+RATE_LIMIT_SIGN_UP_PER_ADDRESS = _rate(
+    "RATE_LIMIT_SIGN_UP_PER_ADDRESS", env.str("RATE_LIMIT_SIGN_UP_PER_ADDRESS", default="5/hour")
+)
+RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS = _rate(
+    "RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS",
+    env.str("RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS", default="5/hour"),
+)
+RATE_LIMIT_PASSWORD_RESET_PER_EMAIL = _rate(
+    "RATE_LIMIT_PASSWORD_RESET_PER_EMAIL",
+    env.str("RATE_LIMIT_PASSWORD_RESET_PER_EMAIL", default="3/hour"),
+)
+RATE_LIMIT_VERIFY_RESEND_PER_USER = _rate(
+    "RATE_LIMIT_VERIFY_RESEND_PER_USER",
+    env.str("RATE_LIMIT_VERIFY_RESEND_PER_USER", default="5/hour"),
+)
+RATE_LIMIT_RECOVER_PER_ADDRESS = _rate(
+    "RATE_LIMIT_RECOVER_PER_ADDRESS", env.str("RATE_LIMIT_RECOVER_PER_ADDRESS", default="5/hour")
+)
+RATE_LIMIT_RECOVER_PER_ACCOUNT = _rate(
+    "RATE_LIMIT_RECOVER_PER_ACCOUNT", env.str("RATE_LIMIT_RECOVER_PER_ACCOUNT", default="3/hour")
+)
+RATE_LIMIT_BOOKING_PER_USER = _rate(
+    "RATE_LIMIT_BOOKING_PER_USER", env.str("RATE_LIMIT_BOOKING_PER_USER", default="20/hour")
+)
+RATE_LIMIT_CHECKOUT_PER_USER = _rate(
+    "RATE_LIMIT_CHECKOUT_PER_USER", env.str("RATE_LIMIT_CHECKOUT_PER_USER", default="60/hour")
+)
+RATE_LIMIT_API_PER_USER = _rate(
+    "RATE_LIMIT_API_PER_USER", env.str("RATE_LIMIT_API_PER_USER", default="120/minute")
+)
+RATE_LIMIT_API_PER_TOKEN = _rate(
+    "RATE_LIMIT_API_PER_TOKEN", env.str("RATE_LIMIT_API_PER_TOKEN", default="60/minute")
+)
+RATE_LIMIT_API_PER_ADDRESS = _rate(
+    "RATE_LIMIT_API_PER_ADDRESS", env.str("RATE_LIMIT_API_PER_ADDRESS", default="30/minute")
+)
+# The pages' limits (core.ratelimit.RateLimitMiddleware), by URL name and method (POST
+# unless a row lists "methods"), each counted per "address" (IPv6 by /64), "user" (signed
+# out: by address), "email:<form field>" (the typed email's blind index) or
+# "session:<key>[.<key>]"; a request must pass every row that names its page. A name no
+# view has (yet) matches nothing. tests/core/test_ratelimit_pages.py needs a recipe per row.
+# django-axes' lockouts count failed sign-ins besides; these count every attempt.
+RATE_LIMITS = {
+    "sign_in.address": {
+        "views": ["accounts:login", "admin:login"],
+        "key": "address",
+        "rate": RATE_LIMIT_SIGN_IN_PER_ADDRESS,
+    },
+    "sign_in.email": {
+        "views": ["accounts:login", "admin:login"],
+        "key": "email:username",
+        "rate": RATE_LIMIT_SIGN_IN_PER_EMAIL,
+    },
+    "sign_up.address": {
+        "views": ["accounts:signup"],
+        "key": "address",
+        "rate": RATE_LIMIT_SIGN_UP_PER_ADDRESS,
+    },
+    "password_reset.address": {
+        "views": ["accounts:password_reset"],
+        "key": "address",
+        "rate": RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS,
+    },
+    "password_reset.email": {
+        "views": ["accounts:password_reset"],
+        "key": "email:email",
+        "rate": RATE_LIMIT_PASSWORD_RESET_PER_EMAIL,
+    },
+    "verify_resend.user": {
+        "views": ["accounts:verify_resend"],
+        "key": "user",
+        "rate": RATE_LIMIT_VERIFY_RESEND_PER_USER,
+    },
+    "recover.address": {
+        "views": ["accounts:recover"],
+        "key": "address",
+        "rate": RATE_LIMIT_RECOVER_PER_ADDRESS,
+    },
+    "recover.account": {
+        "views": ["accounts:recover"],
+        # The account the ended session belonged to (accounts.sessions.ENDED_KEY).
+        "key": "session:session_ended.user",
+        "rate": RATE_LIMIT_RECOVER_PER_ACCOUNT,
+    },
+    "booking.user": {
+        "views": ["bookings:event_type"],
+        "key": "user",
+        "rate": RATE_LIMIT_BOOKING_PER_USER,
+    },
+    # Each of these asks Calendly or Stripe: one counter for the three.
+    "checkout.user": {
+        "views": ["bookings:scheduled", "bookings:pay", "bookings:paid"],
+        "key": "user",
+        "rate": RATE_LIMIT_CHECKOUT_PER_USER,
+    },
+}
+
+# django-cors-headers, for the API only. No origin is allowed unless listed (scheme and
+# host, such as https://app.example.com); credentials (cookies) are off unless asked
+# for, and a check (config/cors.py, slotpay.E030) refuses them with any wildcard.
+CORS_ALLOWED_ORIGINS = config_env.split_list(env.str("CORS_ALLOWED_ORIGINS", default=""))
+CORS_ALLOW_CREDENTIALS = env.bool("CORS_ALLOW_CREDENTIALS", default=False)
+CORS_URLS_REGEX = r"^/api/"
+# Readable by the calling page's script: how long to wait, and the reference to quote.
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
+
 # --- HTTP security -------------------------------------------------------------------
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -523,7 +694,9 @@ PERMISSIONS_POLICY = (
 )
 
 REST_FRAMEWORK = {
+    # The token class first: an anonymous request gets 401 with its Bearer challenge.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.api_auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -532,18 +705,38 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "bookings.api.handle_exception",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # core.ratelimit: every user's calls (session or token), each token's, and anonymous
+    # calls per address; 429 with Retry-After (the rates: "Rate limits and CORS" above).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "core.ratelimit.ApiUserThrottle",
+        "core.ratelimit.ApiTokenThrottle",
+        "core.ratelimit.ApiAddressThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": RATE_LIMIT_API_PER_USER,
+        "token": RATE_LIMIT_API_PER_TOKEN,
+        "address": RATE_LIMIT_API_PER_ADDRESS,
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Slotpay API",
     "VERSION": "1",
     "DESCRIPTION": (
-        "Bookings for clients and builders. Sign in with the site's session cookie; "
-        "unsafe methods need the CSRF token. Someone else's booking is a 404. Errors are "
+        "Bookings for clients and builders. Send a personal API token "
+        "(`Authorization: Bearer slp_...`, made at /accounts/tokens/, shown once) with the "
+        "scopes each operation names, or, in a browser, the site's session cookie (unsafe "
+        "methods then need the CSRF token). Without either: 401 with a `WWW-Authenticate` "
+        "challenge. Someone else's booking is a 404. Errors are "
         '`{"error": {"code", "message"}}` with code one of: not_authenticated, '
         "authentication_failed, permission_denied, not_found, method_not_allowed, "
         "cancel_refused, provider_unavailable, throttled, invalid."
     ),
     "SERVE_INCLUDE_SCHEMA": False,
+    # Operations tagged and named by resource (bookings_list), not by version (v1_...).
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Observability -------------------------------------------------------------------
