@@ -1,8 +1,10 @@
-"""The client's own pages in accounts: "My data" (ask for a copy, or for erasure)."""
+"""The client's own pages in accounts: signing in, and "My data" (ask for a copy, or for
+erasure)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -10,7 +12,23 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import dsr
+from accounts.forms import ClientAuthenticationForm
 from accounts.models import DataSubjectRequest
+
+
+class SignInView(auth_views.LoginView):
+    """The site's sign-in page, by email. Without a safe ``next``, clients and builders
+    land on their bookings and staff on the back-office (their work is there)."""
+
+    template_name = "accounts/login.html"
+    authentication_form = ClientAuthenticationForm
+    redirect_authenticated_user = True
+
+    def get_default_redirect_url(self) -> str:
+        if self.request.user.is_staff:
+            return reverse("admin:index")
+        return super().get_default_redirect_url()
+
 
 # What a client may ask for themselves; a correction goes through support.
 CLIENT_KINDS = (DataSubjectRequest.Kind.ACCESS, DataSubjectRequest.Kind.ERASURE)

@@ -21,6 +21,30 @@ def test_staff_signs_in_with_email_in_any_case(client, owner, typed):
     assert client.get("/admin/").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("is_staff", "next_page", "lands_on"),
+    [
+        (True, "", "/admin/"),
+        (True, "https://evil.example/", "/admin/"),
+        (True, "/bookings/", "/bookings/"),
+        (False, "", "/bookings/"),
+        (False, "https://evil.example/", "/bookings/"),
+    ],
+)
+def test_the_site_sign_in_lands_staff_in_the_back_office_without_a_safe_next(
+    client, owner, is_staff, next_page, lands_on
+):
+    owner.is_staff = is_staff
+    owner.save()
+
+    response = client.post(
+        "/accounts/login/",
+        {"username": "owner@example.com", "password": PASSWORD, "next": next_page},
+    )
+
+    assert (response.status_code, response["Location"]) == (302, lands_on)
+
+
 def test_wrong_password_is_refused_without_saying_why(client, owner):
     owner.is_staff = True
     owner.save()
