@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
@@ -26,14 +26,6 @@ from accounts.models import BuilderMembership, OneTimeLink, SignIn, User
 from accounts.signup import email_verification_send
 
 RECENT_SIGN_INS = 10
-
-
-def _url_or_none(name: str) -> str | None:
-    """Pages built by other parts of the project, linked once they exist."""
-    try:
-        return reverse(name)
-    except NoReverseMatch:
-        return None
 
 
 def account_page(
@@ -62,8 +54,6 @@ def account_page(
             "sign_ins": SignIn.objects.filter(user=user)[:RECENT_SIGN_INS],
             "owned_builders": owned,
             "invite_form": InviteMemberForm(roles=[BuilderMembership.Role.MEMBER]),
-            "tokens_url": _url_or_none("accounts:tokens"),
-            "sign_out_everywhere_url": _url_or_none("accounts:sign_out_everywhere"),
         },
         status=status,
     )
