@@ -53,7 +53,7 @@ run: $(STAMP)
 ## one pytest-xdist worker per core (TEST_WORKERS=0: in this process, one test at a time).
 TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -61,6 +61,15 @@ def _missing_service(item: pytest.Item) -> str | None:
     return None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``connections`` (each opens many database connections at once) run
+    on one xdist worker, one after the other (``--dist loadgroup``): two of them side by
+    side could pass PostgreSQL's connection limit."""
+    for item in items:
+        if item.get_closest_marker("connections"):
+            item.add_marker(pytest.mark.xdist_group("connections"))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     missing = _missing_service(item)
     if missing is None:

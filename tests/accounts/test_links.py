@@ -53,6 +53,7 @@ def test_malformed_secrets_are_no_link(owner, secret):
     assert links.spend(secret, links.Purpose.VERIFY_EMAIL) is None
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_clicks_at_once_spend_a_link_once(owner):

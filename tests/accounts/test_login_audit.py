@@ -128,6 +128,7 @@ def _flood(start: threading.Barrier, events: int) -> None:
         connection.close()
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_events_are_each_counted_once(settings):

@@ -32,6 +32,7 @@ def append_entries(writer: int, start: threading.Barrier, count: int = ENTRIES_E
         connection.close()
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_append_one_gapless_chain():

@@ -121,6 +121,7 @@ def test_a_stale_instance_sees_the_current_state(booking) -> None:
     assert stale.status == Status.CANCELED
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_confirmations_apply_once(event_type, stranger) -> None:

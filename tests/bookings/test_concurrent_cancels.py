@@ -56,6 +56,7 @@ def _paid(world: World) -> Booking:
     return slot.booking
 
 
+@pytest.mark.connections
 def test_eight_parallel_cancels_give_one_refund_and_no_error(world: World) -> None:
     booking = _paid(world)
 
@@ -79,6 +80,7 @@ def test_eight_parallel_cancels_give_one_refund_and_no_error(world: World) -> No
     assert world.dead_or_failed() == []
 
 
+@pytest.mark.connections
 def test_parallel_cancels_after_stripe_refused_the_first_refund(world: World) -> None:
     """Refunded in full in the Stripe dashboard before its webhook came: the first
     cancel's refund is refused by Stripe (``failed``), and no other cancel may then
@@ -122,6 +124,7 @@ def test_two_partial_refunds_racing_for_more_than_remains_give_one_refused(
     assert Payment.objects.get(booking=booking).refundable() == PRICE - 6000
 
 
+@pytest.mark.connections
 def test_eight_parallel_submissions_of_one_refund_refund_once(world: World) -> None:
     """Every cancel after the first finds the first's refund still pending and would
     send it to Stripe too: only one may, or Stripe refuses the copies ("already

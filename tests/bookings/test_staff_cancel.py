@@ -222,6 +222,7 @@ def test_a_cancel_that_stopped_before_its_refund_gets_it_decided_by_a_repeat(
     assert not AuditEntry.objects.filter(action="bookings.booking.canceled_for_client").exists()
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 def test_ten_cancels_at_once_cancel_and_audit_once(world: World) -> None:
     slot = _paid(world, hours_ahead=24 * 10)

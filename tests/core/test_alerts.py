@@ -131,6 +131,7 @@ def test_without_alert_emails_or_admins_the_groups_active_staff_hear_of_it(
     ]
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 def test_concurrent_raisers_make_one_incident_and_one_email() -> None:
     start = threading.Barrier(6)

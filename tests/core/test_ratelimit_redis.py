@@ -75,6 +75,7 @@ def test_production_counts_in_redis_shared_with_other_processes(identity):
     assert here.attempt().retry_after > 0
 
 
+@pytest.mark.connections
 def test_two_clients_hammering_at_once_let_exactly_the_limit_through(identity):
     rate = parse_rate("25/hour")
     clients = [redis_cache(), redis_cache()]

@@ -203,6 +203,7 @@ def test_waiting_refunds_are_listed_first(stripe_sandbox, requester, approver) -
     assert [a.pk for a in listed.context["cl"].result_list] == [second.pk, first.pk]
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @override_settings(REFUND_APPROVAL_THRESHOLD="eur=5000")
 def test_two_approvers_at_once_refund_once(stripe_sandbox, requester, approver) -> None:

@@ -272,6 +272,7 @@ def test_stripe_refusing_the_refund_shows_its_reason(stripe_sandbox, finance) ->
     ).exists()
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.parametrize("amount", ["20.00", "80.00"])
 def test_the_same_form_submitted_twice_at_once_refunds_once(
@@ -301,6 +302,7 @@ def test_the_same_form_submitted_twice_at_once_refunds_once(
         assert refunded_at_stripe(booking) == 0
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 def test_ten_refunds_of_one_payment_at_once_queue_without_deadlocks(
     stripe_sandbox, finance

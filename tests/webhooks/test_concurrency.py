@@ -15,6 +15,7 @@ from webhooks.models import WebhookEvent
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.connections
 @pytest.mark.parametrize("provider", ["stripe", "calendly"])
 def test_twenty_concurrent_duplicates_leave_one_row_and_one_processing(
     live_server, handlers, provider: str

@@ -166,6 +166,7 @@ def test_the_sweeper_takes_over_from_a_dead_worker_only_after_the_timeout(handle
     assert (event.status, event.attempts) == (Status.PROCESSED, 2)
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_row_locked_by_another_worker_is_skipped(handlers) -> None:

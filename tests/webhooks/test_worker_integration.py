@@ -39,6 +39,7 @@ from tests.webhooks.conftest import sign, stripe_event
 from webhooks.models import WebhookEvent
 
 pytestmark = [
+    pytest.mark.connections,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),

@@ -59,6 +59,7 @@ def test_the_database_refuses_two_active_events_in_one_slot(event_type):
         ScheduledEvent.objects.create(**values)
 
 
+@pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_concurrent_double_submit_books_once(event_type):

@@ -147,6 +147,7 @@ def test_line_items_can_be_listed(stripe_sandbox, settings):
 
 
 # live_server shares one SQLite connection between its threads: races need PostgreSQL.
+@pytest.mark.connections
 @pytest.mark.postgres
 def test_concurrent_retries_with_one_key_create_one_session(stripe_sandbox, settings):
     from concurrent.futures import ThreadPoolExecutor
