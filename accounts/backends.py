@@ -90,6 +90,10 @@ class LoginLimitsHandler(AxesDatabaseHandler):
 def lockout_response(
     request: HttpRequest, original_response: HttpResponse | None, credentials: Any
 ) -> HttpResponse:
-    """429 with a page that says how long sign-in is paused, never whose account."""
-    minutes = max(1, int(settings.AXES_COOLOFF_TIME.total_seconds() // 60))
-    return render(request, "accounts/locked_out.html", {"cooloff_minutes": minutes}, status=429)
+    """429 with a page that says how long sign-in is paused, never whose account, and
+    the same in ``Retry-After`` (the whole cool-off: it runs from the last failure)."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    minutes = max(1, seconds // 60)
+    response = render(request, "accounts/locked_out.html", {"cooloff_minutes": minutes}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -577,7 +577,8 @@ RATE_LIMIT_API_PER_ADDRESS = _rate(
 )
 # The pages' limits (core.ratelimit.RateLimitMiddleware), by URL name and method (POST
 # unless a row lists "methods"), each counted per "address" (IPv6 by /64), "user" (signed
-# out: by address), "email:<form field>" (the typed email's blind index) or
+# out: by address), "email:<form field>" (the typed email's blind index),
+# "email_address:<form field>" (that email from that address) or
 # "session:<key>[.<key>]"; a request must pass every row that names its page. A name no
 # view has (yet) matches nothing. tests/core/test_ratelimit_pages.py needs a recipe per row.
 # django-axes' lockouts count failed sign-ins besides; these count every attempt.
@@ -587,9 +588,12 @@ RATE_LIMITS = {
         "key": "address",
         "rate": RATE_LIMIT_SIGN_IN_PER_ADDRESS,
     },
+    # Per email from one address, never per email alone: a limit anyone could spend by
+    # typing someone's address would lock them out (axes' per-account lock-out is the
+    # one that counts failures across addresses).
     "sign_in.email": {
         "views": ["accounts:login", "admin:login"],
-        "key": "email:username",
+        "key": "email_address:username",
         "rate": RATE_LIMIT_SIGN_IN_PER_EMAIL,
     },
     "sign_up.address": {
@@ -604,7 +608,7 @@ RATE_LIMITS = {
     },
     "password_reset.email": {
         "views": ["accounts:password_reset"],
-        "key": "email:email",
+        "key": "email_address:email",
         "rate": RATE_LIMIT_PASSWORD_RESET_PER_EMAIL,
     },
     "verify_resend.user": {

@@ -201,8 +201,10 @@ def session_identity(request: HttpRequest, path: str) -> str | None:
 
 
 def identity(request: HttpRequest, key: str) -> str | None:
-    """The identity a limit counts by: ``address``, ``user``, ``email:<form field>``
-    or ``session:<session key>``. None: the request has none (the limit skips it)."""
+    """The identity a limit counts by: ``address``, ``user``, ``email:<form field>``,
+    ``email_address:<form field>`` (that email typed from that address: a limit nobody
+    else's requests can spend) or ``session:<session key>``. None: the request has none
+    (the limit skips it)."""
     if key == "address":
         return address_identity(request)
     if key == "user":
@@ -210,6 +212,9 @@ def identity(request: HttpRequest, key: str) -> str | None:
     kind, _, name = key.partition(":")
     if kind == "email" and name:
         return field_identity(request, name)
+    if kind == "email_address" and name:
+        email = field_identity(request, name)
+        return None if email is None else f"{email}|{address_identity(request)}"
     if kind == "session" and name:
         return session_identity(request, name)
     raise ValueError(f"unknown rate-limit key {key!r}")

@@ -64,6 +64,7 @@ def test_one_address_trying_many_accounts_is_locked_out(client, member, page):
     # Our page says how long to wait, and not that an account is locked (it is the
     # address): axes' bare "Account locked" text was wrong here.
     assert "paused for 15 minutes" in locked.content.decode()
+    assert locked["Retry-After"] == "900"
     assert "Account locked" not in locked.content.decode()
     assert not _signed_in(client)
     # Another address is not affected.
