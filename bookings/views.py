@@ -22,7 +22,7 @@ from django.core.paginator import Paginator
 from django.core.validators import validate_email
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -464,6 +464,11 @@ def _builder_row(request: HttpRequest, booking: Booking) -> dict[str, Any]:
         Booking.Status.CONFIRMED,
         Booking.Status.PENDING_PAYMENT,
     )
+    row["cancel_label"] = (
+        "Cancel (full refund)"
+        if booking.status == Booking.Status.CONFIRMED
+        else "Cancel (nothing was charged)"
+    )
     return row
 
 
@@ -495,6 +500,9 @@ def builder_no_show(request: HttpRequest, reference: UUID) -> HttpResponse:
     booking = selectors.booking_get_for_builder(user=request.user, reference=reference)
     row = _builder_row(request, booking)
     if request.method != "POST":
+        if not row["can_no_show"]:
+            messages.error(request, "A no-show can be marked once a confirmed session has started.")
+            return redirect("bookings:builder_bookings")
         return render(request, "bookings/builder_confirm.html", {"row": row, "action": "no_show"})
     try:
         services.booking_mark_no_show_by_builder(booking=booking, actor=_member(request))
@@ -515,6 +523,11 @@ def builder_cancel(request: HttpRequest, reference: UUID) -> HttpResponse:
     booking = selectors.booking_get_for_builder(user=request.user, reference=reference)
     row = _builder_row(request, booking)
     if request.method != "POST":
+        if not row["can_cancel_as_builder"]:
+            messages.error(
+                request, "Only a confirmed or unpaid booking that has not started can be canceled."
+            )
+            return redirect("bookings:builder_bookings")
         amount, payment = services.policy_refund(booking, timezone.now(), full=True)
         return render(
             request,
@@ -552,12 +565,8 @@ CLAIM_SESSION_KEY = "bookings.claim"
 
 
 def _signup_url() -> str:
-    """Sign-up, where this deployment has it (accounts:signup), coming back here."""
-    try:
-        signup = reverse("accounts:signup")
-    except NoReverseMatch:
-        return ""
-    return f"{signup}?{urlencode({'next': reverse('bookings:claim')})}"
+    """Sign-up, coming back here."""
+    return f"{reverse('accounts:signup')}?{urlencode({'next': reverse('bookings:claim')})}"
 
 
 @never_cache

@@ -280,7 +280,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"transaction_mode": "IMMEDIATE", "timeout": 20}
     )
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    # Development's runserver serves each request on a new thread: a connection kept
+    # past the request would be one more per request until PostgreSQL refuses clients.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int(
+        "DATABASE_CONN_MAX_AGE", default=0 if ENVIRONMENT == "development" else 60
+    )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 _sandbox_database = config_env.sandbox_database(DATABASES["default"], BASE_DIR)

@@ -147,10 +147,17 @@ def test_a_no_show_after_the_start_is_confirmed_then_marked(ada, clara, event_ty
     listed = browser.get("/builder/bookings/").content.decode()
     assert f"/builder/bookings/{ahead.reference}/no-show/" not in listed
     assert f"/builder/bookings/{ahead.reference}/cancel/" in listed
+    assert "Cancel (full refund)" in listed
     assert f"/builder/bookings/{begun.reference}/no-show/" in listed
     assert f"/builder/bookings/{begun.reference}/cancel/" not in listed
     refused = browser.post(f"/builder/bookings/{ahead.reference}/no-show/", follow=True)
     assert "This session has not started yet." in refused.content.decode()
+    # Nor is a confirmation page offered for it, nor a cancel for the one that began.
+    offered = browser.get(f"/builder/bookings/{ahead.reference}/no-show/", follow=True)
+    assert "once a confirmed session has started" in offered.content.decode()
+    assert "Mark as a no-show" not in offered.content.decode()
+    late = browser.get(f"/builder/bookings/{begun.reference}/cancel/", follow=True)
+    assert "has not started can be canceled" in late.content.decode()
     assert Booking.objects.get(pk=ahead.pk).status == "confirmed"
 
     url = f"/builder/bookings/{begun.reference}/no-show/"

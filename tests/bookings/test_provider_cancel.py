@@ -94,6 +94,8 @@ def test_an_unpaid_booking_is_released_and_nothing_is_charged(world: World) -> N
     slot = world.book(hours_ahead=72)
     checkout = slot.payment.checkout_session_id
     mail.outbox.clear()
+    listed = world.browser(world.builder_user).get("/builder/bookings/").content.decode()
+    assert "Cancel (nothing was charged)" in listed
 
     world.browser(world.builder_user).post(f"/builder/bookings/{slot.booking.reference}/cancel/")
     settle(world)
