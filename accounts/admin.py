@@ -341,8 +341,24 @@ class UserAdmin(PersonalDataAdminMixin, ExactEmailSearchMixin, DjangoUserAdmin):
         raise PermissionDenied("A person is erased (delete_view), never deleted by cascade.")
 
 
+class MembershipForm(forms.ModelForm):
+    """A member added by hand is never a staff account (as by invitation: a member sees
+    the builder's clients and refunds them, outside staff's controls)."""
+
+    class Meta:
+        model = BuilderMembership
+        fields = ("user", "role")
+
+    def clean_user(self) -> User:
+        user = self.cleaned_data["user"]
+        if rights.is_staff_account(user):
+            raise forms.ValidationError(signup.STAFF_ACCOUNT_REFUSED)
+        return user
+
+
 class MembershipInline(admin.TabularInline):
     model = BuilderMembership
+    form = MembershipForm
     extra = 0
     raw_id_fields = ("user",)
 
@@ -370,23 +386,35 @@ class BuilderAdmin(ExactEmailSearchMixin, admin.ModelAdmin):
 
     def invite_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Invite an email address to join this builder (accounts.signup.member_invite):
-        for staff with ``accounts.add_buildermembership``. Audited."""
+        superusers only, stepped up (a member sees the builder's clients and refunds
+        them in full; the builder's owners invite from their account page), never to a
+        staff account's address. Audited."""
         builder = self.get_object(request, unquote(object_id))
         if builder is None:
             raise Http404("No such builder.")
         roles = signup.may_invite(request.user, builder)
         if not roles or not request.user.is_staff:
             raise PermissionDenied
+        page = reverse("admin:accounts_builder_invite", args=[builder.pk])
+        refused = stepped_up_or_redirect(request, page)
+        if refused is not None:
+            return refused
         form = InviteMemberForm(request.POST if request.method == "POST" else None, roles=roles)
         if request.method == "POST" and form.is_valid():
-            signup.member_invite(
-                actor=request.user,
-                builder=builder,
-                email=form.cleaned_data["email"],
-                role=form.cleaned_data["role"],
-            )
-            messages.success(request, "Invitation sent: the link works once, for 7 days.")
-            return HttpResponseRedirect(reverse("admin:accounts_builder_change", args=[builder.pk]))
+            try:
+                signup.member_invite(
+                    actor=request.user,
+                    builder=builder,
+                    email=form.cleaned_data["email"],
+                    role=form.cleaned_data["role"],
+                )
+            except signup.InvitationRefused as exc:
+                form.add_error("email", str(exc))
+            else:
+                messages.success(request, "Invitation sent: the link works once, for 7 days.")
+                return HttpResponseRedirect(
+                    reverse("admin:accounts_builder_change", args=[builder.pk])
+                )
         return TemplateResponse(
             request,
             "admin/accounts/builder/invite.html",

@@ -25,10 +25,10 @@ STAFF_GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "payments.view_refund",
         "payments.view_dispute",
         "bookings.view_drift",
-        # Issue 13: a booking made straight on Calendly sent to a client; a builder's
-        # new member invited (the invitee signs up with the invited address).
+        # Issue 13: a booking made straight on Calendly sent to a client. Not inviting a
+        # builder's members: a member sees clients' data and refunds in full, and staff
+        # could invite themselves; superusers and the builder's owners invite.
         "bookings.send_claim",
-        "accounts.add_buildermembership",
     ),
     # Moves money: refunds, approves another member's refund, cancels for the client.
     "Finance": (

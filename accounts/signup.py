@@ -11,17 +11,19 @@ that account's owner is told someone tried. (The new account is signed in and th
 existing one is not: the session says what the page does not. The rate limits bound
 how far that can be used to test addresses.)
 
-A builder's member signs up by invitation only: staff with
-``accounts.add_buildermembership``, or an owner of the builder, invite an address;
-the link (7 days, once) lets its holder sign up with that address, or sign in to the
-account that has it, and join.
+A builder's member signs up by invitation only: a superuser (in the admin, stepped
+up) or an owner of the builder invites an address; the link (7 days, once) lets its
+holder sign up with that address, or sign in to the account that has it, and join. A
+member sees the builder's clients and refunds them in full, so a staff account is
+never one: an address of a staff account cannot be invited, and a staff account cannot
+accept (both refused and audited).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -40,7 +42,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 import audit
-from accounts import emails, links
+from accounts import emails, links, rights
 from accounts.forms import InviteMemberForm, SignUpForm
 from accounts.models import Builder, BuilderMembership, OneTimeLink, User
 from audit.models import AuditEntry
@@ -175,24 +177,60 @@ def email_verify(*, secret: str) -> Verification:
         return Verification(ok=True, user=user)
 
 
+class InvitationRefused(Exception):  # noqa: N818 (the outcome the page shows)
+    """An invitation that must not be sent or accepted; the message is for the person."""
+
+
+STAFF_ADDRESS_REFUSED = (
+    "This address belongs to a Slotpay staff account, which cannot join a builder: "
+    "invite the person's own, non-staff address."
+)
+STAFF_ACCOUNT_REFUSED = (
+    "A staff account cannot join a builder: a member sees the builder's clients and "
+    "refunds them. Accept with a separate, non-staff account that has the invited address."
+)
+
+
 def may_invite(actor: Any, builder: Builder) -> list[str]:
-    """The roles ``actor`` may invite to ``builder``: any, for staff with the
-    permission; members only, for the builder's owners; none otherwise."""
+    """The roles ``actor`` may invite to ``builder``: any, for a superuser; members
+    only, for the builder's owners (never staff: see the module's docstring); none
+    otherwise. No group permission grants it: a member sees the builder's clients and
+    refunds them, and staff who may invite could invite themselves as owners."""
     if not getattr(actor, "is_authenticated", False) or not actor.is_active:
         return []
-    if actor.is_staff and actor.has_perm("accounts.add_buildermembership"):
+    if actor.is_superuser:
         return list(BuilderMembership.Role.values)
-    if BuilderMembership.objects.filter(
-        builder=builder, user=actor, role=BuilderMembership.Role.OWNER
-    ).exists():
+    if (
+        not rights.is_staff_account(actor)
+        and BuilderMembership.objects.filter(
+            builder=builder, user=actor, role=BuilderMembership.Role.OWNER
+        ).exists()
+    ):
         return [BuilderMembership.Role.MEMBER]
     return []
 
 
 def member_invite(*, actor: User, builder: Builder, email: str, role: str) -> None:
-    """Email ``email`` an invitation to join ``builder`` as ``role``."""
+    """Email ``email`` an invitation to join ``builder`` as ``role``. Raises
+    InvitationRefused (audited) for the address of a staff account."""
     if role not in may_invite(actor, builder):
         raise PermissionDenied("You cannot invite members to this builder.")
+    invitee = User.objects.filter(email_index__in=blind_indexes(email)).first()
+    if invitee is not None and rights.is_staff_account(invitee):
+        # Capped: an owner can press the button as often as the rate limits allow.
+        record_capped(
+            "accounts.invitation.refused",
+            category=audit.Category.SECURITY,
+            actor=actor,
+            data={
+                "reason": "staff_address",
+                "builder": builder.pk,
+                "role": role,
+                "user": invitee.pk,
+            },
+            personal_data={"email": email},
+        )
+        raise InvitationRefused(STAFF_ADDRESS_REFUSED)
     with transaction.atomic():
         audit.record(
             "accounts.invitation.sent",
@@ -207,17 +245,20 @@ def member_invite(*, actor: User, builder: Builder, email: str, role: str) -> No
 
 def invitation_accept(*, secret: str, user: User) -> BuilderMembership | None:
     """Spend the invitation and make ``user`` a member; None if the link is not live
-    or was sent to another address. Following it proves the address."""
+    or was sent to another address. Following it proves the address. Raises
+    InvitationRefused (audited, the link left unspent) for a staff account."""
+    if rights.is_staff_account(user):
+        live = _live_invitation(secret, user)
+        if live is not None:
+            _staff_acceptance_refused(user=user, builder=live[1])
+        return None
     with transaction.atomic():
-        link = links.peek(secret, Purpose.INVITE_BUILDER_MEMBER)
-        if link is None or link.email_index not in blind_indexes(user.email):
+        live = _live_invitation(secret, user)
+        if live is None or links.spend(secret, live[0].purpose) is None:
             return None
-        parsed = emails.parse_invitation_target(link.target)
-        builder = Builder.objects.filter(pk=parsed[0], is_active=True).first() if parsed else None
-        if parsed is None or builder is None or links.spend(secret, link.purpose) is None:
-            return None
+        _, builder, role = live
         membership, created = BuilderMembership.objects.get_or_create(
-            builder=builder, user=user, defaults={"role": parsed[1]}
+            builder=builder, user=user, defaults={"role": role}
         )
         if user.email_verified_at is None:
             user.email_verified_at = timezone.now()
@@ -230,6 +271,32 @@ def invitation_accept(*, secret: str, user: User) -> BuilderMembership | None:
             data={"role": membership.role, "already_member": not created, "user": user.pk},
         )
         return membership
+
+
+def _live_invitation(secret: str, user: User) -> tuple[OneTimeLink, Builder, str] | None:
+    """The live invitation ``secret`` names, its active builder and role, if it was sent
+    to ``user``'s address."""
+    link = links.peek(secret, Purpose.INVITE_BUILDER_MEMBER)
+    if link is None or link.email_index not in blind_indexes(user.email):
+        return None
+    parsed = emails.parse_invitation_target(link.target)
+    builder = Builder.objects.filter(pk=parsed[0], is_active=True).first() if parsed else None
+    if parsed is None or builder is None:
+        return None
+    return link, builder, parsed[1]
+
+
+def _staff_acceptance_refused(*, user: User, builder: Builder) -> NoReturn:
+    """Audit the refusal and raise it. The link stays live: the person may accept with
+    a non-staff account that has the address (after the staff one gives it up)."""
+    audit.record(
+        "accounts.invitation.refused",
+        category=audit.Category.SECURITY,
+        actor=user,
+        target=builder,
+        data={"reason": "staff_account", "user": user.pk},
+    )
+    raise InvitationRefused(STAFF_ACCOUNT_REFUSED)
 
 
 # --- Views ------------------------------------------------------------------------------
@@ -361,12 +428,21 @@ def _invitation_signed_in(
 ) -> HttpResponse:
     user = User.objects.get(pk=cast(int, request.user.pk))
     matches = link.email_index in blind_indexes(user.email)
+    context["other_address"] = not matches
+    if matches and rights.is_staff_account(user):
+        # Said on the page at once; refused (and audited) if submitted all the same.
+        context["refused"] = STAFF_ACCOUNT_REFUSED
     if request.method == "POST" and matches:
-        if invitation_accept(secret=context["secret"], user=user) is None:
+        try:
+            joined = invitation_accept(secret=context["secret"], user=user)
+        except InvitationRefused as exc:
+            context["refused"] = str(exc)
+            # 200, not 403: Django logs every 4xx with its path, which holds a live link.
+            return render(request, "accounts/invitation.html", context)
+        if joined is None:
             return _invitation_invalid(request)
         messages.success(request, f"You are now a member of {context['builder'].name}.")
         return HttpResponseRedirect(reverse("bookings:builder_bookings"))
-    context["other_address"] = not matches
     return render(request, "accounts/invitation.html", context)
 
 
@@ -411,22 +487,27 @@ def _invitation_sign_up(
 @login_required
 @require_POST
 def invite_member(request: HttpRequest, slug: str) -> HttpResponse:
-    """An owner's invitation, from the account page."""
+    """An owner's invitation, from the account page. Staff (superusers) invite from
+    the admin, where it needs a fresh step-up: never here, without one."""
     builder = get_object_or_404(Builder, slug=slug, is_active=True)
-    roles = may_invite(request.user, builder)
+    roles = [] if rights.is_staff_account(request.user) else may_invite(request.user, builder)
     if not roles:
         # Another tenant's builder reads as one that does not exist.
         raise Http404("No such builder.")
     form = InviteMemberForm(request.POST, roles=roles)
     if form.is_valid():
-        member_invite(
-            actor=request.user,  # type: ignore[arg-type]
-            builder=builder,
-            email=form.cleaned_data["email"],
-            role=form.cleaned_data["role"],
-        )
-        days = emails.INVITATION_MAX_AGE.days
-        messages.success(request, f"Invitation sent. The link works once, for {days} days.")
+        try:
+            member_invite(
+                actor=request.user,  # type: ignore[arg-type]
+                builder=builder,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+            )
+        except InvitationRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            days = emails.INVITATION_MAX_AGE.days
+            messages.success(request, f"Invitation sent. The link works once, for {days} days.")
     else:
         messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
     return HttpResponseRedirect(reverse("accounts:account"))

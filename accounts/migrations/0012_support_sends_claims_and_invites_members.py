@@ -1,13 +1,16 @@
-"""Issue 13's back-office jobs, to Support: send a booking made straight on Calendly to
-an existing client (bookings 0008's ``send_claim``) and invite a member to a builder (the
-invitee signs up or signs in with the invited address; both audited). Created first, as
-0009 does, since new permissions exist only after post_migrate."""
+"""Issue 13's back-office job, to Support: send a booking made straight on Calendly to an
+existing client (bookings 0008's ``send_claim``; audited). Created first, as 0009 does,
+since new permissions exist only after post_migrate.
+
+Inviting a builder's members is not Support's: a member sees the builder's clients and
+refunds in full, and staff could invite themselves. Superusers and the builder's owners
+invite (accounts.signup.may_invite)."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 GRANTS = {
-    "Support": ("bookings.send_claim", "accounts.add_buildermembership"),
+    "Support": ("bookings.send_claim",),
 }
 
 

@@ -53,7 +53,6 @@ def test_support_reads_bookings_payments_and_people_masked_and_may_reveal() -> N
         "payments.view_dispute",
         "bookings.view_drift",
         "bookings.send_claim",
-        "accounts.add_buildermembership",
     }
 
 
