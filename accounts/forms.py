@@ -12,6 +12,7 @@ from django.contrib.auth.forms import (
     UserChangeForm,
 )
 
+from accounts import validators
 from accounts.models import NOT_ZONES, BuilderMembership, User
 
 
@@ -98,6 +99,17 @@ def _email_field(**kwargs: Any) -> forms.EmailField:
     )
 
 
+def _person_name(value: str, *, required: bool) -> str:
+    """A person's name as others will see it: without surrounding whitespace and without
+    the characters that could make it display as another (accounts/validators.py)."""
+    name = value.strip()
+    if required and not name:
+        raise forms.ValidationError("Please give your name.")
+    if validators.has_control_characters(name):
+        raise forms.ValidationError(validators.CONTROL_CHARACTERS_MESSAGE)
+    return name
+
+
 def _new_password_field(label: str, **kwargs: Any) -> forms.CharField:
     return forms.CharField(
         label=label,
@@ -125,10 +137,7 @@ class SignUpForm(forms.Form):
         return User.objects.normalize_email(self.cleaned_data["email"].strip())
 
     def clean_name(self) -> str:
-        name: str = self.cleaned_data["name"].strip()
-        if not name:
-            raise forms.ValidationError("Please give your name.")
-        return name
+        return _person_name(self.cleaned_data["name"], required=True)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -178,16 +187,22 @@ class ProfileForm(forms.ModelForm):
         email = User.objects.normalize_email(self.cleaned_data["email"].strip())
         if email.casefold() == self.former_email.casefold():
             return self.former_email
-        if User.objects.email_taken(email, other_than=self.instance.pk):
-            raise forms.ValidationError("This address cannot be used for your account.")
         return email
 
+    def clean_name(self) -> str:
+        return _person_name(self.cleaned_data.get("name") or "", required=False)
+
     def clean(self) -> dict[str, Any]:
+        """The password first: whether an address has an account is said only to
+        someone who knows this account's password (and the page's rate limits bound
+        that), never to a borrowed session."""
         data = super().clean() or {}
-        if self.email_changed(data) and not self.instance.check_password(
-            data.get("current_password") or ""
-        ):
+        if not self.email_changed(data):
+            return data
+        if not self.instance.check_password(data.get("current_password") or ""):
             self.add_error("current_password", "Your current password is needed, and correct.")
+        elif User.objects.email_taken(data["email"], other_than=self.instance.pk):
+            self.add_error("email", "This address cannot be used for your account.")
         return data
 
     def email_changed(self, data: dict[str, Any] | None = None) -> bool:

@@ -149,6 +149,47 @@ def test_an_address_in_use_cannot_be_taken(
     assert "cannot be used" in answer.content.decode()
 
 
+@pytest.mark.parametrize("candidate", ["owner@example.com", "nobody@example.org"])
+def test_a_wrong_password_says_only_that_whatever_the_address(
+    owner, stranger, browser, django_capture_on_commit_callbacks, candidate
+) -> None:
+    """Otherwise the form tells whether an address has an account, to anyone with a
+    session and without the password."""
+    answer = save_profile(
+        browser, django_capture_on_commit_callbacks, email=candidate, current_password="x"
+    )
+    assert answer.status_code == 400
+    page = answer.content.decode()
+    assert "current password is needed" in page
+    assert "cannot be used" not in page
+    assert answer.context["profile_form"].errors == {
+        "current_password": ["Your current password is needed, and correct."]
+    }
+    stranger.refresh_from_db()
+    assert stranger.email == "stranger@example.net"
+
+
+@pytest.mark.parametrize(
+    "name", ["Sam\u202eevil", "\u2066Sam", "Sam\u200bQ", "Sam\x1b[31m", "Sam\u2028Q"]
+)
+def test_a_name_with_control_or_format_characters_is_refused(
+    stranger, browser, django_capture_on_commit_callbacks, name
+) -> None:
+    answer = save_profile(browser, django_capture_on_commit_callbacks, name=name)
+    assert answer.status_code == 400
+    assert "cannot hold control characters" in answer.content.decode()
+    stranger.refresh_from_db()
+    assert stranger.name == "Sam"
+
+
+def test_a_name_is_kept_without_surrounding_spaces(
+    stranger, browser, django_capture_on_commit_callbacks
+) -> None:
+    save_profile(browser, django_capture_on_commit_callbacks, name="\u3000 Zoë 山田 \t")
+    stranger.refresh_from_db()
+    assert stranger.name == "Zoë 山田"
+
+
 def test_the_former_address_links_stop_working(
     stranger, browser, django_capture_on_commit_callbacks
 ) -> None:

@@ -5,6 +5,7 @@ bad input refused with a message, never a 500."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -167,6 +168,49 @@ def test_bad_input_is_refused_with_a_message(
 def test_a_name_in_any_script_is_kept(client, django_capture_on_commit_callbacks) -> None:
     sign_up(client, django_capture_on_commit_callbacks, name="Zoë 山田 Ōtsuka")
     assert User.objects.get().name == "Zoë 山田 Ōtsuka"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Nora \u202eremmocweN",  # right-to-left override: spoofs "Booked by ..."
+        "\u2067Nora\u2069",  # isolates
+        "Nora\u200b",  # zero-width space
+        "Nora\u00adN",  # soft hyphen (Cf)
+        "Nora\x07",  # bell (Cc)
+        "Nora\x85N",  # next line (Cc)
+    ],
+)
+def test_a_name_with_control_or_format_characters_is_refused(
+    client, django_capture_on_commit_callbacks, name
+) -> None:
+    answer = sign_up(client, django_capture_on_commit_callbacks, name=name)
+    assert answer.status_code == 400
+    assert "A name cannot hold control characters" in answer.content.decode()
+    assert not User.objects.exists()
+
+
+def test_a_name_is_kept_without_surrounding_spaces(
+    client, django_capture_on_commit_callbacks
+) -> None:
+    sign_up(client, django_capture_on_commit_callbacks, name="\u2003 Nora Newcomer\u3000\n")
+    assert User.objects.get().name == "Nora Newcomer"
+
+
+def test_a_new_address_is_signed_in_and_a_taken_one_is_not(
+    client, stranger, django_capture_on_commit_callbacks
+) -> None:
+    """What README's Accounts section says: the same page for both, but the session
+    tells them apart (the per-address sign-up rate limit bounds how often)."""
+    taken = sign_up(client, django_capture_on_commit_callbacks, email="stranger@example.net")
+    assert "_auth_user_id" not in client.session
+    fresh = Client()
+    new = sign_up(fresh, django_capture_on_commit_callbacks)
+    assert "_auth_user_id" in fresh.session
+    assert taken["Location"] == new["Location"] == "/accounts/signup/done/"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    accounts = readme.split("### Accounts", 1)[1].split("\n### ", 1)[0]
+    assert "the session tells them apart" in " ".join(accounts.split())
 
 
 def test_the_form_needs_its_csrf_token(django_capture_on_commit_callbacks) -> None:
