@@ -7,6 +7,12 @@ A request with no ``Bearer`` header falls through to the session (the site's own
 and the API docs in a browser); one with a ``Bearer`` header that is not a live token
 is refused, whatever its session.
 
+DRF authenticates a token when the view first reads ``request.user``, after
+core.middleware.TimeZoneMiddleware activated the zone of the then anonymous request
+(UTC). The token's account's own zone is activated here instead, so that the API's
+datetimes carry the same offset as with a session; the middleware deactivates it when
+the response is done.
+
 Scopes limit tokens, not people: each API view names its ``required_scope`` and
 ``TokenHasScope`` refuses a token without it (403, naming the scope). A session-signed
 request is not limited by scopes. A view that names no scope is refused to every
@@ -18,6 +24,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework import exceptions, permissions
@@ -27,6 +34,7 @@ from rest_framework.request import Request
 from accounts import tokens
 from accounts.models import ApiToken
 from core.http import client_ip
+from core.timezones import viewer_zone
 
 # Longer than any header of ours: refused before it is even split.
 MAX_HEADER_LENGTH = 200
@@ -38,6 +46,7 @@ MESSAGES = {
     "expired": "That token has expired: make a new one on your account's tokens page.",
     "revoked": "That token was revoked: make a new one on your account's tokens page.",
     "inactive": "That token's account is closed.",
+    "unverified": tokens.VERIFY_FIRST,
 }
 
 
@@ -71,6 +80,7 @@ class ApiTokenAuthentication(BaseAuthentication):
             token = tokens.api_token_authenticate(raw=credentials.strip(), ip=client_ip(request))
         except tokens.TokenRefused as refused:
             self._refuse(request, refused.reason)
+        timezone.activate(viewer_zone(token.user))
         return token.user, token
 
     def _refuse(self, request: Request, reason: str) -> NoReturn:

@@ -4,9 +4,14 @@ A reset request answers the same page for every well-formed address (known, unkn
 inactive) after the same work: the view enqueues the address's blind indexes and
 audits the request, and the worker finds the account, if any (accounts/emails.py).
 A reset link works once, until PASSWORD_RESET_MAX_AGE_MINUTES; using it ends every
-session of the account (``sessions_valid_after``) and every other reset link, signs
-nobody in, and leaves an authenticator app where it was: staff still give their TOTP
-code at step-up.
+session of the account (``sessions_valid_after``), every other reset link and every API
+token, signs nobody in, and leaves an authenticator app where it was: staff still give
+their TOTP code at step-up.
+
+A change on the account page (which asks the current password) revokes every API token
+too: each was made by proving that password, and a person who changes it because it
+may have leaked must not find a token minted with it still working for a year. The
+integrations that used one need a new token; the page and the email say so.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 import audit
-from accounts import emails, links
+from accounts import emails, links, tokens
 from accounts.forms import PasswordResetRequestForm
 from accounts.models import OneTimeLink, User
 from audit.services import record_capped
@@ -74,9 +79,9 @@ def password_reset_request(*, email: str) -> None:
 
 def password_reset_complete(*, secret: str, user: User, password: str) -> bool:
     """Set the new password with the link, spending it; False if it was spent (or
-    expired) meanwhile. Every session of the account ends and every other reset link
-    stops working. Following the link proves the address: an unverified account whose
-    link was sent to its present address becomes verified."""
+    expired) meanwhile. Every session of the account ends, and every other reset link
+    and every API token stops working. Following the link proves the address: an
+    unverified account whose link was sent to its present address becomes verified."""
     with transaction.atomic():
         link = links.spend(secret, Purpose.RESET_PASSWORD)
         if link is None or link.user_id != user.pk:
@@ -90,6 +95,7 @@ def password_reset_complete(*, secret: str, user: User, password: str) -> bool:
             fields.append("email_verified_at")
         user.save(update_fields=fields)
         links.revoke(user=user, purpose=Purpose.RESET_PASSWORD)
+        tokens.api_tokens_revoke_all(user=user, actor=user, reason="password_reset")
         audit.record(
             "accounts.password_reset.completed",
             category=audit.Category.SECURITY,
@@ -147,7 +153,11 @@ def password_reset_confirm(request: HttpRequest, secret: str) -> HttpResponse:
             secret=secret, user=link.user, password=form.cleaned_data["new_password1"]
         ):
             return _link_invalid(request, "password reset")
-        messages.success(request, "Your password was changed. Sign in with your new password.")
+        messages.success(
+            request,
+            "Your password was changed, every session signed out and every API token "
+            "revoked. Sign in with your new password.",
+        )
         return HttpResponseRedirect(reverse("accounts:login"))
     # 200 with the form's errors, not 400: Django logs every 4xx with its path, and
     # this path holds a live link.
@@ -173,8 +183,9 @@ class ChangeForm(PasswordChangeForm):
 @require_POST
 def password_change(request: HttpRequest) -> HttpResponse:
     """From the account page: the current password, then the new one twice. Other
-    sessions end (their session hash no longer matches); this one goes on. The
-    audit entry is User.save's ``accounts.user.password_changed``."""
+    sessions end (their session hash no longer matches); this one goes on. Every API
+    token is revoked (module docstring). The audit entry is User.save's
+    ``accounts.user.password_changed``, beside the tokens' ``revoked_all``."""
     user = User.objects.get(pk=cast(int, request.user.pk))
     form = ChangeForm(user, request.POST)
     if not form.is_valid():
@@ -185,7 +196,12 @@ def password_change(request: HttpRequest) -> HttpResponse:
         form.save()
         links.revoke(user=user, purpose=Purpose.RESET_PASSWORD)
         links.revoke(user=user, purpose=Purpose.RECOVER_SESSION)
+        revoked = tokens.api_tokens_revoke_all(user=user, actor=user, reason="password_change")
         emails.send("password_changed", user=user)
     update_session_auth_hash(request, user)
-    messages.success(request, "Your password was changed. Your other sessions were signed out.")
+    messages.success(
+        request,
+        "Your password was changed. Your other sessions were signed out"
+        + (f" and your {revoked} API token(s) revoked." if revoked else "."),
+    )
     return HttpResponseRedirect(reverse("accounts:account"))

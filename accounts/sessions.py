@@ -47,7 +47,7 @@ from django.views.decorators.http import require_http_methods
 from encrypted_model_fields.fields import decrypt_str, encrypt_str
 
 import audit
-from accounts import links
+from accounts import links, tokens
 from accounts.models import OneTimeLink, User
 from audit.services import record_capped
 
@@ -315,20 +315,23 @@ class SessionLimitsMiddleware:
 
 
 @transaction.atomic
-def user_sign_out_everywhere(*, user: User, actor: User | str) -> None:
-    """End every session of ``user`` that began before now, on every device, and every
-    recovery link not yet used. The current request's session is the caller's to end
+def user_sign_out_everywhere(*, user: User, actor: User | str) -> int:
+    """End every session of ``user`` that began before now, on every device, every
+    recovery link not yet used and every API token (their own audit entry counts
+    them); how many tokens. The current request's session is the caller's to end
     (the view signs it out too)."""
     now = timezone.now()
     User.objects.filter(pk=user.pk).update(sessions_valid_after=now)
     user.sessions_valid_after = now
     links.revoke(user=user, purpose=OneTimeLink.Purpose.RECOVER_SESSION)
+    revoked = tokens.api_tokens_revoke_all(user=user, actor=actor, reason="signed_out_everywhere")
     audit.record(
         "accounts.session.signed_out_everywhere",
         category=audit.Category.SECURITY,
         actor=actor,
         target=user,
     )
+    return revoked
 
 
 @never_cache
@@ -343,9 +346,12 @@ def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]  # login_required
     if request.method != "POST":
         return render(request, "accounts/session_sign_out_everywhere.html")
-    user_sign_out_everywhere(user=user, actor=user)
+    revoked = user_sign_out_everywhere(user=user, actor=user)
     logout(request)
     messages.success(
-        request, "You are signed out on every device, this one included. Sign in again here."
+        request,
+        "You are signed out on every device, this one included"
+        + (f", and your {revoked} API token(s) revoked" if revoked else "")
+        + ". Sign in again here.",
     )
     return HttpResponseRedirect(resolve_url(settings.LOGIN_URL), status=303)

@@ -3,8 +3,10 @@ the page where staff enrol an authenticator app.
 
 ``core.stepup`` holds the session stamp and the checks that actions use; this module
 is where a person earns the stamp. Every step-up, every failure and every enrolment
-is audited. Five wrong answers in one session sign the person out: a stolen session
-cookie cannot be used to guess the password here.
+is audited. Five wrong answers for the account in a quarter of an hour sign the person
+out: a stolen session cookie cannot be used to guess the password here. The count is
+the account's, in the cache, and each check reserves its place before the password is
+hashed (accounts.guesses): parallel requests get no more answers heard than one by one.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ from django_otp import devices_for_user
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 import audit
+from accounts import guesses
 from accounts.models import User
 from audit.services import record_capped
 from core import stepup
 
 logger = logging.getLogger(__name__)
 
-MAX_FAILURES = 5
-_FAILURES_KEY = "step_up_failures"
+MAX_FAILURES = guesses.MAX_WRONG
+_GUESSES = "step_up"
 
 
 def totp_devices(user: User) -> list[Any]:
@@ -93,30 +96,55 @@ class StepUpForm(forms.Form):
         return data
 
 
-def _fail(request: HttpRequest, reason: str) -> HttpResponse | None:
-    """Count a wrong answer; at MAX_FAILURES sign the person out. Returns the response
-    that ends the session, if it ended."""
-    failures = int(request.session.get(_FAILURES_KEY, 0)) + 1
-    request.session[_FAILURES_KEY] = failures
+def _signed_out(request: HttpRequest, failures: int, *, heard: bool) -> HttpResponse:
+    """End the session of a person out of answers. The one whose wrong answer used up
+    the window is audited in full; requests refused unheard (in parallel with it, or
+    after it) are capped."""
+    user: User = request.user  # type: ignore[assignment]  # login_required
+    data = {"failures_in_window": min(failures, MAX_FAILURES), "heard": heard}
+    if heard:
+        audit.record(
+            "accounts.step_up.signed_out",
+            category=audit.Category.SECURITY,
+            actor=user,
+            target=user,
+            data=data,
+        )
+    else:
+        record_capped(
+            "accounts.step_up.signed_out", category=audit.Category.SECURITY, actor=user, data=data
+        )
+    logout(request)
+    messages.error(request, "Too many wrong answers: you were signed out. Sign in again.")
+    return HttpResponseRedirect(reverse("admin:login"))
+
+
+def _fail(request: HttpRequest, attempt: guesses.Attempt, reason: str) -> HttpResponse | None:
+    """Count a wrong answer (its place is ``attempt``'s); when it uses up the window
+    sign the person out. Returns the response that ends the session, if it ended."""
     user: User = request.user  # type: ignore[assignment]  # login_required
     record_capped(
         "accounts.step_up.failed",
         category=audit.Category.SECURITY,
         actor=user,
-        data={"reason": reason, "failures_in_session": failures},
+        data={"reason": reason, "failures_in_window": attempt.failures},
     )
-    if failures < MAX_FAILURES:
+    if not attempt.last:
         return None
-    audit.record(
-        "accounts.step_up.signed_out",
-        category=audit.Category.SECURITY,
-        actor=user,
-        target=user,
-        data={"failures_in_session": failures},
-    )
-    logout(request)
-    messages.error(request, "Too many wrong answers: you were signed out. Sign in again.")
-    return HttpResponseRedirect(reverse("admin:login"))
+    return _signed_out(request, attempt.failures, heard=True)
+
+
+def _reserve(request: HttpRequest) -> guesses.Attempt | HttpResponse:
+    """A place for one password check, or the response refusing it unheard (the
+    window is used up: sign out; the counter is unreachable: say so)."""
+    try:
+        attempt = guesses.Attempt(_GUESSES, request.user.pk)
+    except guesses.Unavailable:
+        messages.error(request, "Your password cannot be checked just now: try again in a minute.")
+        return HttpResponseRedirect(request.get_full_path())
+    if not attempt.allowed:
+        return _signed_out(request, attempt.failures, heard=False)
+    return attempt
 
 
 @never_cache
@@ -134,12 +162,15 @@ def step_up(request: HttpRequest) -> HttpResponse:
         devices=devices,
     )
     if request.method == "POST" and not blocked:
+        attempt = _reserve(request)
+        if isinstance(attempt, HttpResponse):
+            return attempt
         if form.is_valid():
+            attempt.succeeded()
             # A new session id for the new privilege (as at sign-in): an id seen before
             # the step-up, in a log or over a shoulder, cannot use it. The data stays.
             request.session.cycle_key()
             stepup.mark_stepped_up(request, method=form.method)
-            request.session.pop(_FAILURES_KEY, None)
             audit.record(
                 "accounts.step_up.succeeded",
                 category=audit.Category.SECURITY,
@@ -149,7 +180,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
             )
             return HttpResponseRedirect(next_url)
         codes = {error.code for error in form.non_field_errors().as_data()}
-        signed_out = _fail(request, "otp" if codes == {"otp"} else "password")
+        signed_out = _fail(request, attempt, "otp" if codes == {"otp"} else "password")
         if signed_out is not None:
             return signed_out
     return render(
@@ -211,7 +242,11 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     # One app per person: replacing it is a superuser's removal first (a lost phone).
     if request.method == "POST" and request.POST.get("step") == "start" and not enrolled:
         start = EnrolStartForm(request.POST)
+        attempt = _reserve(request)
+        if isinstance(attempt, HttpResponse):
+            return attempt
         if start.is_valid() and user.check_password(start.cleaned_data["password"]):
+            attempt.succeeded()
             TOTPDevice.objects.filter(user=user, confirmed=False).delete()
             pending = TOTPDevice.objects.create(
                 user=user, name="Authenticator app", confirmed=False
@@ -224,7 +259,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             )
             return HttpResponseRedirect(request.path)
         start.add_error(None, "That is not your password.")
-        signed_out = _fail(request, "password")
+        signed_out = _fail(request, attempt, "password")
         if signed_out is not None:
             return signed_out
     elif request.method == "POST" and request.POST.get("step") == "confirm" and pending:

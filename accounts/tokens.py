@@ -11,8 +11,14 @@ working (they are checked under every key), and each one used while the old key 
 fallback is re-keyed to the new one. Removing the fallback (or rotating without one)
 stops every token not used meanwhile: their owners make new ones.
 
-Every refusal of a token whose secret matched (expired, revoked, account closed) and
-of an unknown one is audited, capped per hour (``audit.services.record_capped``).
+Only an account whose email address is verified makes or uses tokens: a sign-up with
+someone else's address must not mint a way in that outlives the owner's password reset.
+A password reset, a password change and "sign out everywhere" revoke every token of the
+account (``api_tokens_revoke_all``): the password is what minted each of them.
+
+Every refusal of a token whose secret matched (expired, revoked, account closed or not
+verified) and of an unknown one is audited, capped per hour
+(``audit.services.record_capped``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 import audit
+from accounts import validators
 from accounts.models import ApiToken, User
 from audit.services import record_capped
 
@@ -53,7 +60,12 @@ MAX_LIVE_TOKENS_PER_USER = 20
 MAX_NAME_LENGTH = 100
 
 Scope = ApiToken.Scope
-RefusalReason = Literal["malformed", "unknown", "expired", "revoked", "inactive"]
+RefusalReason = Literal["malformed", "unknown", "expired", "revoked", "inactive", "unverified"]
+# What the tokens page and the API say to an account whose address is not verified.
+VERIFY_FIRST = (
+    "Please verify your email address first: follow the link we emailed you. "
+    "Until then, API tokens cannot be made or used."
+)
 
 
 class TokenRefused(Exception):  # noqa: N818 (the outcome the API answers)
@@ -115,8 +127,8 @@ def check_name(name: str) -> str:
         raise TokenInvalid("Give the token a name, such as where it will be used.")
     if len(name) > MAX_NAME_LENGTH:
         raise TokenInvalid(f"A name has at most {MAX_NAME_LENGTH} characters.")
-    if not name.isprintable():
-        raise TokenInvalid("A name cannot hold control characters.")
+    if validators.has_control_characters(name):
+        raise TokenInvalid(validators.CONTROL_CHARACTERS_MESSAGE)
     return name
 
 
@@ -144,6 +156,8 @@ def api_token_create(
     """Make a token for ``user`` (who is also the actor: nobody makes one for someone
     else). ``expires_at`` defaults to API_TOKEN_DEFAULT_DAYS from now and may be at most
     API_TOKEN_MAX_DAYS away. Raises TokenInvalid with a message for the person."""
+    if user.email_verified_at is None:
+        raise TokenInvalid(VERIFY_FIRST)
     now = timezone.now()
     name = check_name(name)
     scopes = _check_scopes(scopes)
@@ -204,6 +218,25 @@ def api_token_revoke(*, token: ApiToken, actor: User) -> bool:
     return True
 
 
+def api_tokens_revoke_all(*, user: User, actor: User | str, reason: str) -> int:
+    """Revoke every token of ``user`` still unrevoked, at once; how many. One audit
+    entry with the count (none when there was nothing to revoke). Called inside the
+    caller's transaction (a password reset, "sign out everywhere")."""
+    with transaction.atomic():
+        revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        if revoked:
+            audit.record(
+                "accounts.api_token.revoked_all",
+                category=audit.Category.SECURITY,
+                actor=actor,
+                target=user,
+                data={"count": revoked, "reason": reason},
+            )
+    return revoked
+
+
 def _refuse(reason: RefusalReason, *, token: ApiToken | None = None) -> TokenRefused:
     record_capped(
         "accounts.api_token.refused",
@@ -237,6 +270,8 @@ def api_token_authenticate(*, raw: str, ip: str | None) -> ApiToken:
         raise _refuse("expired", token=token)
     if not token.user.is_active:
         raise _refuse("inactive", token=token)
+    if token.user.email_verified_at is None:
+        raise _refuse("unverified", token=token)
     _touch(token, now=now, ip=ip, digest=digests[0])
     return token
 
