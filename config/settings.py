@@ -558,6 +558,13 @@ RATE_LIMIT_VERIFY_RESEND_PER_USER = _rate(
     "RATE_LIMIT_VERIFY_RESEND_PER_USER",
     env.str("RATE_LIMIT_VERIFY_RESEND_PER_USER", default="5/hour"),
 )
+RATE_LIMIT_PASSWORD_CHECK_PER_USER = _rate(
+    "RATE_LIMIT_PASSWORD_CHECK_PER_USER",
+    env.str("RATE_LIMIT_PASSWORD_CHECK_PER_USER", default="10/hour"),
+)
+RATE_LIMIT_INVITE_PER_USER = _rate(
+    "RATE_LIMIT_INVITE_PER_USER", env.str("RATE_LIMIT_INVITE_PER_USER", default="20/hour")
+)
 RATE_LIMIT_RECOVER_PER_ADDRESS = _rate(
     "RATE_LIMIT_RECOVER_PER_ADDRESS", env.str("RATE_LIMIT_RECOVER_PER_ADDRESS", default="5/hour")
 )
@@ -619,6 +626,19 @@ RATE_LIMITS = {
         "views": ["accounts:verify_resend"],
         "key": "user",
         "rate": RATE_LIMIT_VERIFY_RESEND_PER_USER,
+    },
+    # The account page's forms that check the current password: a guessing oracle for
+    # whoever holds a session.
+    "password_check.user": {
+        "views": ["accounts:profile", "accounts:password_change"],
+        "key": "user",
+        "rate": RATE_LIMIT_PASSWORD_CHECK_PER_USER,
+    },
+    # An owner's invitations: each emails someone.
+    "invite.user": {
+        "views": ["accounts:invite_member"],
+        "key": "user",
+        "rate": RATE_LIMIT_INVITE_PER_USER,
     },
     "recover.address": {
         "views": ["accounts:recover"],

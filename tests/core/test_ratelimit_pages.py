@@ -128,6 +128,14 @@ RECIPES: dict[str, Callable[[int, World], Any]] = {
     "verify_resend.user": lambda n, world: signed_in(world.member, f"192.0.2.{n + 1}").post(
         "/accounts/verify/resend/"
     ),
+    "password_check.user": lambda n, world: signed_in(world.member, f"192.0.2.{n + 1}").post(
+        ["/accounts/profile/", "/accounts/password/"][n % 2],
+        {"current_password": WRONG, "old_password": WRONG, "name": "Mia Member"},
+    ),
+    "invite.user": lambda n, world: signed_in(world.member, f"192.0.2.{n + 1}").post(
+        f"/accounts/builders/{world.event_type.builder.slug}/invite/",
+        {"email": f"invitee{n}@example.net", "role": "member"},
+    ),
     "recover.address": lambda n, world: Client(REMOTE_ADDR=HOME).post("/accounts/session/recover/"),
     "recover.account": lambda n, world: ended_session_of(world.member, f"192.0.2.{n + 1}").post(
         "/accounts/session/recover/"
