@@ -1,0 +1,234 @@
+"""The authorization matrix (issue 14, point 2): every route, asked by everyone.
+
+The test walks the whole URL configuration (pages, API, admin, and the sandbox the
+test profile mounts) and requests each route as each person of the cast
+(tests/authz/rules.py ``PRINCIPALS``), by GET and by the state-changing methods, with
+tenant B's objects in the path. It fails on any 5xx, on a 2xx that the route's rule
+does not grant (another tenant's object, a staff group reaching what it should not),
+on a refusal that is a redirect anywhere but a sign-in or step-up page (a write that
+succeeded and redirected looks like that), on a 200 a rule requires and does not get,
+on any answer to tenant A or the public that shows tenant B's booking or client, and
+on any route no rule classifies.
+
+Each request runs in a savepoint that is rolled back, so one person's write never
+changes what the next one sees. Inside it, the domain's records are compared before
+and after every request but the writes a rule grants on the site: a GET, a refused
+write or an empty admin form that changed a booking, a payment, a token or a person
+fails too, whatever it answered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+
+from accounts.models import (
+    ApiToken,
+    Builder,
+    BuilderMembership,
+    DataSubjectRequest,
+    User,
+)
+from bookings.models import Booking, Drift, EventType
+from payments.models import Dispute, Payment, Refund, RefundApproval
+from tests.authz.conftest import World
+from tests.authz.rules import PRINCIPALS, RULES, Rule, rule_for
+
+pytestmark = pytest.mark.postgres
+
+WRITES = ("POST",)
+API_WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+# Who must never see tenant B's booking or client in an answer.
+OUTSIDERS = ("anonymous", "client_a", "builder_a")
+
+# Where a refusal may send a browser: the sign-in pages, step-up, two-factor set-up.
+REFUSAL_PAGES = ("/accounts/login/", "/admin/login/", "/accounts/step-up/", "/accounts/two-factor/")
+
+# route -> the bug it shows, reported to the lead: the case is an expected failure
+# until the bug is fixed, and then fails (strict) so that this entry goes.
+KNOWN_BUGS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: str  # the full pattern from the root, as rules.py matches it
+    name: str | None
+    callback: Any
+
+
+def _walk(resolver: URLResolver, prefix: str = "") -> list[Route]:
+    routes = []
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            routes += _walk(entry, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern):
+            routes.append(Route(prefix + str(entry.pattern), entry.name, entry.callback))
+    return routes
+
+
+ROUTES = _walk(get_resolver())
+
+_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
+_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+def concrete(route: Route, rule: Rule, world: World) -> str:
+    """The route's path with each parameter filled from the rule's ``fill``; checked
+    to resolve back to the same view, so that a wrong fill cannot test another route."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in rule.fill, f"route {route.pattern}: its rule has no fill for {name!r}"
+        return world.value(rule.fill[name])
+
+    path = _CONVERTER.sub(value, _GROUP.sub(value, route.pattern))
+    path = "/" + path.replace("^", "").replace("$", "").replace("/?", "/")
+    match = resolve(path)
+    assert match.func == route.callback, (route.pattern, path, match.route)
+    return path
+
+
+def test_every_route_has_a_rule_and_every_rule_a_route() -> None:
+    unclassified = [r.pattern for r in ROUTES if rule_for(r.pattern) is None]
+    assert not unclassified, "\n".join(
+        f"new route {pattern}: add a rule in tests/authz/rules.py" for pattern in unclassified
+    )
+    used = {rule_for(r.pattern)[0] for r in ROUTES}  # type: ignore[index]
+    stale = [pattern for index, (pattern, _) in enumerate(RULES) if index not in used]
+    assert not stale, f"rules that classify no route (remove them): {stale}"
+
+
+def test_the_walk_sees_every_part_of_the_site() -> None:
+    """Pages, API, admin, webhooks and (mounted in the test profile) the sandbox."""
+    prefixes = {r.pattern.split("/", 1)[0] for r in ROUTES}
+    assert {"accounts", "api", "admin", "webhooks", "bookings", "builder", "sandbox"} <= prefixes
+    assert len(ROUTES) > 200
+
+
+WATCHED = (
+    Builder,
+    BuilderMembership,
+    DataSubjectRequest,
+    ApiToken,
+    EventType,
+    Booking,
+    Payment,
+    Refund,
+    RefundApproval,
+    Dispute,
+    Drift,
+)
+
+
+def _records() -> list[Any]:
+    """The domain's records as they stand (the world is small: every row)."""
+    rows: list[Any] = [list(model.objects.order_by("pk").values()) for model in WATCHED]
+    rows.append(
+        list(
+            User.objects.order_by("pk").values_list(
+                "pk", "email", "password", "is_active", "is_staff", "is_superuser"
+            )
+        )
+    )
+    return rows
+
+
+def _ask(browser: Client, method: str, path: str, *, api: bool, watch: bool) -> tuple[Any, bool]:
+    """One request, its writes rolled back (a savepoint in the test's transaction);
+    with ``watch``, whether it changed the domain's records."""
+    with transaction.atomic():
+        before = _records() if watch else None
+        if api:
+            answer = browser.generic(method, path, "{}", content_type="application/json")
+        else:
+            answer = browser.generic(
+                method, path, "", content_type="application/x-www-form-urlencoded"
+            )
+        changed = watch and _records() != before
+        transaction.set_rollback(True)
+    return answer, changed
+
+
+def _provider_down(answer: Any) -> bool:
+    """The API's documented answer when Stripe or Calendly does not answer, as in this
+    world, where neither runs: only someone the rule lets write can get that far."""
+    if answer.status_code != 503 or answer.get("Content-Type") != "application/json":
+        return False
+    return answer.json().get("error", {}).get("code") == "provider_unavailable"
+
+
+def _judge(rule: Rule, who: str, method: str, answer: Any) -> str | None:
+    status = answer.status_code
+    if status >= 500 and not (rule.allows(who, method) and _provider_down(answer)):
+        return f"{status}"
+    if method == "GET" and who in rule.must_read and status != 200:
+        return f"{status}, but {rule.kind} says {who} reads it (200)"
+    if rule.allows(who, method):
+        return None
+    if 200 <= status < 300:
+        return f"{status}, but {rule.kind} refuses {who}"
+    if 300 <= status < 400:
+        where = urlsplit(answer.get("Location", "")).path
+        redirect = rule.redirects and re.fullmatch(rule.redirects, where)
+        if not (where.startswith(REFUSAL_PAGES) or redirect):
+            return f"{status} to {where!r}: a refusal leads to sign-in or step-up"
+    return None
+
+
+def _leak(world: World, who: str, answer: Any) -> str | None:
+    """Tenant A and the public are never shown tenant B's booking or client, in any
+    answer: a list is filtered, not only the object pages refused."""
+    if who not in OUTSIDERS or answer.streaming:
+        return None
+    content = answer.content.decode(errors="replace")
+    shown = [label for label, secret in world.tenant_b_secrets.items() if secret in content]
+    return f"{answer.status_code} shows tenant B's {', '.join(shown)}" if shown else None
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for route in ROUTES:
+        found = rule_for(route.pattern)
+        if found is None:
+            continue  # test_every_route_has_a_rule_and_every_rule_a_route names it
+        marks = []
+        if route.pattern in KNOWN_BUGS:
+            marks.append(
+                pytest.mark.xfail(strict=True, reason=f"{KNOWN_BUGS[route.pattern]}: reported")
+            )
+        cases.append(pytest.param(route, found[1], id=route.pattern, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("route", "rule"), _cases())
+def test_the_route_answers_everyone_as_its_rule_says(
+    route: Route, rule: Rule, world: World
+) -> None:
+    path = concrete(route, rule, world)
+    methods = ("GET", *(API_WRITES if rule.api else WRITES))
+    wrong = []
+    for who in PRINCIPALS:
+        for method in methods:
+            granted_write = method != "GET" and rule.allows(who, method)
+            watch = not granted_write or (route.pattern.startswith("admin/") and not rule.button)
+            try:
+                answer, changed = _ask(world.browsers[who], method, path, api=rule.api, watch=watch)
+            except Exception as exc:  # noqa: BLE001 - a view that raises is a 500: name it
+                wrong.append(f"{who} {method} {path}: raised {type(exc).__name__}: {exc}")
+                continue
+            verdict = _judge(rule, who, method, answer) or _leak(world, who, answer)
+            if changed:
+                verdict = f"{answer.status_code}, and it changed records" + (
+                    f"; {verdict}" if verdict else ""
+                )
+            if verdict:
+                wrong.append(f"{who} {method} {path}: {verdict}")
+    assert not wrong, f"{route.pattern} ({rule.kind}):\n" + "\n".join(wrong)
