@@ -42,6 +42,49 @@ ERROR_CODES = {
 }
 
 
+# The errors any operation may answer, whoever calls: a refused or missing token (401),
+# a scope or permission (403), an object that is not the caller's or a page past the
+# end (404), a rate limit (429), a malformed request (400).
+COMMON_ERRORS = {
+    "400": "invalid",
+    "401": "not_authenticated, authentication_failed",
+    "403": "permission_denied",
+    "404": "not_found",
+    "429": "throttled",
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "enum": sorted(ERROR_CODES)},
+                "message": {"type": "string"},
+            },
+        }
+    },
+}
+
+
+def document_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the one error shape as a component, and on
+    every operation the common errors besides those the view documents itself (each
+    with that body)."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            for status_code, codes in COMMON_ERRORS.items():
+                responses.setdefault(status_code, {"description": codes})
+            for status_code, response in responses.items():
+                if status_code.startswith(("4", "5")):
+                    response["content"] = body
+    return result
+
+
 NOT_AUTHENTICATED = (
     "Send an API token (Authorization: Bearer slp_...; make one at /accounts/tokens/) or sign in."
 )

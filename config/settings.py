@@ -760,6 +760,11 @@ SPECTACULAR_SETTINGS = {
         "cancel_refused, provider_unavailable, throttled, invalid."
     ),
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every operation documents the errors it may answer, in their one shape.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "bookings.api.document_errors",
+    ],
     # Operations tagged and named by resource (bookings_list), not by version (v1_...).
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
