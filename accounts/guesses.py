@@ -23,9 +23,14 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import logout
 from django.contrib.auth.signals import user_logged_in
 from django.core.cache import caches
 from django.dispatch import receiver
+from django.http import HttpRequest
+
+import audit
+from audit.services import record_capped
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +98,15 @@ PURPOSES = ("api_token", "step_up")
 @receiver(user_logged_in, dispatch_uid="accounts_guesses_forget_at_sign_in")
 def _forget_at_sign_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     forget(user.pk, *PURPOSES)
+
+
+def sign_out(request: HttpRequest, user: Any, failures: int, *, heard: bool, action: str) -> None:
+    """End the session of a person out of password guesses, audited as ``action``. The
+    request whose wrong password used up the window is audited in full; requests
+    refused unheard (in parallel with it, or after it) are capped."""
+    data = {"failures_in_window": min(failures, MAX_WRONG), "heard": heard}
+    if heard:
+        audit.record(action, category=audit.Category.SECURITY, actor=user, target=user, data=data)
+    else:
+        record_capped(action, category=audit.Category.SECURITY, actor=user, data=data)
+    logout(request)

@@ -21,7 +21,6 @@ import qrcode.image.svg
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -42,7 +41,6 @@ from core import stepup
 
 logger = logging.getLogger(__name__)
 
-MAX_FAILURES = guesses.MAX_WRONG
 _GUESSES = "step_up"
 
 
@@ -97,24 +95,8 @@ class StepUpForm(forms.Form):
 
 
 def _signed_out(request: HttpRequest, failures: int, *, heard: bool) -> HttpResponse:
-    """End the session of a person out of answers. The one whose wrong answer used up
-    the window is audited in full; requests refused unheard (in parallel with it, or
-    after it) are capped."""
     user: User = request.user  # type: ignore[assignment]  # login_required
-    data = {"failures_in_window": min(failures, MAX_FAILURES), "heard": heard}
-    if heard:
-        audit.record(
-            "accounts.step_up.signed_out",
-            category=audit.Category.SECURITY,
-            actor=user,
-            target=user,
-            data=data,
-        )
-    else:
-        record_capped(
-            "accounts.step_up.signed_out", category=audit.Category.SECURITY, actor=user, data=data
-        )
-    logout(request)
+    guesses.sign_out(request, user, failures, heard=heard, action="accounts.step_up.signed_out")
     messages.error(request, "Too many wrong answers: you were signed out. Sign in again.")
     return HttpResponseRedirect(reverse("admin:login"))
 

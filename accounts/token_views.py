@@ -30,7 +30,6 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -48,7 +47,6 @@ from audit.services import record_capped
 
 logger = logging.getLogger(__name__)
 
-MAX_PASSWORD_FAILURES = guesses.MAX_WRONG
 _GUESSES = "api_token"
 _FORM_ID_KEY = "api_token_form_id"
 _ALREADY_SENT = "That form was already sent (or is too old): nothing was made."
@@ -153,26 +151,7 @@ def _page(
 
 
 def _sign_out(request: HttpRequest, user: User, failures: int, *, heard: bool) -> HttpResponse:
-    """End the session of a person out of password guesses. The one whose wrong
-    password used up the window is audited in full; requests refused unheard (in
-    parallel with it, or after it) are capped."""
-    data = {"failures_in_window": min(failures, MAX_PASSWORD_FAILURES), "heard": heard}
-    if heard:
-        audit.record(
-            "accounts.api_token.signed_out",
-            category=audit.Category.SECURITY,
-            actor=user,
-            target=user,
-            data=data,
-        )
-    else:
-        record_capped(
-            "accounts.api_token.signed_out",
-            category=audit.Category.SECURITY,
-            actor=user,
-            data=data,
-        )
-    logout(request)
+    guesses.sign_out(request, user, failures, heard=heard, action="accounts.api_token.signed_out")
     messages.error(request, "Too many wrong passwords: you were signed out. Sign in again.")
     return HttpResponseRedirect(reverse("accounts:login"))
 

@@ -9,20 +9,18 @@ cookie the attacker (or a double-clicking person) holds.
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
 from audit.models import AuditEntry
 from tests.conftest import PASSWORD
+from tests.support.concurrency import together
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -33,28 +31,6 @@ pytestmark = [
 URL = "/accounts/tokens/"
 WRONG = "not the password"  # pragma: allowlist secret
 FORM_ID = re.compile(r'name="form_id" value="([^"]+)"')
-
-
-def _together(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released at the same moment."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except Exception as exc:  # noqa: BLE001 (reported: the test asserts on it)
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def stolen_session(user: User) -> str:
@@ -97,7 +73,7 @@ def test_parallel_wrong_passwords_on_the_tokens_page_are_heard_five_times(victim
     answers: list[Any] = []
     for sessions in bursts:
         forms = [token_form(session, WRONG) for session in sessions]
-        answers += _together(15, lambda i, s=sessions, f=forms: holding(s[i]).post(URL, f[i]))
+        answers += together(15, lambda i, s=sessions, f=forms: holding(s[i]).post(URL, f[i]))
 
     assert [a for a in answers if isinstance(a, Exception)] == []
     assert {a.status_code for a in answers} <= {302, 400}
@@ -122,7 +98,7 @@ def test_parallel_copies_of_one_form_with_wrong_passwords_are_heard_at_most_five
 ) -> None:
     session = stolen_session(victim)
     form = token_form(session, WRONG)
-    answers = _together(15, lambda _i: holding(session).post(URL, form))
+    answers = together(15, lambda _i: holding(session).post(URL, form))
 
     assert [a for a in answers if isinstance(a, Exception)] == []
     assert 1 <= heard("accounts.api_token.password_refused") <= 5
@@ -132,7 +108,7 @@ def test_a_burst_of_one_form_with_the_right_password_makes_one_token(victim) -> 
     session = stolen_session(victim)
     form = token_form(session, PASSWORD)
 
-    answers = _together(10, lambda _i: holding(session).post(URL, form))
+    answers = together(10, lambda _i: holding(session).post(URL, form))
 
     assert [a for a in answers if isinstance(a, Exception)] == []
     assert sorted(a.status_code for a in answers) == [200] + [302] * 9
@@ -146,7 +122,7 @@ def test_parallel_wrong_passwords_on_step_up_are_heard_five_times(victim) -> Non
     sessions = [stolen_session(victim) for _ in range(2)]
     answers: list[Any] = []
     for session in sessions:
-        answers += _together(
+        answers += together(
             12,
             lambda _i, s=session: holding(s).post(
                 "/accounts/step-up/", {"password": WRONG, "next": "/admin/"}
@@ -165,7 +141,7 @@ def test_a_new_sign_in_starts_the_count_afresh(victim) -> None:
     page hears them again, as when the count lived in the session."""
     sessions = [stolen_session(victim) for _ in range(6)]
     forms = [token_form(session, WRONG) for session in sessions]
-    _together(6, lambda i: holding(sessions[i]).post(URL, forms[i]))
+    together(6, lambda i: holding(sessions[i]).post(URL, forms[i]))
     assert heard("accounts.api_token.password_refused") == 5
 
     owner = Client()

@@ -8,7 +8,6 @@ retrying app) would.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,32 +18,11 @@ from payments import stripe_gateway
 from payments.models import Payment, Refund
 from payments.services import RefundRefused, refund_request, refund_submit
 from tests.bookings.world import PRICE, World, world
+from tests.support.concurrency import together
 
 __all__ = ["world"]
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
-
-
-def _together(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released at the same moment."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except Exception as exc:  # noqa: BLE001 (reported: the test asserts on it)
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def _paid(world: World) -> Booking:
@@ -66,7 +44,7 @@ def test_eight_parallel_cancels_give_one_refund_and_no_error(world: World) -> No
             return browser.post(f"/api/v1/bookings/{booking.reference}/cancel/")
         return browser.post(f"/bookings/{booking.reference}/cancel/", follow=True)
 
-    responses = _together(8, cancel)
+    responses = together(8, cancel)
 
     assert [r for r in responses if isinstance(r, Exception)] == []
     assert sorted({r.status_code for r in responses}) in ([200], [200, 409])
@@ -96,7 +74,7 @@ def test_parallel_cancels_after_stripe_refused_the_first_refund(world: World) ->
             f"/api/v1/bookings/{booking.reference}/cancel/"
         )
 
-    responses = _together(8, cancel)
+    responses = together(8, cancel)
 
     assert [r for r in responses if isinstance(r, Exception)] == []
     assert {r.status_code for r in responses} <= {200, 409}
@@ -115,7 +93,7 @@ def test_two_partial_refunds_racing_for_more_than_remains_give_one_refused(
             booking_id=booking.pk, amount=6000, reason=f"goodwill {i}", actor="test"
         )
 
-    results = _together(2, refund)
+    results = together(2, refund)
 
     refused = [r for r in results if isinstance(r, RefundRefused)]
     made = [r for r in results if isinstance(r, Refund)]
@@ -138,7 +116,7 @@ def test_eight_parallel_submissions_of_one_refund_refund_once(world: World) -> N
     def submit(i: int) -> Any:
         return refund_submit(refund=Refund.objects.get(pk=refund.pk), actor="test")
 
-    results = _together(8, submit)
+    results = together(8, submit)
 
     assert [r for r in results if isinstance(r, Exception)] == []
     refund.refresh_from_db()
@@ -174,7 +152,7 @@ def test_cancels_queued_on_the_payment_lock_make_one_partial_refund(world: World
     results: list[Any] = []
     with transaction.atomic():
         Payment.objects.select_for_update().get(booking=booking)
-        runner = threading.Thread(target=lambda: results.extend(_together(2, cancel)))
+        runner = threading.Thread(target=lambda: results.extend(together(2, cancel)))
         runner.start()
         for _ in range(400):  # both queued behind a lock, or both done
             if _waiting_for_locks() >= 2 or not runner.is_alive():
