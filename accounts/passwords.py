@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from axes.models import AccessAttempt
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
@@ -96,12 +97,19 @@ def password_reset_complete(*, secret: str, user: User, password: str) -> bool:
         user.save(update_fields=fields)
         links.revoke(user=user, purpose=Purpose.RESET_PASSWORD)
         tokens.api_tokens_revoke_all(user=user, actor=user, reason="password_reset")
+        # Whoever guessed at the old password locked the account out (django-axes, from
+        # every address): the owner, who has just proved the address, gets back in.
+        unlocked, _ = AccessAttempt.objects.filter(username__in=blind_indexes(user.email)).delete()
         audit.record(
             "accounts.password_reset.completed",
             category=audit.Category.SECURITY,
             actor=user,
             target=user,
-            data={"is_staff": user.is_staff, "verified_email": "email_verified_at" in fields},
+            data={
+                "is_staff": user.is_staff,
+                "verified_email": "email_verified_at" in fields,
+                "sign_in_failures_cleared": unlocked,
+            },
         )
         emails.send("password_changed", user=user)
     return True

@@ -1,5 +1,5 @@
-"""Checks shared by the names people give: their own (sign-up, the account page) and
-their API tokens'.
+"""Checks shared by the names people give: their own (sign-up, the account page), their
+API tokens', and the names Calendly gives us for invitees (cleaned, not refused).
 
 A name is shown to others (a builder's "Booked by …" line, a token list), so it must
 read as what it is: a right-to-left override (U+202E) or an invisible isolate would
@@ -24,3 +24,9 @@ CONTROL_CHARACTERS_MESSAGE = (
 def has_control_characters(text: str) -> bool:
     """Whether ``text`` holds a character of REFUSED_CATEGORIES."""
     return any(unicodedata.category(character) in REFUSED_CATEGORIES for character in text)
+
+
+def without_control_characters(text: str) -> str:
+    """``text`` without the characters of REFUSED_CATEGORIES: for names given
+    elsewhere (a Calendly invitee's), which are kept, not refused."""
+    return "".join(c for c in text if unicodedata.category(c) not in REFUSED_CATEGORIES)

@@ -45,6 +45,7 @@ from django.utils import timezone
 
 import audit
 from accounts.models import User
+from accounts.validators import without_control_characters
 from bookings import calendly, checkout, notify
 from bookings.models import Booking, EventType, IllegalTransition, PolicyConsent, invitee_key
 from bookings.policy import RefundPolicy
@@ -288,7 +289,8 @@ def _create(
                 "start_at": event.start_time,
                 "end_at": event.end_time,
                 "invitee_time_zone": invitee.timezone or "UTC",
-                "invitee_name": invitee.name,
+                # Shown to the builder as "Booked by": no direction overrides.
+                "invitee_name": invitee.name and without_control_characters(invitee.name),
                 "invitee_email": invitee.email,
                 "answers": json.dumps(answers),
                 "price_amount": event_type.price_amount,

@@ -230,3 +230,27 @@ def test_a_malformed_address_is_told_and_nothing_is_sent(
 def test_a_malformed_link_is_refused_quietly(client) -> None:
     for secret in ("x", "a" * 100, "ünï"):
         assert client.get(f"/accounts/password/reset/{secret}/").status_code == 410
+
+
+def test_a_reset_lets_the_owner_in_past_a_lock_out_others_caused(
+    stranger, django_capture_on_commit_callbacks
+) -> None:
+    """Wrong passwords from many addresses lock the account (django-axes, per account);
+    the owner, who resets by email, signs in at once with the new password."""
+    for n in range(settings.AXES_ACCOUNT_FAILURE_LIMIT):
+        Client(REMOTE_ADDR=f"192.0.2.{n + 1}").post(
+            "/accounts/login/", {"username": "stranger@example.net", "password": "guess"}
+        )
+    owner = Client(REMOTE_ADDR="198.51.100.9")
+    locked = owner.post(
+        "/accounts/login/", {"username": "stranger@example.net", "password": PASSWORD}
+    )
+    assert locked.status_code == 429
+
+    ask(owner, django_capture_on_commit_callbacks, "stranger@example.net")
+    set_password(owner, django_capture_on_commit_callbacks, last_link())
+    signed = owner.post("/accounts/login/", {"username": "stranger@example.net", "password": NEW})
+
+    assert (signed.status_code, owner.session["_auth_user_id"]) == (302, str(stranger.pk))
+    entry = AuditEntry.objects.get(action="accounts.password_reset.completed")
+    assert entry.data["sign_in_failures_cleared"] >= 1

@@ -39,12 +39,14 @@ WALK_IN = "walk.in@example.org"
 CLAIM_PATH = "/bookings/claim/"
 
 
-def book_straight(world: World, email: str = WALK_IN, *, slot: int = -1) -> Invitee:
+def book_straight(
+    world: World, email: str = WALK_IN, *, slot: int = -1, name: str = "Walk Ín"
+) -> Invitee:
     """Someone opens the builder's Calendly page directly: no prefill, no intent."""
     invitee = calendly_sandbox.invitee_book(
         event_type=world.sandbox_type,
         start=calendly_sandbox.open_slots(world.sandbox_type)[slot],
-        name="Walk Ín",
+        name=name,
         email=email,
         invitee_timezone="Asia/Tokyo",
         urls=world.site.urls,
@@ -351,3 +353,10 @@ def test_coming_back_from_calendly_signed_in_says_to_check_the_email(world: Worl
     world.deliver("invitee.created")
     world.retry_waiting()
     assert claim_link()
+
+
+def test_a_calendly_name_loses_its_direction_overrides(world: World) -> None:
+    """Calendly takes any name; builders read it as "Booked by": U+202E would let it
+    display as someone else's, so it is kept without such characters."""
+    invitee = book_straight(world, name="Nora \u202eloB\u202c\u200b")
+    assert Booking.objects.for_invitee(invitee.uuid).get().invitee_name == "Nora loB"
