@@ -107,6 +107,10 @@ def _person_name(value: str, *, required: bool) -> str:
         raise forms.ValidationError("Please give your name.")
     if validators.has_control_characters(name):
         raise forms.ValidationError(validators.CONTROL_CHARACTERS_MESSAGE)
+    if name and validators.looks_blank(name):
+        raise forms.ValidationError(validators.BLANK_NAME_MESSAGE)
+    if validators.has_stacked_marks(name):
+        raise forms.ValidationError(validators.STACKED_MARKS_MESSAGE)
     return name
 
 

@@ -30,3 +30,28 @@ def without_control_characters(text: str) -> str:
     """``text`` without the characters of REFUSED_CATEGORIES: for names given
     elsewhere (a Calendly invitee's), which are kept, not refused."""
     return "".join(c for c in text if unicodedata.category(c) not in REFUSED_CATEGORIES)
+
+
+# Letters that draw nothing (Hangul fillers) and the blank braille pattern: a name made
+# of them looks empty. Combining marks stack: more than a few on one letter garble the
+# lines above and below it.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+MAX_COMBINING_MARKS = 4
+
+BLANK_NAME_MESSAGE = "A name needs at least one visible letter or digit."
+STACKED_MARKS_MESSAGE = f"A letter may carry at most {MAX_COMBINING_MARKS} accents."
+
+
+def looks_blank(text: str) -> bool:
+    """Whether ``text`` has no letter or digit that shows."""
+    return not any(unicodedata.category(c)[0] in "LN" and c not in BLANK_LETTERS for c in text)
+
+
+def has_stacked_marks(text: str) -> bool:
+    """Whether some character in ``text`` carries more than MAX_COMBINING_MARKS marks."""
+    run = 0
+    for c in text:
+        run = run + 1 if unicodedata.category(c) in ("Mn", "Me") else 0
+        if run > MAX_COMBINING_MARKS:
+            return True
+    return False

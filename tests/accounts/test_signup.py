@@ -190,6 +190,31 @@ def test_a_name_with_control_or_format_characters_is_refused(
     assert not User.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "told"),
+    [
+        ("\u3164", "at least one visible letter"),  # a Hangul filler: draws nothing
+        ("\u2800\u2800", "at least one visible letter"),  # blank braille
+        ("\uffa0 \u3164", "at least one visible letter"),
+        ("N" + "\u0301" * 150, "at most 4 accents"),  # marks stacked on one letter
+    ],
+)
+def test_a_name_that_looks_blank_or_garbles_the_line_is_refused(
+    client, django_capture_on_commit_callbacks, name, told
+) -> None:
+    answer = sign_up(client, django_capture_on_commit_callbacks, name=name)
+    assert answer.status_code == 400
+    assert told in answer.content.decode()
+    assert not User.objects.exists()
+
+
+def test_a_name_with_a_few_accents_on_a_letter_is_kept(
+    client, django_capture_on_commit_callbacks
+) -> None:
+    sign_up(client, django_capture_on_commit_callbacks, name="Nguyễn Thị Ánh")
+    assert User.objects.get().name == "Nguyễn Thị Ánh"
+
+
 def test_a_name_is_kept_without_surrounding_spaces(
     client, django_capture_on_commit_callbacks
 ) -> None:
