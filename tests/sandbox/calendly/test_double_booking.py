@@ -1,6 +1,7 @@
 """A slot is booked once: it disappears, a second booking is refused, even concurrently."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -51,7 +52,8 @@ def test_the_database_refuses_two_active_events_in_one_slot(event_type):
         "host": event_type.host,
         "name": "x",
         "start_time": start,
-        "end_time": start.replace(minute=30),
+        # Not start.replace(minute=30): a slot may itself start at half past.
+        "end_time": start + timedelta(minutes=30),
     }
     ScheduledEvent.objects.create(**values)
 
