@@ -18,7 +18,6 @@ from bookings.models import Booking
 from payments.models import Refund, RefundApproval
 from sandbox.calendly_sandbox.models import Invitee
 from tests.bookings.test_cancel_attribution import proxy
-from tests.bookings.test_concurrent_cancels import _together
 from tests.bookings.world import PRICE, World, world
 from tests.payments.test_approvals import decide
 from tests.payments.test_backoffice_refunds import (
@@ -28,6 +27,7 @@ from tests.payments.test_backoffice_refunds import (
     signed_in,
     submit,
 )
+from tests.support.concurrency import together
 
 __all__ = ["proxy", "world"]
 
@@ -228,7 +228,7 @@ def test_ten_cancels_at_once_cancel_and_audit_once(world: World) -> None:
     slot = _paid(world, hours_ahead=24 * 10)
     browsers = [signed_in(member(f"fin{i}@slotpay.example", *CANCELER)) for i in range(10)]
 
-    answers = _together(
+    answers = together(
         10, lambda i: browsers[i].post(cancel_page(slot.booking), {"reason": f"Reason {i}"})
     )
 

@@ -18,7 +18,6 @@ from audit.models import AuditEntry
 from bookings.models import Booking
 from payments.models import Payment, Refund, RefundApproval
 from payments.thresholds import Threshold, ThresholdError
-from tests.bookings.test_concurrent_cancels import _together
 from tests.conftest import step_up
 from tests.payments.test_backoffice_refunds import (
     FINANCE,
@@ -29,6 +28,7 @@ from tests.payments.test_backoffice_refunds import (
     signed_in,
     submit,
 )
+from tests.support.concurrency import together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -211,7 +211,7 @@ def test_two_approvers_at_once_refund_once(stripe_sandbox, requester, approver) 
     third = member("fin-three@slotpay.example", *FINANCE)
     browsers = [signed_in(approver), signed_in(third)]
 
-    answers = _together(2, lambda i: decide(browsers[i], "approve_selected", approval))
+    answers = together(2, lambda i: decide(browsers[i], "approve_selected", approval))
 
     assert [a for a in answers if isinstance(a, Exception)] == []
     said = sorted(shown_messages(a)[0] for a in answers)

@@ -21,9 +21,9 @@ from bookings.models import Booking
 from payments import stripe_gateway
 from payments.models import Payment, Refund, RefundApproval
 from tests.bookings.factories import make_booking, make_event_type
-from tests.bookings.test_concurrent_cancels import _together
 from tests.conftest import PASSWORD, step_up
 from tests.sandbox.stripe.helpers import paid_session
+from tests.support.concurrency import together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -289,7 +289,7 @@ def test_the_same_form_submitted_twice_at_once_refunds_once(
         "nonce": nonce_of(browsers[0].get(refund_page(booking))),
     }
 
-    answers = _together(2, lambda i: browsers[i].post(refund_page(booking), form))
+    answers = together(2, lambda i: browsers[i].post(refund_page(booking), form))
 
     assert [a.status_code for a in answers] == [302, 302]
     made = list(Refund.objects.values_list("amount", "status"))
@@ -321,7 +321,7 @@ def test_ten_refunds_of_one_payment_at_once_queue_without_deadlocks(
         for i, b in enumerate(browsers)
     ]
 
-    answers = _together(10, lambda i: browsers[i].post(refund_page(booking), forms[i]))
+    answers = together(10, lambda i: browsers[i].post(refund_page(booking), forms[i]))
 
     assert not [a for a in answers if isinstance(a, Exception)], answers
     codes = sorted(a.status_code for a in answers)
