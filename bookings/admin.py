@@ -153,6 +153,11 @@ class CancelForClientForm(forms.Form):
 @admin.register(Booking)
 class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
     list_display = ("reference", "builder", "event_type", "start_at", "status", "needs_review")
+    # An event type names its builder (EventType.__str__).
+    list_select_related = ("builder", "event_type__builder")
+    # Without it Django counts the whole table on every page, beside the page's own
+    # count, for the "(N total)" shown next to a filter's result: a second scan.
+    show_full_result_count = False
     list_filter = ("status", "needs_review", "builder")
     search_fields = ("=reference", "=calendly_invitee_uuid")
     date_hierarchy = "start_at"

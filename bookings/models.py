@@ -224,6 +224,8 @@ class Booking(models.Model):
             models.Index(fields=["client", "-start_at"], name="bookings_client_idx"),
             models.Index(fields=["builder", "-start_at"], name="bookings_builder_idx"),
             models.Index(fields=["status", "created_at"], name="bookings_status_idx"),
+            # The back-office list's order (its default, then the pk for a total order).
+            models.Index(fields=["-start_at", "-id"], name="bookings_start_idx"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -155,6 +155,9 @@ class PaymentAdmin(HttpsUrlFields, ReadOnlyAdmin):
         "card_last4",
     )
     list_filter = ("status", "needs_review", "risk_level", "currency")
+    list_select_related = ("booking",)
+    # No second count of the whole table on every page (BookingAdmin says why).
+    show_full_result_count = False
     search_fields = ("=checkout_session_id", "=payment_intent_id", "=charge_id")
     # Amounts as people read them, never in minor units; no Checkout URL (a link to pay).
     fields = (
@@ -247,6 +250,10 @@ class RefundAdmin(ReadOnlyAdmin):
         "requested_by_name",
     )
     list_filter = ("status", "external")
+    # requested_by is nullable: the admin joins only non-null foreign keys by itself,
+    # and the list shows who asked on every row.
+    list_select_related = ("payment", "requested_by")
+    show_full_result_count = False
     search_fields = ("=reference", "=stripe_refund_id")
     fields = (
         "payment",

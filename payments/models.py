@@ -72,6 +72,8 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The back-office list's order (its default, then the pk for a total order).
+        indexes = [models.Index(fields=["-created_at", "-id"], name="payments_created_idx")]
 
     def __str__(self) -> str:
         shown = format_money(self.amount, self.currency) if self.currency else self.amount
@@ -204,6 +206,7 @@ class Refund(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="refunds_created_idx")]
 
     def __str__(self) -> str:
         shown = format_money(self.amount, self.payment.currency)
