@@ -527,8 +527,10 @@ RATE_LIMIT_CACHE = "default"
 RATE_LIMITS_ENABLED = not TESTING
 
 
-def _rate(name: str, value: str) -> str:
-    """A rate such as 10/minute, 5/hour or 3/15min; a malformed one stops start-up."""
+def _rate(name: str, default: str) -> str:
+    """The rate in environment variable ``name`` (else ``default``), such as 10/minute,
+    5/hour or 3/15min; a malformed one stops start-up."""
+    value = env.str(name, default=default)
     try:
         parse_rate(value)
     except ValueError as exc:
@@ -537,55 +539,21 @@ def _rate(name: str, value: str) -> str:
 
 
 # Each rate is "<count>/<period>": at most that many requests in any such period.
-RATE_LIMIT_SIGN_IN_PER_ADDRESS = _rate(
-    "RATE_LIMIT_SIGN_IN_PER_ADDRESS", env.str("RATE_LIMIT_SIGN_IN_PER_ADDRESS", default="10/minute")
-)
-RATE_LIMIT_SIGN_IN_PER_EMAIL = _rate(
-    "RATE_LIMIT_SIGN_IN_PER_EMAIL", env.str("RATE_LIMIT_SIGN_IN_PER_EMAIL", default="20/hour")
-)
-RATE_LIMIT_SIGN_UP_PER_ADDRESS = _rate(
-    "RATE_LIMIT_SIGN_UP_PER_ADDRESS", env.str("RATE_LIMIT_SIGN_UP_PER_ADDRESS", default="5/hour")
-)
-RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS = _rate(
-    "RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS",
-    env.str("RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS", default="5/hour"),
-)
-RATE_LIMIT_PASSWORD_RESET_PER_EMAIL = _rate(
-    "RATE_LIMIT_PASSWORD_RESET_PER_EMAIL",
-    env.str("RATE_LIMIT_PASSWORD_RESET_PER_EMAIL", default="3/hour"),
-)
-RATE_LIMIT_VERIFY_RESEND_PER_USER = _rate(
-    "RATE_LIMIT_VERIFY_RESEND_PER_USER",
-    env.str("RATE_LIMIT_VERIFY_RESEND_PER_USER", default="5/hour"),
-)
-RATE_LIMIT_PASSWORD_CHECK_PER_USER = _rate(
-    "RATE_LIMIT_PASSWORD_CHECK_PER_USER",
-    env.str("RATE_LIMIT_PASSWORD_CHECK_PER_USER", default="10/hour"),
-)
-RATE_LIMIT_INVITE_PER_USER = _rate(
-    "RATE_LIMIT_INVITE_PER_USER", env.str("RATE_LIMIT_INVITE_PER_USER", default="20/hour")
-)
-RATE_LIMIT_RECOVER_PER_ADDRESS = _rate(
-    "RATE_LIMIT_RECOVER_PER_ADDRESS", env.str("RATE_LIMIT_RECOVER_PER_ADDRESS", default="5/hour")
-)
-RATE_LIMIT_RECOVER_PER_ACCOUNT = _rate(
-    "RATE_LIMIT_RECOVER_PER_ACCOUNT", env.str("RATE_LIMIT_RECOVER_PER_ACCOUNT", default="3/hour")
-)
-RATE_LIMIT_BOOKING_PER_USER = _rate(
-    "RATE_LIMIT_BOOKING_PER_USER", env.str("RATE_LIMIT_BOOKING_PER_USER", default="20/hour")
-)
-RATE_LIMIT_CHECKOUT_PER_USER = _rate(
-    "RATE_LIMIT_CHECKOUT_PER_USER", env.str("RATE_LIMIT_CHECKOUT_PER_USER", default="60/hour")
-)
-RATE_LIMIT_API_PER_USER = _rate(
-    "RATE_LIMIT_API_PER_USER", env.str("RATE_LIMIT_API_PER_USER", default="120/minute")
-)
-RATE_LIMIT_API_PER_TOKEN = _rate(
-    "RATE_LIMIT_API_PER_TOKEN", env.str("RATE_LIMIT_API_PER_TOKEN", default="60/minute")
-)
-RATE_LIMIT_API_PER_ADDRESS = _rate(
-    "RATE_LIMIT_API_PER_ADDRESS", env.str("RATE_LIMIT_API_PER_ADDRESS", default="30/minute")
-)
+RATE_LIMIT_SIGN_IN_PER_ADDRESS = _rate("RATE_LIMIT_SIGN_IN_PER_ADDRESS", "10/minute")
+RATE_LIMIT_SIGN_IN_PER_EMAIL = _rate("RATE_LIMIT_SIGN_IN_PER_EMAIL", "20/hour")
+RATE_LIMIT_SIGN_UP_PER_ADDRESS = _rate("RATE_LIMIT_SIGN_UP_PER_ADDRESS", "5/hour")
+RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS = _rate("RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS", "5/hour")
+RATE_LIMIT_PASSWORD_RESET_PER_EMAIL = _rate("RATE_LIMIT_PASSWORD_RESET_PER_EMAIL", "3/hour")
+RATE_LIMIT_VERIFY_RESEND_PER_USER = _rate("RATE_LIMIT_VERIFY_RESEND_PER_USER", "5/hour")
+RATE_LIMIT_PASSWORD_CHECK_PER_USER = _rate("RATE_LIMIT_PASSWORD_CHECK_PER_USER", "10/hour")
+RATE_LIMIT_INVITE_PER_USER = _rate("RATE_LIMIT_INVITE_PER_USER", "20/hour")
+RATE_LIMIT_RECOVER_PER_ADDRESS = _rate("RATE_LIMIT_RECOVER_PER_ADDRESS", "5/hour")
+RATE_LIMIT_RECOVER_PER_ACCOUNT = _rate("RATE_LIMIT_RECOVER_PER_ACCOUNT", "3/hour")
+RATE_LIMIT_BOOKING_PER_USER = _rate("RATE_LIMIT_BOOKING_PER_USER", "20/hour")
+RATE_LIMIT_CHECKOUT_PER_USER = _rate("RATE_LIMIT_CHECKOUT_PER_USER", "60/hour")
+RATE_LIMIT_API_PER_USER = _rate("RATE_LIMIT_API_PER_USER", "120/minute")
+RATE_LIMIT_API_PER_TOKEN = _rate("RATE_LIMIT_API_PER_TOKEN", "60/minute")
+RATE_LIMIT_API_PER_ADDRESS = _rate("RATE_LIMIT_API_PER_ADDRESS", "30/minute")
 # The pages' limits (core.ratelimit.RateLimitMiddleware), by URL name and method (POST
 # unless a row lists "methods"), each counted per "address" (IPv6 by /64), "user" (signed
 # out: by address), "email:<form field>" (the typed email's blind index),
