@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -20,6 +21,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})(?:@|%40)([\w-]+(?:\.[\w-]+)+)"
 # UnionPay); millisecond timestamps (13 digits, "17...") would otherwise pass the Luhn
 # check one time in ten.
 _CARD = re.compile(r"(?<!\d)[2-6](?:[ -]?\d){12,18}(?!\d)")
+# A UUID's digit groups ("...-a585-4986-8295-59ed...") can pass for a card number one
+# time in ten; booking references and provider ids are UUIDs, so they are left whole.
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _SECRETS = [
     re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"),
     re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}"),
@@ -98,7 +102,19 @@ def _scrub_plain(text: str) -> str:
         text = pattern.sub(MASK, text)
     text = _ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     text = _EMAIL.sub(lambda m: mask_email(f"{m.group(1)}@{m.group(2)}"), text)
-    return _CARD.sub(_mask_card, text)
+    return _outside_uuids(text, lambda part: _CARD.sub(_mask_card, part))
+
+
+def _outside_uuids(text: str, mask: Callable[[str], str]) -> str:
+    """``mask`` applied to the text between UUIDs, the UUIDs kept as they are."""
+    if "-" not in text:
+        return mask(text)
+    parts, end = [], 0
+    for found in _UUID.finditer(text):
+        parts += [mask(text[end : found.start()]), found.group(0)]
+        end = found.end()
+    parts.append(mask(text[end:]))
+    return "".join(parts)
 
 
 # A path or URL and its query string: "/bookings/scheduled/?invitee_full_name=...". The
