@@ -12,6 +12,7 @@ The invitee's name, email and answers are masked (``accounts.reveal``).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -150,6 +151,46 @@ class CancelForClientForm(forms.Form):
     )
 
 
+class StartsFilter(admin.SimpleListFilter):
+    """When the appointment starts, in the viewer's time zone (the back-office's active
+    one). Each choice is a range the ``start_at`` index answers: Django's
+    ``date_hierarchy`` scanned the whole table for its distinct months on every view of
+    the list (58 ms of its 229 ms at 100,000 bookings, bench/pages.py)."""
+
+    title = "starts"
+    parameter_name = "starts"
+    CHOICES = (
+        ("today", "Today"),
+        ("next_7_days", "Next 7 days"),
+        ("upcoming", "Upcoming"),
+        ("past_7_days", "Past 7 days"),
+        ("past", "Past"),
+    )
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return self.CHOICES
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        now = timezone.now()
+        midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+        week = timedelta(days=7)
+        ranges = {
+            "today": (midnight, midnight + timedelta(days=1)),
+            "next_7_days": (now, now + week),
+            "upcoming": (now, None),
+            "past_7_days": (now - week, now),
+            "past": (None, now),
+        }
+        if self.value() not in ranges:
+            return queryset
+        start, end = ranges[str(self.value())]
+        if start is not None:
+            queryset = queryset.filter(start_at__gte=start)
+        if end is not None:
+            queryset = queryset.filter(start_at__lt=end)
+        return queryset
+
+
 @admin.register(Booking)
 class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
     list_display = ("reference", "builder", "event_type", "start_at", "status", "needs_review")
@@ -158,9 +199,8 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
     # Without it Django counts the whole table on every page, beside the page's own
     # count, for the "(N total)" shown next to a filter's result: a second scan.
     show_full_result_count = False
-    list_filter = ("status", "needs_review", "builder")
+    list_filter = (StartsFilter, "status", "needs_review", "builder")
     search_fields = ("=reference", "=calendly_invitee_uuid")
-    date_hierarchy = "start_at"
     # Masked, in clear only for those allowed (audited), revealed with a reason.
     personal_fields = {"invitee_name": "name", "invitee_email": "email", "answers": "text"}
     # Money as people read it; the client and staff without links to pages (accounts)

@@ -63,3 +63,52 @@ def test_staff_see_the_radar_risk_of_a_payment(admin_client, owner):
     assert page.status_code == 200
     assert b"elevated" in page.content
     assert b"\xe2\x82\xac80.00" in page.content
+
+
+def test_the_bookings_list_filters_by_when_they_start_in_the_viewers_zone(
+    admin_client, staff, owner
+):
+    """Ranges on ``start_at`` (indexed) instead of a month scan of the whole table;
+    "Today" is the viewer's day."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    event_type = make_event_type(owner.builders.get())
+    now = timezone.now()
+    tokyo_midnight = timezone.localtime(now, ZoneInfo("Asia/Tokyo")).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    starts = {
+        "last week": now - timedelta(days=6),
+        "last month": now - timedelta(days=30),
+        "in three days": now + timedelta(days=3),
+        "in ten days": now + timedelta(days=10),
+        "Tokyo's yesterday": tokyo_midnight - timedelta(minutes=30),
+        "Tokyo's today": tokyo_midnight + timedelta(minutes=30),
+        "Tokyo's tomorrow": tokyo_midnight + timedelta(days=1, minutes=30),
+    }
+    references = {
+        str(make_booking(event_type, None, number, start_at=start).reference): label
+        for number, (label, start) in enumerate(starts.items())
+    }
+
+    def listed(choice: str) -> set[str]:
+        response = admin_client.get(f"/admin/bookings/booking/?starts={choice}")
+        assert response.status_code == 200
+        shown = [str(booking.reference) for booking in response.context["cl"].result_list]
+        return {references[reference] for reference in shown}
+
+    upcoming = {label for label, start in starts.items() if start >= now}
+    assert listed("upcoming") == upcoming
+    assert listed("past") == set(starts) - upcoming
+    assert listed("next_7_days") == upcoming - {"in ten days"}
+    assert listed("past_7_days") == {
+        label for label, start in starts.items() if now - timedelta(days=7) <= start < now
+    }
+    assert listed("no such choice") == set(starts)
+
+    staff.time_zone = "Asia/Tokyo"
+    staff.save(update_fields=["time_zone"])
+    assert listed("today") == {"Tokyo's today"}
