@@ -10,10 +10,11 @@ drains, as in production), all through :mod:`bench.stack`. Then, in one run:
 
 1. closed loop, ``--connections`` keep-alive connections for ``--seconds`` (or
    ``--count`` requests): (a) signed Stripe ``checkout.session.completed`` deliveries
-   to the webhook endpoint, 10 % of them re-deliveries of an event already sent, and
-   (b) the same bodies to ``bench/trivial/``, a view that only reads the body, through
-   the same gunicorn and middleware: throughput, p50/p95/p99 latency, errors, and the
-   ratio ingest/trivial;
+   to the webhook endpoint, 10 % of them re-deliveries of an event already sent,
+   (b) the same bodies to ``bench/insert/``, a view that writes the body as one row,
+   committed (the durable-write limit), and (c) to ``bench/trivial/``, a view that only
+   reads the body, all through the same gunicorn and middleware: throughput,
+   p50/p95/p99 latency, errors, and the ratios ingest/trivial and ingest/insert;
 2. open loop at ``--rate`` deliveries/second for ``--rate-seconds``: latency measured
    from each delivery's scheduled time (a late start counts), p99 and errors;
 3. once the queue has drained: every stored event processed exactly once;
@@ -21,6 +22,12 @@ drains, as in production), all through :mod:`bench.stack`. Then, in one run:
    the endpoint's steps timed in-process, one delivery at a time.
 
 Targets: ingest throughput >= half the trivial view's; p99 < 50 ms at 200/s; no errors.
+
+The endpoint never publishes to the broker: the worker's relay does (webhooks/relay.py).
+``--synchronous-commit off`` (or ``--commit-delay`` microseconds, PostgreSQL's group
+commit) runs the servers' connections with that setting, to measure what the WAL
+flush costs; neither is how the product runs: a delivery answered "stored" must
+survive a crash.
 
 The load generator shares the machine (2 cores here) with everything it measures, so
 it is kept light: threads on ``http.client`` connections, bodies built by string
@@ -49,6 +56,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: bench/ is sys.path[0], not the repository
@@ -534,6 +542,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the worker's processing competing for the same CPUs); it then drains the queue",
     )
     parser.add_argument("--profile-count", type=int, default=300, help="0 skips the profile")
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=("on", "off"),
+        default="on",
+        help="the servers' synchronous_commit (default on; off only to measure the flush)",
+    )
+    parser.add_argument(
+        "--commit-delay",
+        type=int,
+        default=0,
+        help="the servers' commit_delay in microseconds (group commit; default 0)",
+    )
     args = parser.parse_args(argv)
     if args.seconds is None and args.count is None:
         args.seconds = 10.0
@@ -551,7 +571,7 @@ def bench_services(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str
         redis_server = stack.RedisServer(workdir)
         redis_url = redis_server.url(0)
     env = stack.service_env(
-        database_url=args.database_url,
+        database_url=_with_commit_options(args),
         redis_url=redis_url,
         secrets=secrets,
         LOG_LEVEL=args.log_level,
@@ -562,6 +582,7 @@ def bench_services(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str
         if redis_server is not None:
             redis_server.start().wait_ready()
         stack.migrate(env)
+        _create_durable_write_table(args.database_url)
         web = stack.Gunicorn(
             workdir,
             stack.tagged(env, "bench-web"),
@@ -592,6 +613,31 @@ def bench_services(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str
             stack.drop_database(args.database_url)
 
 
+def _with_commit_options(args: argparse.Namespace) -> str:
+    """The database URL the servers use, with the commit settings to measure."""
+    if args.synchronous_commit == "on" and not args.commit_delay:
+        return args.database_url
+    options = f"-c synchronous_commit={args.synchronous_commit}"
+    if args.commit_delay:
+        # commit_delay takes effect only with commit_siblings other transactions open.
+        options += f" -c commit_delay={args.commit_delay} -c commit_siblings=1"
+    separator = "&" if "?" in args.database_url else "?"
+    return f"{args.database_url}{separator}options={quote(options)}"
+
+
+def _create_durable_write_table(database_url: str) -> None:
+    """The insert view's table: a key, a time and the body, as plain as a row gets."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_durable_write ("
+            " id bigserial PRIMARY KEY,"
+            " received_at timestamptz NOT NULL DEFAULT now(),"
+            " body text NOT NULL)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 (one script, read top down)
     args = parse_args(argv)
     say("Webhook ingest benchmark")
@@ -616,10 +662,12 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 (one script, r
         port = web.port
         ingest_path = f"/webhooks/stripe/{secrets.stripe_path_token}/"
         trivial_path = "/bench/trivial/"
+        insert_path = "/bench/insert/"
         secret = secrets.stripe_webhook_secret
 
-        # Warm up both paths (imports, database connections, the producer pool).
-        for path, label in ((ingest_path, "warm"), (trivial_path, "warm-trivial")):
+        # Warm up every path (imports, database connections).
+        warm = ((ingest_path, "warm"), (trivial_path, "warm-trivial"), (insert_path, "warm-insert"))
+        for path, label in warm:
             closed_loop(
                 label,
                 port,
@@ -630,41 +678,46 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 (one script, r
                 count=200,
             )
 
-        trivial = closed_loop(
-            "trivial",
-            port,
-            trivial_path,
-            Deliveries(secret, duplicates=args.duplicates, label="t"),
-            connections=args.connections,
-            seconds=args.seconds,
-            count=args.count,
-        )
-        ingest_deliveries = Deliveries(secret, duplicates=args.duplicates, label="c")
-        with WaitSampler(args.database_url) as sampler:
-            ingest = closed_loop(
-                "ingest",
+        def measure(name: str, path: str, label: str) -> tuple[Result, Deliveries]:
+            deliveries = Deliveries(secret, duplicates=args.duplicates, label=label)
+            return closed_loop(
+                name,
                 port,
-                ingest_path,
-                ingest_deliveries,
+                path,
+                deliveries,
                 connections=args.connections,
                 seconds=args.seconds,
                 count=args.count,
-            )
+            ), deliveries
+
+        trivial, _ = measure("trivial", trivial_path, "t")
+        insert, _ = measure("insert", insert_path, "i")
+        with WaitSampler(args.database_url) as sampler:
+            ingest, ingest_deliveries = measure("ingest", ingest_path, "c")
         stored_so_far = 200 + ingest_deliveries.new
         if args.defer_worker:
             counts, drained_in = {"not processed yet (worker deferred)": stored_so_far}, 0.0
         else:
             counts, drained_in = wait_drained(args.database_url, stored_so_far, timeout=300)
 
-        say("1. Closed loop: acknowledgement, webhook endpoint vs trivial view")
-        say(_row("", "ingest (webhook)", "trivial view"))
-        ingest_figures, trivial_figures = _figures(ingest), _figures(trivial)
-        for label in ingest_figures:
-            say(_row(label, ingest_figures[label], trivial_figures[label]))
+        say("1. Closed loop: acknowledgement, webhook endpoint vs one insert vs trivial view")
+        say(
+            f"   (synchronous_commit={args.synchronous_commit}, "
+            f"commit_delay={args.commit_delay} us)"
+        )
+        say(_row("", "ingest (webhook)", "insert one row", "trivial view"))
+        figures = [_figures(ingest), _figures(insert), _figures(trivial)]
+        for label in figures[0]:
+            say(_row(label, *(column[label] for column in figures)))
         ratio = ingest.throughput / trivial.throughput if trivial.throughput else 0.0
-        say(f"  ratio ingest/trivial throughput: {ratio:.2f}")
+        to_insert = ingest.throughput / insert.throughput if insert.throughput else 0.0
+        insert_ratio = insert.throughput / trivial.throughput if trivial.throughput else 0.0
+        say(
+            f"  ratio ingest/trivial throughput: {ratio:.2f}; ingest/insert: {to_insert:.2f}; "
+            f"insert/trivial: {insert_ratio:.2f}"
+        )
         say(f"  ingest answers: {dict(ingest.outcomes)}; errors: {_errors(ingest)}")
-        say(f"  trivial errors: {_errors(trivial)}")
+        say(f"  insert errors: {_errors(insert)}; trivial errors: {_errors(trivial)}")
         say(
             f"  queue drained {drained_in:.1f} s after the ingest run "
             f"(worker concurrency {args.celery_concurrency}): {counts}"
@@ -708,7 +761,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 (one script, r
             say(f"  {label:<40} {value}")
         say()
 
-        errors = ingest.error_count + trivial.error_count + fixed.error_count
+        errors = ingest.error_count + insert.error_count + trivial.error_count + fixed.error_count
         say("Targets")
         verdicts = [
             (f"ingest throughput >= 1/2 trivial ({ratio:.2f})", ratio >= 0.5),

@@ -98,6 +98,15 @@ CALENDLY_WEBHOOK_SIGNING_KEYS = config_env.split_list(
 
 # --- Webhooks (webhooks/) --------------------------------------------------------------
 
+# A call to Stripe or Calendly made with a database transaction open: "raise" refuses it
+# (the test profile, so that any such path fails the suite), "warn" logs it
+# (provider.call_in_transaction, with the stack). config/outgoing.py says why.
+PROVIDER_CALLS_IN_TRANSACTION = env.str(
+    "PROVIDER_CALLS_IN_TRANSACTION", default="raise" if TESTING else "warn"
+)
+if PROVIDER_CALLS_IN_TRANSACTION not in ("raise", "warn"):
+    raise config_env.ConfigurationError("PROVIDER_CALLS_IN_TRANSACTION must be raise or warn.")
+
 # The secret last segment of each endpoint's URL: /webhooks/stripe/<token>/. A wrong
 # token is an ordinary 404; register the full URL with the provider.
 STRIPE_WEBHOOK_PATH_TOKEN = _secret(
@@ -127,6 +136,10 @@ WEBHOOK_RETRY_CAP_SECONDS = env.int("WEBHOOK_RETRY_CAP_SECONDS", default=3600)
 WEBHOOK_REQUEUE_AFTER_SECONDS = env.int("WEBHOOK_REQUEUE_AFTER_SECONDS", default=60)
 WEBHOOK_PROCESSING_TIMEOUT_SECONDS = env.int("WEBHOOK_PROCESSING_TIMEOUT_SECONDS", default=360)
 WEBHOOK_SWEEP_INTERVAL_SECONDS = env.int("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60)
+# Each Celery worker's relay publishes what the endpoint stored (webhooks/relay.py):
+# it looks this often when idle; WEBHOOK_RELAY_ENABLED=false leaves it to the sweeper.
+WEBHOOK_RELAY_INTERVAL_SECONDS = env.float("WEBHOOK_RELAY_INTERVAL_SECONDS", default=0.1)
+WEBHOOK_RELAY_ENABLED = env.bool("WEBHOOK_RELAY_ENABLED", default=True)
 # Retention: processed payloads go after 24 h; dedup keys outlive Stripe's 3-day retries.
 WEBHOOK_PAYLOAD_RETENTION_HOURS = env.int("WEBHOOK_PAYLOAD_RETENTION_HOURS", default=24)
 WEBHOOK_DEDUP_RETENTION_DAYS = env.int("WEBHOOK_DEDUP_RETENTION_DAYS", default=7)

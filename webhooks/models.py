@@ -71,6 +71,12 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="webhooks_due_idx"),
             models.Index(fields=["received_at"], name="webhooks_received_idx"),
+            # The relay's question, answered from a few rows (webhooks/relay.py).
+            models.Index(
+                fields=["id"],
+                condition=models.Q(status="received", enqueued_at__isnull=True),
+                name="webhooks_unrelayed_idx",
+            ),
         ]
         ordering = ["-received_at"]
         permissions = [("replay_webhookevent", "Can replay webhook events")]

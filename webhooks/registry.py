@@ -14,14 +14,18 @@ A domain app declares its handlers in its own ``webhook_handlers.py``::
 
 The contract:
 
-- A handler runs inside a transaction that also marks the event processed, so its
-  database writes and the event's status commit together or not at all.
-- It must be idempotent: a task can run twice (Redis redelivers a task whose
-  worker died), and a replay runs it again on purpose.
+- A handler runs with no transaction open (autocommit). It asks the provider first
+  and then writes, each consistent step in a short ``transaction.atomic()`` of its
+  own: a provider call inside a transaction holds a connection and row locks for as
+  long as the provider takes (config/outgoing.py refuses it in the test profile).
+  The event is marked processed after the handler returns.
+- It must be idempotent: a worker that dies after some of its steps committed leaves
+  the event to be handled again (the sweeper), a task can run twice (Redis redelivers
+  a task whose worker died), and a replay runs it again on purpose. Each step checks
+  what is done already (forward-only transitions, get-or-create, a row lock).
 - Money and slot changes re-read the provider (the Stripe object, the Calendly
   invitee) before acting: the payload says what happened, the provider says what is
-  true now. Call the provider first, then write (the audit chain's lock is held from
-  the first audit entry to the commit).
+  true now.
 - An event that came before its prerequisite raises :class:`RetryLater`. A
   ``core.providers.ProviderError`` marked ``permanent`` (the provider does not know
   the object, or calls the request invalid) ends the event ``ignored``, with the

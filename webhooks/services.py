@@ -1,21 +1,29 @@
 """The inbox's life cycle: accept, process (once), retry, sweep, replay.
 
-``event_accept`` runs in the endpoint: it stores the verified delivery and enqueues its
-processing after the commit, so the 200 means "stored". ``event_process`` runs in a
-Celery task and applies the event through the handler registry in two steps:
+``event_accept`` runs in the endpoint: it stores the verified delivery, so the 200
+means "stored"; the worker's relay publishes its processing (webhooks/relay.py).
+``event_process`` runs in a Celery task and applies the event through the handler
+registry in three steps:
 
 1. claim: lock the row (``skip_locked``: another worker holding it means it is
    being handled), mark it ``processing`` and count the attempt; commit. A claim
    that would start an attempt beyond WEBHOOK_MAX_ATTEMPTS dead-letters the row
    instead: the limit is enforced here, not only after a handler returns, because a
    handler that kills its worker never returns.
-2. handle: lock it again, run the handler in a savepoint and record the outcome,
-   in one transaction: the handler's writes and ``processed`` commit together.
+2. handle, with no transaction open: the handler asks the provider what is true now
+   (Stripe's answers can take tens of seconds) and then writes, each step in a short
+   transaction of its own. No connection waits "idle in transaction" on a provider,
+   and no row lock (the inbox row's, a booking's) is held across a provider call
+   (config/outgoing.py refuses such a call in the test profile).
+3. finish: lock the row again, check that the claim is still ours, record the
+   outcome; one short transaction.
 
-A worker that dies in step 2 rolls its writes back and leaves the row
-``processing``; the sweeper re-enqueues it after WEBHOOK_PROCESSING_TIMEOUT_SECONDS.
-A row stored while Redis was down stays ``received`` until the sweeper enqueues it.
-``enqueued_at`` tells the sweeper which rows already have a task on its way.
+A worker that dies in step 2 leaves the row ``processing``, with whatever steps its
+handler committed; the sweeper re-enqueues it after WEBHOOK_PROCESSING_TIMEOUT_SECONDS
+and the handler runs again, finishing what is left: handlers are idempotent (the
+registry's contract). A row stored while Redis was down stays ``received`` until the
+relay (or, without one, the sweeper) publishes it. ``enqueued_at`` tells both which
+rows already have a task on its way.
 
 ``event_feed`` is the other way in: reconciliation stores an event that the provider
 reports but no delivery brought, under the delivery's own dedup key, for the same
@@ -167,14 +175,16 @@ def event_accept(
         logger.info("webhooks.unsubscribed", extra={"provider": provider, "event_type": event_type})
         return "ignored"
     now = timezone.now()
+    # With a worker, its relay publishes the task (webhooks/relay.py): the endpoint
+    # never waits on the broker. In-process tasks run after the commit, from here.
+    in_process = _eager()
     fields = {
         "provider": provider,
         "event_id": delivery.event_id,
         "event_type": event_type,
         "received_at": now,
         "next_attempt_at": now,
-        # Noted in the INSERT (one round trip); event_enqueue clears it if the publish fails.
-        "enqueued_at": now,
+        "enqueued_at": now if in_process else None,
         "payload": delivery.body,
         "headers": redacted_headers(provider, headers),
         "request_id": request_id[:64],
@@ -198,8 +208,9 @@ def event_accept(
         created = False
     else:
         created = True
-        pk = event.pk
-        transaction.on_commit(lambda: event_enqueue(pk=pk, noted=True))
+        if in_process:
+            pk = event.pk
+            transaction.on_commit(lambda: event_enqueue(pk=pk, noted=True))
     logger.info(
         "webhooks.accepted",
         extra={
@@ -377,15 +388,21 @@ def event_process(*, pk: int, force: bool = False) -> str | None:
     claimed_at = _claim(pk, force=force)
     if not isinstance(claimed_at, datetime):
         return claimed_at
+    claimed = WebhookEvent.objects.filter(pk=pk).first()
+    if claimed is None:  # deleted meanwhile (a purge of a dead letter)
+        return None
+    result = _handle(claimed)  # no transaction open: see the module's doc
     with transaction.atomic():
         row = (
             WebhookEvent.objects.select_for_update(skip_locked=True)
             .filter(pk=pk, status=Status.PROCESSING, claimed_at=claimed_at)
             .first()
         )
-        if row is None:  # taken over meanwhile (we were slower than the timeout)
+        if row is None:
+            # Taken over meanwhile (we were slower than the timeout): the other
+            # worker's attempt records the outcome; the handler ran idempotently.
+            logger.warning("webhooks.claim_lost", extra={"webhook_event": pk})
             return None
-        result = _handle(row)
         if result.retry_in is not None and row.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
             result = _Outcome(Status.DEAD, error=result.error)
         _finish(row, result.status, result.error, result.retry_in, reason=result.reason)
@@ -404,15 +421,14 @@ class _Outcome:
 
 
 def _handle(row: WebhookEvent) -> _Outcome:
-    """Run the event's handler in a savepoint (its writes roll back if it raises)."""
+    """Run the event's handler, in autocommit: its steps commit as it makes them."""
     handler = registry.handler(row.provider, row.event_type)
     if handler is None:
         return _Outcome(Status.IGNORED, reason="no handler for this event type")
     if row.payload is None:
         return _Outcome(Status.DEAD, error="the payload was purged; nothing left to process")
     try:
-        with transaction.atomic():
-            result = handler(_event(row))
+        result = handler(_event(row))
     except RetryLater as exc:
         waiting = scrub_text(f"waiting: {exc}")[:1000]
         return _Outcome(Status.WAITING, error=waiting, retry_in=exc.delay or backoff(row.attempts))

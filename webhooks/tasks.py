@@ -1,10 +1,15 @@
-"""Celery tasks of the webhook pipeline: processing, the sweeper, retention."""
+"""Celery tasks of the webhook pipeline: processing, the sweeper, retention; and the
+relay thread each worker runs (webhooks/relay.py)."""
 
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutting_down
 
-from webhooks import retention, services
+from webhooks import relay, retention, services
+
+worker_ready.connect(relay.start, weak=False)
+worker_shutting_down.connect(relay.stop, weak=False)
 
 
 @shared_task(name="webhooks.tasks.process_event", ignore_result=True)

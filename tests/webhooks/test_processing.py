@@ -13,6 +13,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from audit.models import AuditEntry
+from config.outgoing import open_transactions
 from tests.webhooks.conftest import Sender, calendly_event, stripe_event
 from webhooks import retention, services
 from webhooks.models import WebhookEvent
@@ -111,17 +112,47 @@ def test_a_failing_handler_is_retried_then_dead_lettered(stripe_sender: Sender, 
     assert services.event_process(pk=event.pk) is None  # a dead letter waits for a replay
 
 
-def test_handler_writes_roll_back_when_it_fails(stripe_sender: Sender, handlers) -> None:
+def test_a_handler_runs_with_no_transaction_open_and_keeps_the_steps_it_committed(
+    stripe_sender: Sender, handlers
+) -> None:
+    """The handler asks the provider with no transaction open (config.outgoing refuses
+    a call inside one); each step it commits stays when a later one fails, and the
+    retry runs it again (handlers are idempotent)."""
     import audit
 
-    def write_then_fail(event):
-        audit.record("test.half_done", category="transaction", actor="test")
-        raise RuntimeError("after writing")
+    seen: list[list[str]] = []
 
-    handlers.behaviour = [write_then_fail]
+    def step_then_fail(event):
+        seen.append(open_transactions())
+        with transaction.atomic():
+            audit.record("test.step_done", category="transaction", actor="test")
+        raise RuntimeError("after the first step")
+
+    handlers.behaviour = [step_then_fail]
     stripe_sender.post()
-    assert WebhookEvent.objects.get().status == Status.FAILED
-    assert not AuditEntry.objects.filter(action="test.half_done").exists()
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.attempts) == (Status.FAILED, 1)
+    assert seen == [[]]
+    assert AuditEntry.objects.filter(action="test.step_done").count() == 1
+    WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    assert services.event_process(pk=event.pk) == Status.PROCESSED
+
+
+def test_a_claim_taken_over_while_the_handler_ran_records_nothing(handlers) -> None:
+    """A handler slower than the processing timeout: another worker claimed the event
+    meanwhile, so the first one's outcome is not recorded over the second's."""
+    event = stored()
+
+    def taken_over(event_):
+        WebhookEvent.objects.filter(pk=event_.pk).update(
+            claimed_at=timezone.now() + timedelta(seconds=1)
+        )
+
+    handlers.behaviour = [taken_over]
+    assert services.event_process(pk=event.pk) is None
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == (Status.PROCESSING, 1)
+    assert actions() == ["webhooks.event.accepted"]
 
 
 def test_an_early_event_waits_for_its_prerequisite(calendly_sender: Sender, handlers) -> None:

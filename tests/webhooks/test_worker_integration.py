@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection
 
 from audit.models import AuditEntry
 from audit.services import verify_chain
@@ -132,15 +132,18 @@ def _counts(action: str, event_ids: list[str]) -> Counter[str]:
     return Counter(entries.values_list("data__event_id", flat=True))
 
 
-def _audit_chain_locked() -> bool:
-    """Whether some transaction holds the audit chain's head row (the handler does,
-    from its audit entry until it commits)."""
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM audit_auditchainhead WHERE id = 1 FOR UPDATE NOWAIT")
-    except OperationalError:
-        return True
-    return False
+def _held_idle_in_transaction(longer_than: float) -> list[str]:
+    """What the test database's connections hold open in a transaction while doing
+    nothing, for longer than ``longer_than`` seconds (a moment between two statements
+    of one transaction is normal; waiting on a provider there is not)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT left(query, 80) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
+            " AND now() - state_change > make_interval(secs => %s)",
+            [longer_than],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _wait(check: Any, timeout: float, pipeline: Pipeline, what: str) -> None:
@@ -153,7 +156,7 @@ def _wait(check: Any, timeout: float, pipeline: Pipeline, what: str) -> None:
 def test_worker_killed_mid_task_applies_the_event_exactly_once(pipeline: Pipeline) -> None:
     event_id = _event_id("kill")
     event = stripe_event(event_id=event_id)
-    # The first attempt writes its effect, then sleeps inside its transaction.
+    # The first attempt waits 60 s before writing, as on a slow provider.
     event["data"]["object"]["metadata"] = {"bench_sleep": "60"}
 
     response, _ = pipeline.deliver(event)
@@ -161,18 +164,19 @@ def test_worker_killed_mid_task_applies_the_event_exactly_once(pipeline: Pipelin
     assert response.json() == {"status": "stored"}
 
     _wait(
-        lambda: _row(event_id).status == Status.PROCESSING and _audit_chain_locked(),
+        lambda: _row(event_id).status == Status.PROCESSING,
         20,
         pipeline,
         "the handler did not start",
     )
+    time.sleep(1)  # inside the handler's wait
     pipeline.worker.kill()  # the whole worker, main process and pool, with SIGKILL
     assert not pipeline.worker.alive()
 
     row = _row(event_id)
     assert row.status == Status.PROCESSING
     assert row.attempts == 1
-    # The dead attempt's effect was never committed.
+    # The dead attempt died before its effect.
     assert _counts(HANDLED, [event_id]) == Counter()
 
     # Whether or not Redis redelivers the unacknowledged task, the sweeper re-enqueues
@@ -192,6 +196,36 @@ def test_worker_killed_mid_task_applies_the_event_exactly_once(pipeline: Pipelin
     attempts = AuditEntry.objects.filter(action=HANDLED, data__event_id=event_id)
     assert list(attempts.values_list("data__attempt", flat=True)) == [row.attempts]
     assert verify_chain().ok
+
+
+def test_a_slow_provider_holds_no_transaction_and_other_events_flow(pipeline: Pipeline) -> None:
+    """One handler waits 10 s on its provider (the bench handler's stand-in for a slow
+    Stripe): meanwhile the worker's other process applies the other events, and no
+    connection sits idle in a transaction (it waits with none open)."""
+    slow_id = _event_id("slow")
+    slow = stripe_event(event_id=slow_id)
+    slow["data"]["object"]["metadata"] = {"bench_sleep": "10"}
+    assert pipeline.deliver(slow)[0].status_code == 200
+    _wait(lambda: _row(slow_id).status == Status.PROCESSING, 20, pipeline, "no slow start")
+
+    started = time.monotonic()
+    others = [_event_id("other") for _ in range(20)]
+    for event_id in others:
+        assert pipeline.deliver(stripe_event(event_id=event_id))[0].status_code == 200
+    held: list[str] = []
+    while time.monotonic() - started < 6:
+        held += _held_idle_in_transaction(longer_than=1.0)
+        if _counts(HANDLED, others) == Counter(dict.fromkeys(others, 1)):
+            break
+        time.sleep(0.1)
+    flowed = time.monotonic() - started
+    assert _counts(HANDLED, others) == Counter(dict.fromkeys(others, 1)), (
+        f"the other events did not flow while one handler waited\n{pipeline.logs()}"
+    )
+    assert _row(slow_id).status == Status.PROCESSING, f"the slow one ended first ({flowed:.1f} s)"
+    assert held == []
+    _wait(lambda: _row(slow_id).status == Status.PROCESSED, 30, pipeline, "the slow one")
+    assert _counts(HANDLED, [slow_id]) == Counter({slow_id: 1})
 
 
 def test_deliveries_while_redis_is_down_are_acknowledged_and_processed_once(
