@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -112,6 +113,9 @@ def endpoint(resource: str, methods: dict[str, str]) -> Callable:
                         f"Unrecognized request URL ({request.method}: {request.path}).",
                     )
                 authenticate(request, resource, access)
+                late = services.slowdown_take()
+                if late:
+                    time.sleep(late)  # a slow Stripe (services.slowdown_arm)
                 params = _params(request)
                 ctx = RequestContext(
                     request_id=request_id,

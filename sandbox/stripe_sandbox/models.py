@@ -79,3 +79,18 @@ class RestrictedKey(models.Model):
         if access == self.Access.READ:
             return granted in (self.Access.READ, self.Access.WRITE)
         return granted == self.Access.WRITE
+
+
+class Slowdown(models.Model):
+    """A knob: the next ``remaining`` API requests wait ``seconds`` before they are
+    answered, as a slow Stripe would make them (its own timeouts run to 80 s)."""
+
+    seconds = models.FloatField(default=10)
+    remaining = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.remaining} answers {self.seconds:g} s late"

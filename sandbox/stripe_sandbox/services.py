@@ -21,7 +21,7 @@ from django.utils import timezone
 from sandbox import db, delivery, scrub
 from sandbox.models import Delivery
 from sandbox.stripe_sandbox import shapes
-from sandbox.stripe_sandbox.models import IdempotencyRecord, StripeObject
+from sandbox.stripe_sandbox.models import IdempotencyRecord, Slowdown, StripeObject
 
 # The version the sandbox answers when a request names none (stripe-python pins one).
 DEFAULT_API_VERSION = "2026-10-28.endive"
@@ -1159,3 +1159,21 @@ def events_list(params: dict[str, Any]) -> dict[str, Any]:
         "has_more": has_more,
         "url": "/v1/events",
     }
+
+
+def slowdown_arm(*, seconds: float, count: int = 1) -> Slowdown:
+    """Answer the next ``count`` API requests ``seconds`` late (a slow provider)."""
+    Slowdown.objects.filter(remaining__gt=0).update(remaining=0)
+    return Slowdown.objects.create(seconds=seconds, remaining=count)
+
+
+def slowdown_take() -> float:
+    """Use up one armed slowdown, if any (safe under concurrency): its seconds, or 0."""
+    while True:
+        armed = Slowdown.objects.filter(remaining__gt=0).order_by("id").first()
+        if armed is None:
+            return 0.0
+        if Slowdown.objects.filter(pk=armed.pk, remaining=armed.remaining).update(
+            remaining=armed.remaining - 1
+        ):
+            return armed.seconds
