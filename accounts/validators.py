@@ -21,15 +21,33 @@ CONTROL_CHARACTERS_MESSAGE = (
 )
 
 
+# The zero-width non-joiner and joiner (Cf) are part of how some scripts spell a name:
+# Persian writes "mi-khaham" with a non-joiner between two letters. Between two letters
+# (or a letter's marks) they are kept; anywhere else they hide nothing but themselves
+# and are refused like the rest.
+JOINERS = frozenset("\u200c\u200d")
+
+
+def _refused_at(text: str, index: int) -> bool:
+    character = text[index]
+    if character in JOINERS and 0 < index < len(text) - 1:
+        before, after = unicodedata.category(text[index - 1]), unicodedata.category(text[index + 1])
+        if before[0] in "LM" and after[0] == "L":
+            return False
+    return unicodedata.category(character) in REFUSED_CATEGORIES
+
+
 def has_control_characters(text: str) -> bool:
-    """Whether ``text`` holds a character of REFUSED_CATEGORIES."""
-    return any(unicodedata.category(character) in REFUSED_CATEGORIES for character in text)
+    """Whether ``text`` holds a character of REFUSED_CATEGORIES (a joiner between two
+    letters excepted)."""
+    return any(_refused_at(text, index) for index in range(len(text)))
 
 
 def without_control_characters(text: str) -> str:
-    """``text`` without the characters of REFUSED_CATEGORIES: for names given
-    elsewhere (a Calendly invitee's), which are kept, not refused."""
-    return "".join(c for c in text if unicodedata.category(c) not in REFUSED_CATEGORIES)
+    """``text`` without the characters of REFUSED_CATEGORIES (a joiner between two
+    letters excepted): for names given elsewhere (a Calendly invitee's), which are
+    kept, not refused."""
+    return "".join(c for index, c in enumerate(text) if not _refused_at(text, index))
 
 
 # Letters that draw nothing (Hangul fillers) and the blank braille pattern: a name made

@@ -170,12 +170,23 @@ def test_a_name_in_any_script_is_kept(client, django_capture_on_commit_callbacks
     assert User.objects.get().name == "Zoë 山田 Ōtsuka"
 
 
+def test_a_persian_name_with_a_zero_width_non_joiner_between_letters_is_kept(
+    client, django_capture_on_commit_callbacks
+) -> None:
+    name = "\u0645\u06cc\u200c\u0646\u0627 \u0631\u0636\u0627\u06cc\u06cc"  # Mina Rezayi
+    sign_up(client, django_capture_on_commit_callbacks, name=name)
+    assert User.objects.get().name == name
+
+
 @pytest.mark.parametrize(
     "name",
     [
         "Nora \u202eremmocweN",  # right-to-left override: spoofs "Booked by ..."
         "\u2067Nora\u2069",  # isolates
         "Nora\u200b",  # zero-width space
+        "Nora\u200c",  # a non-joiner after the last letter joins nothing
+        "\u200dNora",  # nor a joiner before the first
+        "No\u200c ra",  # nor one before a space
         "Nora\u00adN",  # soft hyphen (Cf)
         "Nora\x07",  # bell (Cc)
         "Nora\x85N",  # next line (Cc)
