@@ -3,8 +3,13 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from core.operations import AddIndexConcurrently
+
 
 class Migration(migrations.Migration):
+    # The index is built without blocking writes (core.operations).
+    atomic = False
+
     dependencies = [
         ("accounts", "0012_support_sends_claims_and_invites_members"),
         ("bookings", "0008_booking_builder_cancel_and_calendly_links"),
@@ -12,7 +17,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="booking",
             index=models.Index(fields=["-start_at", "-id"], name="bookings_start_idx"),
         ),

@@ -3,8 +3,13 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from core.operations import AddIndexConcurrently
+
 
 class Migration(migrations.Migration):
+    # The index is built without blocking writes (core.operations).
+    atomic = False
+
     dependencies = [
         ("bookings", "0009_booking_bookings_start_idx"),
         ("payments", "0006_dispute"),
@@ -12,11 +17,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="payment",
             index=models.Index(fields=["-created_at", "-id"], name="payments_created_idx"),
         ),
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="refund",
             index=models.Index(fields=["-created_at", "-id"], name="refunds_created_idx"),
         ),

@@ -2,14 +2,19 @@
 
 from django.db import migrations, models
 
+from core.operations import AddIndexConcurrently
+
 
 class Migration(migrations.Migration):
+    # The index is built without blocking writes (core.operations).
+    atomic = False
+
     dependencies = [
         ("webhooks", "0003_webhookevent_source"),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="webhookevent",
             index=models.Index(
                 condition=models.Q(("enqueued_at__isnull", True), ("status", "received")),
