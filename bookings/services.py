@@ -431,11 +431,15 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
     elif booking.status == Booking.Status.CONFIRMED:
         requester = booking.cancel_requested_by
         if _staff_asked_in_full(booking) and requester is not None:
-            # Staff cancelled for the client: the same four-eyes decision as theirs.
-            changed = booking.cancel(actor=requester, reason=where)
-            outcome = _refund_in_full(booking, actor=requester, note="Calendly reported it first")
-            if changed:
-                _notify_canceled(booking, outcome)
+            # Staff cancelled for the client: the same four-eyes decision as theirs;
+            # cancellation, refund and email in one transaction (as below).
+            with transaction.atomic():
+                changed = booking.cancel(actor=requester, reason=where)
+                outcome = _refund_in_full(
+                    booking, actor=requester, note="Calendly reported it first"
+                )
+                if changed:
+                    _notify_canceled(booking, outcome)
             return
         booking_refund_cancellation(
             booking=booking,
@@ -515,27 +519,33 @@ def booking_refund_cancellation(
     as for the first."""
     reference = reference_for(f"cancel:{booking.reference}")
     amount, payment = policy_refund(booking, at, full=full)
-    changed = booking.cancel(actor=actor, reason=reason)
-    if amount > 0 and payment is not None:
-        try:
-            refund = refund_request(
-                booking_id=booking.pk,
-                amount=amount,
-                reason=f"Cancellation: {reason}",
-                actor=actor,
-                payment=payment,
-                reference=reference,
-            )
-        except RefundRefused:
-            logger.warning("bookings.cancel.refund_refused", extra={"booking": booking.pk})
+    # One transaction: the cancellation, its refund and the client's email commit
+    # together or not at all. Cancelled in a commit of its own, a failure before the
+    # refund (a worker killed, a lock timeout) left a cancelled booking whose handler,
+    # run again, found nothing left to do: no refund, no email. Stripe is called after
+    # the commit (refund_request).
+    with transaction.atomic():
+        changed = booking.cancel(actor=actor, reason=reason)
+        if amount > 0 and payment is not None:
+            try:
+                refund = refund_request(
+                    booking_id=booking.pk,
+                    amount=amount,
+                    reason=f"Cancellation: {reason}",
+                    actor=actor,
+                    payment=payment,
+                    reference=reference,
+                )
+            except RefundRefused:
+                logger.warning("bookings.cancel.refund_refused", extra={"booking": booking.pk})
+            else:
+                amount = refund.amount
         else:
-            amount = refund.amount
-    else:
-        # Refunded already by a cancel that went first: its amount is the answer.
-        earlier = Refund.objects.filter(reference=reference).first()
-        amount = earlier.amount if earlier is not None else amount
-    if changed:
-        notify.canceled(booking, amount, payment.currency if payment else booking.currency)
+            # Refunded already by a cancel that went first: its amount is the answer.
+            earlier = Refund.objects.filter(reference=reference).first()
+            amount = earlier.amount if earlier is not None else amount
+        if changed:
+            notify.canceled(booking, amount, payment.currency if payment else booking.currency)
     return amount
 
 
