@@ -112,11 +112,18 @@ class Relay(threading.Thread):
             if isinstance(exc, DatabaseError) and not connection.in_atomic_block:
                 # The connection may be broken (PostgreSQL restarted): a new one next time.
                 connection.close()
-            return float(min(PAUSE_CAP_SECONDS, PAUSE_SECONDS * 2.0 ** (self._failures - 1)))
+            return self._pause()
         if self._failures:
+            if not sent:
+                # Nothing to publish (another worker's relay took the rows) says
+                # nothing of the broker: still out, as far as this relay knows.
+                return self._pause()
             logger.info("webhooks.relay_recovered", extra={"failures": self._failures})
             self._failures = 0
         return 0.0 if sent >= BATCH else interval
+
+    def _pause(self) -> float:
+        return float(min(PAUSE_CAP_SECONDS, PAUSE_SECONDS * 2.0 ** (self._failures - 1)))
 
 
 _running: list[Relay] = []  # this process's relay, once started

@@ -70,6 +70,12 @@ def test_the_relay_loop_logs_an_outage_once_and_its_end(
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("webhooks.relay_failed") == 1
 
+    # Another worker's relay took the row: finding nothing to publish is no recovery.
+    taken = WebhookEvent.objects.update(enqueued_at=timezone.now())
+    assert (taken, loop.step(0.1)) == (1, 5.0)
+    assert "webhooks.relay_recovered" not in [r.getMessage() for r in caplog.records]
+
+    WebhookEvent.objects.update(enqueued_at=None)  # handed back
     celery_app.conf.task_always_eager = True  # the broker is back
     assert loop.step(0.1) == 0.1
     messages = [r.getMessage() for r in caplog.records]
