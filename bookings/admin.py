@@ -18,6 +18,7 @@ from uuid import uuid4
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import OperationalError
 from django.db.models import Count, QuerySet
@@ -160,12 +161,14 @@ class StartsFilter(admin.SimpleListFilter):
     title = "starts"
     parameter_name = "starts"
     CHOICES = (
-        ("today", "Today"),
-        ("next_7_days", "Next 7 days"),
-        ("upcoming", "Upcoming"),
-        ("past_7_days", "Past 7 days"),
-        ("past", "Past"),
+        ("today", "Starts today"),
+        ("next_7_days", "Starts in the next 7 days"),
+        ("upcoming", "Not started yet"),
+        ("past_7_days", "Started in the past 7 days"),
+        ("past", "Started before now"),
     )
+    # Listed soonest first: the next appointment is what one looks for in these.
+    AHEAD = frozenset({"today", "next_7_days", "upcoming"})
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
         return self.CHOICES
@@ -181,8 +184,11 @@ class StartsFilter(admin.SimpleListFilter):
             "past_7_days": (now - week, now),
             "past": (None, now),
         }
-        if self.value() not in ranges:
+        if self.value() is None:
             return queryset
+        if self.value() not in ranges:
+            # The admin answers an unknown filter value as it does its own: "?e=1".
+            raise IncorrectLookupParameters(f"unknown {self.parameter_name} value")
         start, end = ranges[str(self.value())]
         if start is not None:
             queryset = queryset.filter(start_at__gte=start)
@@ -201,6 +207,12 @@ class BookingAdmin(PersonalDataAdminMixin, ReadOnlyAdmin):
     show_full_result_count = False
     list_filter = (StartsFilter, "status", "needs_review", "builder")
     search_fields = ("=reference", "=calendly_invitee_uuid")
+
+    def get_ordering(self, request: HttpRequest) -> Any:
+        if request.GET.get(StartsFilter.parameter_name) in StartsFilter.AHEAD:
+            return ("start_at", "id")
+        return super().get_ordering(request)
+
     # Masked, in clear only for those allowed (audited), revealed with a reason.
     personal_fields = {"invitee_name": "name", "invitee_email": "email", "answers": "text"}
     # Money as people read it; the client and staff without links to pages (accounts)
