@@ -97,6 +97,12 @@ class InvalidRequest(CalendlyError):  # noqa: N818 (the names the issue specifie
     permanent = True
 
 
+class InvalidUriError(InvalidRequest, ValueError):
+    """A value that is not the Calendly URI (or id) it should be: a signed event whose
+    invitee link is garbage is refused the same way every time (``permanent``), so the
+    event ends ignored instead of retried; still a ValueError for parsing code."""
+
+
 class Conflict(InvalidRequest):
     """409: the resource already exists (e.g. a webhook subscription for this URL)."""
 
@@ -265,7 +271,7 @@ def uuid_from_uri(uri_or_uuid: str, kind: str | None = None) -> str:
         if (segment == kind if kind else segment in COLLECTIONS) and _ID_RE.match(segments[i + 1])
     ]
     if not found:
-        raise ValueError(f"not a Calendly {kind or 'resource'} URI")
+        raise InvalidUriError(f"not a Calendly {kind or 'resource'} URI", title="Bad URI")
     return found[-1]
 
 
