@@ -399,11 +399,10 @@ def profile_endpoint(env: dict[str, str], secret: str, path: str, *, count: int)
     timers.wrap(verification, "verify", "verify (all checks)")
     timers.wrap(stripe_gateway, "verify_webhook_signature", "  stripe signature (verify_header)")
     timers.wrap(verification, "check_envelope", "  schema")
-    timers.wrap(services, "event_accept", "accept (store + commit + enqueue)")
+    timers.wrap(services, "event_accept", "accept (store + commit; the relay publishes)")
     timers.wrap(WebhookEvent.objects, "create", "  INSERT")
     timers.wrap(encrypted_fields, "encrypt_str", "    payload encryption (Fernet)")
     timers.wrap(connections["default"], "commit", "  COMMIT (in a transaction only)")
-    timers.wrap(services, "event_enqueue", "    enqueue (Celery publish to Redis)")
     whole: list[float] = []
     trivial: list[float] = []
     try:
