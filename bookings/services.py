@@ -425,10 +425,16 @@ def _apply_cancellation(booking: Booking, invitee: calendly.Invitee) -> None:
     if by_host:
         where = "canceled by the builder on Calendly (full refund)"
     if booking.status == Booking.Status.PENDING_PAYMENT:
-        booking_release_unpaid(
+        released = booking_release_unpaid(
             booking=booking, reason=f"{where} before payment", cancel_event=False, actor=actor
         )
-    elif booking.status == Booking.Status.CONFIRMED:
+        if released:
+            return
+        # Paid at Stripe after all, its webhook not here yet: the release settled the
+        # payment and confirmed the booking, and the cancellation, made on Calendly, now
+        # applies to a paid booking (its policy's refund), not to nothing.
+        booking.refresh_from_db()
+    if booking.status == Booking.Status.CONFIRMED:
         requester = booking.cancel_requested_by
         if _staff_asked_in_full(booking) and requester is not None:
             # Staff cancelled for the client: the same four-eyes decision as theirs;

@@ -286,6 +286,28 @@ def test_a_cancellation_on_calendly_refunds_what_the_policy_gives(world, tiers, 
     ]
 
 
+def test_a_cancellation_on_calendly_before_the_payments_webhook_still_refunds(
+    world: World,
+) -> None:
+    """Paid at Stripe, then cancelled on Calendly, and Calendly's event comes first: the
+    handler finds the session paid (the booking is confirmed by it) and applies the
+    cancellation to the paid booking. It used to stop there: confirmed, no refund, while
+    the slot was gone at Calendly."""
+    slot = left_after_booking(world)
+    assert world.pay(slot).status_code == 303
+    calendly_sandbox.invitee_cancel(invitee=slot.invitee, reason="Ill", urls=world.site.urls)
+
+    world.deliver(CANCELED)
+    world.deliver()
+    finish(world)
+
+    assert world.state(slot) == {
+        "booking": "canceled",
+        "payments": ["refunded"],
+        "refunds": [(PRICE, "succeeded", False)],
+    }
+
+
 def test_a_cancellation_before_payment_expires_the_checkout(world: World) -> None:
     slot = left_after_booking(world)
     calendly_sandbox.invitee_cancel(
