@@ -124,6 +124,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self) -> None:
         # AbstractBaseUser.clean would normalise the USERNAME_FIELD (our index): skip.
         self.email = self.__class__.objects.normalize_email(self.email.strip())
+        if (self.is_staff or self.is_superuser) and self.pk and self.memberships.exists():
+            # The form says so; save() refuses it anyway (accounts.rights).
+            raise ValidationError(
+                {"is_staff": "This account is a builder's member: end its memberships first."}
+            )
 
     def get_full_name(self) -> str:
         return self.name

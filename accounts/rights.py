@@ -161,6 +161,11 @@ def check_user_save(user: Any, previous: dict[str, Any] | None) -> dict[str, Any
             extra={"actor": actor.pk, "target": user.pk, "fields": sorted(changed)},
         )
         raise PermissionDenied("Only a superuser may change a user's rights.")
+    if is_staff_account(user) and previous and user.memberships.exists():
+        # A member sees a builder's clients and refunds them, outside staff's controls.
+        raise PermissionDenied(
+            "This account is a builder's member: end its memberships before making it staff."
+        )
     return changed
 
 

@@ -91,6 +91,15 @@ def owner(db: None) -> User:
 
 
 @pytest.fixture
+def clerk(db: None) -> User:
+    """A staff account of no builder, in no group: what signs in to the back-office.
+    A builder's member cannot be made staff (accounts.rights)."""
+    return User.objects.create_user(
+        email="Clerk@Example.com", password=PASSWORD, name="Carla Clerk", is_staff=True
+    )
+
+
+@pytest.fixture
 def stranger(db: None) -> User:
     """Someone with no relation to the owner's builder."""
     return User.objects.create_user(email="stranger@example.net", password=PASSWORD, name="Sam")

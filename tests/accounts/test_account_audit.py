@@ -23,11 +23,9 @@ def test_creating_a_user_is_recorded_with_the_email_sealed(owner):
     assert json.loads(entry.personal_data)["values"] == {"email": "Owner@example.com"}
 
 
-def test_sign_in_sign_out_and_failure_are_recorded(client, owner):
-    owner.is_staff = True
-    owner.save()
-    client.post("/admin/login/", {"username": "owner@example.com", "password": "wrong"})
-    client.post("/admin/login/", {"username": "OWNER@example.com", "password": PASSWORD})
+def test_sign_in_sign_out_and_failure_are_recorded(client, clerk):
+    client.post("/admin/login/", {"username": "clerk@example.com", "password": "wrong"})
+    client.post("/admin/login/", {"username": "CLERK@example.com", "password": PASSWORD})
     client.post("/admin/logout/")
 
     assert _actions()[-3:] == [

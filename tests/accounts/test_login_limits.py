@@ -25,14 +25,6 @@ def page(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def member(owner):
-    """Staff too, so that the admin's sign-in page lets them in."""
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
 def _sign_in(client: Client, page: str, email: str, password: str, address: str):
     return client.post(page, {"username": email, "password": password}, REMOTE_ADDR=address)
 
@@ -49,7 +41,7 @@ def test_the_defaults(db):
     ) == (5, 20, 10)
 
 
-def test_one_address_trying_many_accounts_is_locked_out(client, member, page):
+def test_one_address_trying_many_accounts_is_locked_out(client, clerk, page):
     limit = settings.AXES_ADDRESS_FAILURE_LIMIT
 
     statuses = [
@@ -59,7 +51,7 @@ def test_one_address_trying_many_accounts_is_locked_out(client, member, page):
 
     assert statuses == [200] * (limit - 1) + [429] * (40 - limit + 1)
     # Every account from that address, the right password included, until it cools off.
-    locked = _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE)
+    locked = _sign_in(client, page, "clerk@example.com", PASSWORD, OFFICE)
     assert locked.status_code == 429
     # Our page says how long to wait, and not that an account is locked (it is the
     # address): axes' bare "Account locked" text was wrong here.
@@ -68,40 +60,40 @@ def test_one_address_trying_many_accounts_is_locked_out(client, member, page):
     assert "Account locked" not in locked.content.decode()
     assert not _signed_in(client)
     # Another address is not affected.
-    assert _sign_in(client, page, "owner@example.com", PASSWORD, "192.0.2.1").status_code == 302
+    assert _sign_in(client, page, "clerk@example.com", PASSWORD, "192.0.2.1").status_code == 302
     assert _signed_in(client)
 
 
-def test_one_account_tried_from_many_addresses_is_locked_out(client, member, page):
+def test_one_account_tried_from_many_addresses_is_locked_out(client, clerk, page):
     limit = settings.AXES_ACCOUNT_FAILURE_LIMIT
 
     statuses = [
-        _sign_in(client, page, "owner@example.com", "wrong", f"198.51.100.{n}").status_code
+        _sign_in(client, page, "clerk@example.com", "wrong", f"198.51.100.{n}").status_code
         for n in range(40)
     ]
 
     assert statuses == [200] * (limit - 1) + [429] * (40 - limit + 1)
     # The right password from yet another address is refused too.
-    assert _sign_in(client, page, "owner@example.com", PASSWORD, "192.0.2.1").status_code == 429
+    assert _sign_in(client, page, "clerk@example.com", PASSWORD, "192.0.2.1").status_code == 429
     assert not _signed_in(client)
     # Other accounts are not affected.
     assert _sign_in(client, page, "other@example.net", "wrong", "192.0.2.1").status_code == 200
 
 
-def test_one_account_from_one_address_is_locked_out_first(client, member, page):
+def test_one_account_from_one_address_is_locked_out_first(client, clerk, page):
     limit = settings.AXES_FAILURE_LIMIT
 
     statuses = [
-        _sign_in(client, page, "owner@example.com", "wrong", OFFICE).status_code
+        _sign_in(client, page, "clerk@example.com", "wrong", OFFICE).status_code
         for _ in range(limit)
     ]
 
     assert statuses == [200] * (limit - 1) + [429]
-    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 429
+    assert _sign_in(client, page, "clerk@example.com", PASSWORD, OFFICE).status_code == 429
     assert not _signed_in(client)
 
 
-def test_signing_in_to_ones_own_account_does_not_reset_the_address(client, member, stranger):
+def test_signing_in_to_ones_own_account_does_not_reset_the_address(client, clerk, stranger):
     """A success clears its own pair only: anyone with an account could otherwise reset
     their address's count by signing in to it between guesses."""
     page = "/accounts/login/"
@@ -114,17 +106,17 @@ def test_signing_in_to_ones_own_account_does_not_reset_the_address(client, membe
     assert _sign_in(client, page, "guess-last@example.net", "wrong", OFFICE).status_code == 429
 
 
-def test_a_success_clears_its_own_pair(client, member):
+def test_a_success_clears_its_own_pair(client, clerk):
     page = "/accounts/login/"
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
-        _sign_in(client, page, "owner@example.com", "wrong", OFFICE)
+        _sign_in(client, page, "clerk@example.com", "wrong", OFFICE)
 
-    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 302
+    assert _sign_in(client, page, "clerk@example.com", PASSWORD, OFFICE).status_code == 302
     client.post("/accounts/logout/")
 
     # A fresh allowance for the pair: one typo is not a lockout.
-    assert _sign_in(client, page, "owner@example.com", "wrong", OFFICE).status_code == 200
-    assert _sign_in(client, page, "owner@example.com", PASSWORD, OFFICE).status_code == 302
+    assert _sign_in(client, page, "clerk@example.com", "wrong", OFFICE).status_code == 200
+    assert _sign_in(client, page, "clerk@example.com", PASSWORD, OFFICE).status_code == 302
 
 
 def test_a_failed_sign_in_stores_no_calendly_details_from_next(client, db):

@@ -416,3 +416,19 @@ def test_no_staff_group_changes_a_right_by_a_hand_made_post(group, field, superu
     [refused] = _refusals()
     assert refused.actor_id == str(member.pk)
     assert field in refused.data["fields"]
+
+
+def test_a_superuser_cannot_make_a_builders_member_staff(superuser, owner):
+    """A member sees a builder's clients and refunds them, outside staff's controls: the
+    form says to end the memberships first, and nothing changes."""
+    browser = _browser(superuser)
+    step_up(browser)
+
+    answer = browser.post(
+        f"/admin/accounts/user/{owner.pk}/change/", {**_change_form(owner), "is_staff": "on"}
+    )
+
+    assert answer.status_code == 200
+    assert "a builder&#x27;s member: end its memberships first" in answer.content.decode()
+    owner.refresh_from_db()
+    assert not owner.is_staff

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Group, Permission
 from django.core import mail
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.utils import timezone
 
@@ -357,3 +358,11 @@ def test_a_staff_account_cannot_be_added_as_a_member_by_hand(staff, studio) -> N
     assert answer.status_code == 200  # the form again, with the error
     assert "A staff account cannot join a builder" in answer.content.decode()
     assert not BuilderMembership.objects.filter(user=colleague).exists()
+
+
+def test_a_member_cannot_be_made_staff(owner, studio) -> None:
+    owner.is_staff = True
+    with pytest.raises(PermissionDenied, match="end its memberships"):
+        owner.save()
+    owner.refresh_from_db()
+    assert not owner.is_staff
