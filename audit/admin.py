@@ -2,14 +2,16 @@
 
 Staff can filter the entries, verify the chain (a button on the list: a POST, audited)
 and download the signed checkpoints; nobody can add, change or delete anything, and
-the personal-data part of an entry never reaches a page.
+the personal-data part of an entry never reaches a page. The list and the verify page
+say how far integration lags (entries queued, the oldest one's age): a queued entry
+is listed with no sequence or position until the sequencer places it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
@@ -22,6 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.checkpoints import checkpoint_check, checkpoints_export, latest_checkpoint, note
 from audit.models import AuditCheckpoint, AuditEntry, SecurityEventCount
+from audit.sequencer import IntegrationDelay, integration_delay
 from audit.services import STREAMS, chain_verify
 from core.admin import ReadOnlyAdmin
 
@@ -35,6 +38,10 @@ def _staff_member(request: HttpRequest) -> models.Model:
     if not isinstance(request.user, models.Model):
         raise PermissionDenied
     return request.user
+
+
+def _integration(delay: IntegrationDelay) -> str:
+    return f"Integration: {delay.describe()}."
 
 
 class TextFilter(admin.SimpleListFilter):
@@ -123,6 +130,13 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             return False
         return super().lookup_allowed(lookup, value, request)
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            messages.info(request, _integration(integration_delay()))
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self) -> list[URLPattern]:
         verify = self.admin_site.admin_view(require_http_methods(["GET", "POST"])(self.verify_view))
         return [
@@ -142,11 +156,15 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             "title": "Verify the audit chain",
             "checkpoints": latest,
         }
+        delay = integration_delay()
         if request.method == "POST":
-            context["report"] = chain_verify(actor=_staff_member(request))
+            report = chain_verify(actor=_staff_member(request))
+            context["report"] = report
+            delay = report.delay or delay
             context["checkpoint_results"] = [
                 (checkpoint, checkpoint_check(checkpoint)) for checkpoint in latest
             ]
+        messages.info(request, _integration(delay))
         return TemplateResponse(request, "admin/audit/auditentry/verify.html", context)
 
 

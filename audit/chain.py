@@ -1,4 +1,16 @@
-"""Canonical serialisation and hashing of audit entries."""
+"""Canonical serialisation and hashing of audit entries.
+
+Two formats of ``entry_hash``, told apart by ``leaf_hash``:
+
+- entries written before the sequencer (``leaf_hash`` empty): ``entry_hash`` is the
+  digest of ``HASHED_FIELDS``, the chain fields (``sequence``, ``previous_hash``)
+  among the contents;
+- entries integrated by the sequencer (audit/sequencer.py): the writer stores the
+  ``leaf_hash`` of the contents (``LEAF_FIELDS``, known before the entry has a place),
+  and the sequencer links it: ``entry_hash = linked_hash(leaf, sequence, stream,
+  position, previous_hash)``. Verification recomputes the leaf from the contents, so
+  an edit of either the contents or the stored leaf breaks the entry's hash.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +19,7 @@ import decimal
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 HASHED_FIELDS = (
@@ -24,6 +37,23 @@ HASHED_FIELDS = (
     "personal_data_digest",
     "previous_hash",
 )
+
+# What the writer knows before the sequencer gives the entry its place.
+LEAF_FIELDS = (
+    "stream",
+    "created_at",
+    "actor_type",
+    "actor_id",
+    "action",
+    "category",
+    "target_type",
+    "target_id",
+    "data",
+    "request_id",
+    "ip",
+    "personal_data_digest",
+)
+LINK_PREFIX = b"slotpay-audit-entry/2\n"
 
 
 def jsonable(value: Any) -> Any:
@@ -45,8 +75,12 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"audit data cannot hold {type(value).__name__}")
 
 
+# One encoder for every call: json.dumps builds a new one per call when given options.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def digest(value: Any) -> str:
@@ -55,6 +89,32 @@ def digest(value: Any) -> str:
 
 def entry_hash(fields: dict[str, Any]) -> str:
     payload = {name: fields[name] for name in HASHED_FIELDS}
-    created_at = payload["created_at"]
-    payload["created_at"] = created_at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    payload["created_at"] = _utc_text(payload["created_at"])
     return digest(payload)
+
+
+def _utc_text(created_at: dt.datetime | str) -> str:
+    """The time as hashed; verification may read it already in this form."""
+    if isinstance(created_at, str):
+        return created_at
+    return created_at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def leaf_hash(fields: dict[str, Any]) -> str:
+    """The digest of an entry's contents (``LEAF_FIELDS``), without its place."""
+    return leaf_hash_of_values([fields[name] for name in LEAF_FIELDS])
+
+
+def leaf_hash_of_values(values: Sequence[Any]) -> str:
+    """``leaf_hash`` of the values of ``LEAF_FIELDS``, in that order (what a walk
+    reads, without building a dict per entry twice)."""
+    payload = dict(zip(LEAF_FIELDS, values, strict=True))
+    payload["created_at"] = _utc_text(payload["created_at"])
+    return digest(payload)
+
+
+def linked_hash(leaf: str, sequence: int, stream: str, position: int, previous: str) -> str:
+    """An integrated entry's ``entry_hash``: its leaf at its place, linked to the
+    hash of the entry before it in its stream."""
+    text = f"{sequence}\n{stream}\n{position}\n{previous}\n{leaf}"
+    return hashlib.sha256(LINK_PREFIX + text.encode()).hexdigest()

@@ -50,11 +50,15 @@ from django.utils import timezone
 
 from audit.categories import Category
 from audit.models import AuditCheckpoint, AuditEntry, Stream
+from audit.sequencer import (
+    integrate_after_commit,
+    integrate_batch,
+    locked_head,
+    locked_stream_head,
+)
 from audit.services import (
     STREAMS,
     Actor,
-    locked_head,
-    locked_stream_head,
     purged_through,
     record,
     verify_chain,
@@ -198,7 +202,8 @@ def checkpoint_write(*, actor: Actor, stream: str = Stream.TRANSACTION) -> Audit
 
     Raises ChainBrokenError, signing nothing, when the chain does not verify. The
     (incremental) verification runs before the head is locked (holding it would
-    stall every writer); entries appended meanwhile are covered by the next one.
+    stall integration); entries it did not walk are covered by the next verification,
+    and the checkpoint's hash is checked by every walk that passes it.
     """
     report = verify_chain(full=False)
     if not report.ok:
@@ -206,7 +211,13 @@ def checkpoint_write(*, actor: Actor, stream: str = Stream.TRANSACTION) -> Audit
         raise ChainBrokenError(f"the audit chain is broken at {where}: {report.reason}")
     key = _private_key()
     with transaction.atomic():
-        locked_head()  # no append while the segment is closed
+        # No integration while the segment is closed; what was committed since the
+        # verification is integrated first, so that the checkpoint covers it.
+        head = locked_head()
+        while integrate_batch(head):
+            pass
+        # Writers that found the head locked meanwhile: their entries, once this commits.
+        integrate_after_commit()
         checkpoint = _sign(stream, key)
         if checkpoint is None:
             return None

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from audit.categories import ActorType, Category
 from core.encryption import EncryptedTextField
@@ -25,24 +28,75 @@ STREAM_OF_CATEGORY = {
 }
 
 
+def _in_chain_order(names: Iterable[Any]) -> list[Any]:
+    """``sequence`` as the chain's order: queued entries (no sequence yet) after every
+    integrated one, in the order their rows were written (id); ``-sequence`` the
+    reverse, newest first."""
+    ordering: list[Any] = []
+    for name in names:
+        if name == "sequence":
+            ordering += [F("sequence").asc(nulls_last=True), "id"]
+        elif name == "-sequence":
+            ordering += [F("sequence").desc(nulls_first=True), "-id"]
+        else:
+            ordering.append(name)
+    return ordering
+
+
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    """Ordering by ``sequence`` (``order_by``, ``latest``, ``earliest``, the admin's
+    list) keeps its meaning while entries wait to be integrated: see
+    ``_in_chain_order``. Without this a queued entry, whose sequence is NULL, would
+    sort anywhere among the other queued ones (and first or last by database)."""
+
+    def order_by(self, *field_names: Any) -> AuditEntryQuerySet:
+        return super().order_by(*_in_chain_order(field_names))
+
+    def _first_in(self, ordering: str) -> AuditEntry:
+        found = list(self.order_by(ordering)[:1])
+        if not found:
+            raise self.model.DoesNotExist(
+                f"{self.model._meta.object_name} matching query does not exist."
+            )
+        return found[0]
+
+    def latest(self, *fields: Any) -> AuditEntry:
+        if fields == ("sequence",):
+            return self._first_in("-sequence")
+        return super().latest(*fields)
+
+    def earliest(self, *fields: Any) -> AuditEntry:
+        if fields == ("sequence",):
+            return self._first_in("sequence")
+        return super().earliest(*fields)
+
+
 class AuditEntry(models.Model):
     """One fact in the append-only, SHA-256 chained audit trail.
 
-    ``sequence`` numbers every entry, gap-free across streams (until a purge). Each
-    entry also belongs to one ``stream`` (its category's retention class) at a
-    gap-free ``position``, and ``previous_hash`` is the hash of the entry before it in
-    that stream. ``entry_hash`` covers every column except ``personal_data`` itself
-    (it covers that part's digest instead, so an erasure can redact the personal data
-    and the chain still verifies) and except ``stream`` and ``position``: entries
-    written before streams existed did not hash them, and the links already pin an
-    entry to its place (moved, it breaks the next link of both streams). On
-    PostgreSQL a trigger refuses any UPDATE other than re-encrypting or redacting
+    An entry is written *queued* (``audit.record``, in the caller's transaction): its
+    contents and their ``leaf_hash``, no place yet. The sequencer
+    (``audit.sequencer``) integrates committed queued entries in batches: it gives
+    each its ``sequence`` (gap-free across streams, until a purge), its gap-free
+    ``position`` in its ``stream`` (its category's retention class), the
+    ``previous_hash`` (the hash of the entry before it in that stream) and its
+    ``entry_hash``; ``integrated_at`` says when. Queued entries are rows like any other
+    (admin, exports), with no place and no chain hash.
+
+    ``entry_hash`` covers every column except ``personal_data`` itself (it covers that
+    part's digest instead, so an erasure can redact the personal data and the chain
+    still verifies) and ``integrated_at`` (when, not what). Entries written before the
+    sequencer (``leaf_hash`` empty) did not hash ``stream`` and ``position``: the links
+    pin them to their place (moved, an entry breaks the next link of both streams);
+    ``audit.chain`` has both formats. On PostgreSQL a trigger refuses any UPDATE other
+    than the one integration of a queued entry and re-encrypting or redacting
     ``personal_data``, and any DELETE outside ``audit_purge_segment``.
     """
 
-    sequence = models.PositiveBigIntegerField(unique=True)
+    # The place: None while the entry is queued.
+    sequence = models.PositiveBigIntegerField(unique=True, null=True, blank=True)
     stream = models.CharField(max_length=16, choices=Stream.choices)
-    position = models.PositiveBigIntegerField()
+    position = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_id = models.CharField(max_length=100, blank=True)
@@ -58,11 +112,17 @@ class AuditEntry(models.Model):
     personal_data = EncryptedTextField(null=True, blank=True)
     personal_data_digest = models.CharField(max_length=64, blank=True)
     personal_data_redacted_at = models.DateTimeField(null=True, blank=True)
-    previous_hash = models.CharField(max_length=64)
-    entry_hash = models.CharField(max_length=64, unique=True)
+    # SHA-256 of the contents (chain.LEAF_FIELDS); "" on entries written before the
+    # sequencer.
+    leaf_hash = models.CharField(max_length=64, blank=True)
+    previous_hash = models.CharField(max_length=64, blank=True)
+    entry_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    integrated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
-        ordering = ["sequence"]
+        ordering = [F("sequence").asc(nulls_last=True), "id"]
         verbose_name_plural = "audit entries"
         indexes = [
             models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
@@ -73,6 +133,10 @@ class AuditEntry(models.Model):
                 condition=Q(personal_data__isnull=True) & ~Q(personal_data_digest=""),
                 name="audit_redacted_idx",
             ),
+            # The sequencer's queue: small, since entries leave it when integrated.
+            models.Index(
+                fields=["id"], condition=Q(sequence__isnull=True), name="audit_queued_idx"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -81,12 +145,18 @@ class AuditEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.sequence} {self.action}"
+        place = f"#{self.sequence}" if self.sequence is not None else f"queued {self.pk}"
+        return f"{place} {self.action}"
+
+    @property
+    def integrated(self) -> bool:
+        return self.sequence is not None
 
 
 class AuditChainHead(models.Model):
-    """The single row every writer locks first: the last sequence number (and the
-    hash of the last entry appended, in whichever stream)."""
+    """The single row the sequencer locks for each batch it integrates (and a
+    checkpoint while it signs): the last sequence number given (and the hash of the
+    last entry integrated, in whichever stream). Writers never lock it."""
 
     sequence = models.PositiveBigIntegerField(default=0)
     entry_hash = models.CharField(max_length=64, default=GENESIS_HASH)
@@ -97,7 +167,7 @@ class AuditChainHead(models.Model):
 
 class AuditStreamHead(models.Model):
     """A stream's last position and hash: what its next entry links to. Locked after
-    the global head, always in that order."""
+    the global head, always in that order (by the sequencer and checkpoints)."""
 
     stream = models.CharField(max_length=16, choices=Stream.choices, unique=True)
     position = models.PositiveBigIntegerField(default=0)
@@ -123,8 +193,8 @@ class AuditVerifiedPoint(models.Model):
 class SecurityEventCount(models.Model):
     """How many times a security event happened, per action and hour.
 
-    Failed sign-ins and lockouts come in floods, and each audit entry waits for the
-    chain head's lock: every one is counted here, and only the first
+    Failed sign-ins and lockouts come in floods, and each audit entry is a row to
+    store, integrate and keep for a year: every one is counted here, and only the first
     SECURITY_EVENT_AUDIT_LIMIT of an action each hour become entries
     (``audit.services.record_capped``). A count far above the limit is someone
     guessing passwords; the admin lists them.

@@ -4,10 +4,26 @@ from celery import shared_task
 
 from audit import retention
 from audit.checkpoints import ChainBrokenError, checkpoints_write
+from audit.sequencer import integrate_pending, integration_delay
 from audit.services import verify_chain as verify
 from core import alerts
 
 logger = logging.getLogger(__name__)
+
+
+@shared_task(name="audit.tasks.integrate", ignore_result=True)
+def integrate() -> dict[str, object]:
+    """Periodic (beat, every few seconds): integrate queued audit entries that no
+    writer's after-commit try picked up (a process killed between its commit and its
+    try, a failed try); the delay is then bounded by this task's interval."""
+    integrated = integrate_pending()
+    delay = integration_delay()
+    age = delay.oldest_age
+    return {
+        "integrated": integrated,
+        "queued": delay.queued,
+        "oldest_age_seconds": age.total_seconds() if age else 0.0,
+    }
 
 
 @shared_task(name="audit.tasks.verify_chain")

@@ -479,6 +479,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_DEFAULT_QUEUE = "slotpay"
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": 3600.0},
+    # Queued audit entries no writer's after-commit try picked up (audit/sequencer.py).
+    "audit-integrate": {"task": "audit.tasks.integrate", "schedule": 5.0},
     "webhooks-sweep": {
         "task": "webhooks.tasks.sweep",
         "schedule": float(WEBHOOK_SWEEP_INTERVAL_SECONDS),

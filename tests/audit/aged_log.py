@@ -10,6 +10,7 @@ import time_machine
 from audit import Category, record
 from audit.checkpoints import checkpoints_write
 from audit.models import AuditCheckpoint, AuditEntry
+from audit.sequencer import integrate_pending
 
 # The test's present; the clock stands still here while the test runs.
 # In the past, with a year to spare: a purge never runs ahead of the database clock.
@@ -28,6 +29,9 @@ class AgedLog:
 
     @staticmethod
     def positions(stream: str) -> list[int]:
+        """The stream's positions once what is queued is integrated (the test's
+        transaction never commits: the sequencer's after-commit try never runs)."""
+        integrate_pending(wait=True)
         return list(
             AuditEntry.objects.filter(stream=stream)
             .order_by("position")
@@ -69,4 +73,5 @@ def build(*, held_target: tuple[str, str] | None = None) -> AgedLog:
         _sign_ins(2)
         _payments(1)
         _, recent_security = checkpoints_write(actor="tests")
+        integrate_pending(wait=True)
     return AgedLog(old_security, recent_security, old_transaction)

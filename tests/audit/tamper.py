@@ -37,6 +37,15 @@ def execute(sql: str, params: list[object] | None = None) -> int:
         return cursor.rowcount
 
 
+def rehashed(entry: AuditEntry, fields: dict[str, object], previous: str) -> tuple[str, str]:
+    """The (leaf, entry) hashes ``entry`` would have with these contents and link,
+    in its format (audit.chain)."""
+    if not entry.leaf_hash:
+        return "", chain.entry_hash({**fields, "previous_hash": previous})
+    leaf = chain.leaf_hash(fields)
+    return leaf, chain.linked_hash(leaf, entry.sequence, entry.stream, entry.position, previous)
+
+
 def rewrite_and_rehash(from_sequence: int) -> None:
     """Alter an entry and rehash everything after it in its stream, the heads
     included: the chain then verifies on its own (once the checkpoints are gone too),
@@ -47,14 +56,15 @@ def rewrite_and_rehash(from_sequence: int) -> None:
     with trigger_disabled():
         later = AuditEntry.objects.filter(stream=stream, position__gte=altered.position)
         for entry in later.order_by("position"):
-            fields = {name: getattr(entry, name) for name in chain.HASHED_FIELDS}
+            names = {*chain.HASHED_FIELDS, *chain.LEAF_FIELDS} - {"previous_hash"}
+            fields = {name: getattr(entry, name) for name in names}
             if entry.sequence == from_sequence:
                 fields["data"] = {"amount": 1}
-            fields["previous_hash"] = previous
-            previous = chain.entry_hash(fields)
+            leaf, entry_hash = rehashed(entry, fields, previous)
             AuditEntry.objects.filter(pk=entry.pk).update(
-                data=fields["data"], previous_hash=fields["previous_hash"], entry_hash=previous
+                data=fields["data"], previous_hash=previous, leaf_hash=leaf, entry_hash=entry_hash
             )
+            previous = entry_hash
     AuditStreamHead.objects.filter(stream=stream).update(entry_hash=previous)
-    last = AuditEntry.objects.order_by("-sequence").first()
+    last = AuditEntry.objects.filter(sequence__isnull=False).order_by("-sequence").first()
     AuditChainHead.objects.filter(pk=1).update(entry_hash=last.entry_hash)

@@ -1,6 +1,7 @@
 """Staff can read the audit trail in the admin and change nothing in it."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -43,6 +44,23 @@ def test_superuser_sees_the_changelist(signed_in, entry):
     assert entry in response.context["cl"].result_list
     actions = response.context["cl"].model_admin.get_actions(response.wsgi_request)
     assert "delete_selected" not in actions
+
+
+def test_the_list_shows_queued_entries_and_how_long_they_have_waited(signed_in, entry):
+    # The test's transaction never commits: the entry is still queued, listed all the same.
+    response = signed_in.get(CHANGELIST)
+
+    assert entry in response.context["cl"].result_list
+    assert re.search(
+        rb"Integration: \d+ entries waiting to be integrated, the oldest for \d+\.\d s\.",
+        response.content,
+    )
+
+    verify_chain()  # integrates what is committed first
+    response = signed_in.get(CHANGELIST)
+    assert b"Integration: no entry waiting to be integrated." in response.content
+    response = signed_in.post(f"{CHANGELIST}verify/")
+    assert b"Integration: no entry waiting to be integrated." in response.content
 
 
 def test_the_entry_page_is_read_only_and_hides_personal_data(signed_in, entry):

@@ -16,21 +16,24 @@ from audit.checkpoints import ChainBrokenError, checkpoint_check, checkpoint_wri
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEntry
 from audit.services import verify_chain
 from audit.tasks import write_checkpoint
+from tests.audit.sequenced import integrated
 from tests.audit.tamper import rewrite_and_rehash, trigger_disabled
 
 
 @pytest.fixture
 def entries(db) -> list[AuditEntry]:
-    return [
-        record(
-            "payments.payment.paid",
-            category=Category.TRANSACTION,
-            actor="webhooks.stripe",
-            target=("payments.payment", number),
-            data={"amount": number * 100},
+    return integrated(
+        *(
+            record(
+                "payments.payment.paid",
+                category=Category.TRANSACTION,
+                actor="webhooks.stripe",
+                target=("payments.payment", number),
+                data={"amount": number * 100},
+            )
+            for number in range(1, 6)
         )
-        for number in range(1, 6)
-    ]
+    )
 
 
 def _export(tmp_path: Path) -> Path:

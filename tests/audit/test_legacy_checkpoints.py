@@ -22,6 +22,7 @@ from audit.checkpoints import (
 )
 from audit.models import AuditCheckpoint, AuditEntry
 from audit.services import verify_chain
+from tests.audit.sequenced import integrated
 from tests.audit.tamper import trigger_disabled
 
 
@@ -48,9 +49,12 @@ def _legacy_checkpoint(entry: AuditEntry) -> AuditCheckpoint:
 
 @pytest.fixture
 def legacy(db) -> AuditCheckpoint:
-    entries = [
-        record("payments.payment.paid", category=Category.TRANSACTION, actor=None) for _ in range(3)
-    ]
+    entries = integrated(
+        *(
+            record("payments.payment.paid", category=Category.TRANSACTION, actor=None)
+            for _ in range(3)
+        )
+    )
     return _legacy_checkpoint(entries[-1])
 
 

@@ -1,4 +1,5 @@
-"""audit.record(): chained, scrubbed, sealed entries, in the caller's transaction."""
+"""audit.record(): scrubbed, sealed entries, queued in the caller's transaction and
+chained by the sequencer."""
 
 import datetime as dt
 import json
@@ -11,11 +12,32 @@ from django.db import connection, transaction
 from audit import ActorType, Category, chain, record
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
 from audit.services import verify_chain
+from tests.audit.sequenced import integrated
 from tests.conftest import PASSWORD
 
 
 def _hash_of(entry: AuditEntry) -> str:
-    return chain.entry_hash({name: getattr(entry, name) for name in chain.HASHED_FIELDS})
+    leaf = chain.leaf_hash({name: getattr(entry, name) for name in chain.LEAF_FIELDS})
+    assert leaf == entry.leaf_hash
+    return chain.linked_hash(
+        leaf, entry.sequence, entry.stream, entry.position, entry.previous_hash
+    )
+
+
+def test_an_entry_is_written_queued_with_the_digest_of_its_contents(db):
+    entry = record(
+        "payments.payment.paid",
+        category=Category.TRANSACTION,
+        actor="webhooks.stripe",
+        data={"amount": 100},
+    )
+
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    assert (stored.sequence, stored.position, stored.entry_hash) == (None, None, None)
+    assert stored.integrated_at is None
+    fields = {name: getattr(stored, name) for name in chain.LEAF_FIELDS}
+    assert stored.leaf_hash == chain.leaf_hash(fields)
+    assert not AuditChainHead.objects.exists()  # nothing was locked, nothing moved
 
 
 def test_entries_are_numbered_and_chained(db):
@@ -27,6 +49,7 @@ def test_entries_are_numbered_and_chained(db):
             target=("payments.payment", amount),
             data={"amount": amount},
         )
+    integrated()
 
     entries = list(AuditEntry.objects.order_by("sequence"))
 
@@ -104,13 +127,10 @@ def test_ip_is_truncated(db, given, stored):
     assert verify_chain().ok
 
 
-def test_request_id_and_address_come_from_the_current_request(client, owner):
-    owner.is_staff = True
-    owner.save()
-
+def test_request_id_and_address_come_from_the_current_request(client, staff):
     response = client.post(
         "/admin/login/",
-        {"username": "owner@example.com", "password": PASSWORD},
+        {"username": staff.email, "password": PASSWORD},
         REMOTE_ADDR="198.51.100.23",
     )
 
@@ -118,7 +138,7 @@ def test_request_id_and_address_come_from_the_current_request(client, owner):
     entry = AuditEntry.objects.get(action="accounts.user.login_succeeded")
     assert entry.request_id == response["X-Request-ID"]
     assert entry.ip == "198.51.100.0"
-    assert entry.actor_id == str(owner.pk)
+    assert entry.actor_id == str(staff.pk)
 
 
 def test_outside_a_request_there_is_no_request_id(db):
@@ -135,7 +155,9 @@ def test_an_unknown_category_is_refused(db):
 
 
 def test_a_rolled_back_transaction_leaves_no_entry_and_the_chain_intact(db):
-    first = record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
+    [first] = integrated(
+        record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
+    )
 
     def confirm_then_fail() -> None:
         with transaction.atomic():
@@ -150,7 +172,27 @@ def test_a_rolled_back_transaction_leaves_no_entry_and_the_chain_intact(db):
     assert (head.sequence, head.entry_hash) == (1, first.entry_hash)
     assert verify_chain().ok
 
-    after = record("bookings.booking.cancelled", category=Category.TRANSACTION, actor=None)
+    [after] = integrated(
+        record("bookings.booking.cancelled", category=Category.TRANSACTION, actor=None)
+    )
 
     assert (after.sequence, after.previous_hash) == (2, first.entry_hash)
+    assert verify_chain().ok
+
+
+def test_the_beat_task_integrates_what_no_writer_picked_up(db):
+    from audit.tasks import integrate
+
+    # The test's transaction never commits: no after-commit try ran, as when a writer
+    # is killed between its commit and its try.
+    queued = [
+        record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
+        for _ in range(3)
+    ]
+
+    outcome = integrate.apply().get()
+
+    assert outcome == {"integrated": 3, "queued": 0, "oldest_age_seconds": 0.0}
+    stored = AuditEntry.objects.filter(pk__in=[entry.pk for entry in queued])
+    assert sorted(stored.values_list("sequence", flat=True)) == [1, 2, 3]
     assert verify_chain().ok

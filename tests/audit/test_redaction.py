@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 from audit import Category, record
 from audit.models import AuditEntry
 from audit.services import redact_personal_data, verify_chain
+from tests.audit.sequenced import integrated
 from tests.audit.tamper import execute
 
 RAW_REDACTION = (
@@ -17,16 +18,18 @@ RAW_REDACTION = (
 
 @pytest.fixture
 def entries(db) -> list[AuditEntry]:
-    return [
-        record(
-            "bookings.booking.created",
-            category=Category.TRANSACTION,
-            actor="bookings",
-            target=("bookings.booking", number),
-            personal_data={"email": f"client{number}@example.org"},
+    return integrated(
+        *(
+            record(
+                "bookings.booking.created",
+                category=Category.TRANSACTION,
+                actor="bookings",
+                target=("bookings.booking", number),
+                personal_data={"email": f"client{number}@example.org"},
+            )
+            for number in range(1, 5)
         )
-        for number in range(1, 5)
-    ]
+    )
 
 
 @pytest.mark.postgres
@@ -73,11 +76,13 @@ def test_a_raw_redaction_beside_a_recorded_one_is_still_caught(entries, staff):
 def test_a_redaction_entry_cannot_vouch_for_a_later_one(entries, staff):
     # An entry written before the redaction happened cannot record it: the listed
     # sequence must come before the redaction entry.
-    later = record(
-        "bookings.booking.created",
-        category=Category.TRANSACTION,
-        actor="bookings",
-        personal_data={"email": "late@example.org"},
+    [later] = integrated(
+        record(
+            "bookings.booking.created",
+            category=Category.TRANSACTION,
+            actor="bookings",
+            personal_data={"email": "late@example.org"},
+        )
     )
     record(
         "audit.personal_data.redacted",

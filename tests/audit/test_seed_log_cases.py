@@ -21,6 +21,7 @@ from audit.checkpoints import checkpoints_verify
 from audit.models import AuditEntry
 from audit.services import redact_personal_data, verify_chain
 from audit.tasks import write_checkpoint
+from tests.audit.sequenced import integrated
 from tests.audit.tamper import execute, rewrite_and_rehash, trigger_disabled
 from tests.bookings.world import World, world
 from tests.conftest import PASSWORD, step_up
@@ -154,17 +155,19 @@ def _caught(sequence: int, reason: str) -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_log_integrity(staff: User, tmp_path: Path) -> None:
-    entries = [
-        record(
-            "payments.payment.paid",
-            category=Category.TRANSACTION,
-            actor="payments.checkout",
-            target=("payments.payment", number),
-            data={"amount": 8000},
-            personal_data={"email": f"client{number}@example.org"},
+    entries = integrated(
+        *(
+            record(
+                "payments.payment.paid",
+                category=Category.TRANSACTION,
+                actor="payments.checkout",
+                target=("payments.payment", number),
+                data={"amount": 8000},
+                personal_data={"email": f"client{number}@example.org"},
+            )
+            for number in range(1, 6)
         )
-        for number in range(1, 6)
-    ]
+    )
     middle = entries[2]
     call_command("audit_checkpoint", "write")
     exported = tmp_path / "checkpoints.jsonl"

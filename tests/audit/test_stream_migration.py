@@ -114,6 +114,9 @@ def test_one_chain_becomes_the_transaction_stream_and_still_verifies(one_chain):
     # New entries go to their category's stream; the transaction stream continues.
     security = record("accounts.user.login_succeeded", category=Category.SECURITY, actor=None)
     payment = record("payments.payment.paid", category=Category.TRANSACTION, actor=None)
+    # Each committed (autocommit) and was integrated once it had.
+    security.refresh_from_db()
+    payment.refresh_from_db()
     assert (security.stream, security.position, security.previous_hash) == (
         "security",
         1,

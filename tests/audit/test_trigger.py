@@ -115,3 +115,38 @@ def test_checkpoints_cannot_be_changed_or_deleted(entry):
         _execute("DELETE FROM audit_auditcheckpoint WHERE id = %s", [checkpoint.pk])
 
     assert AuditCheckpoint.objects.get(pk=checkpoint.pk).entry_hash == checkpoint.entry_hash
+
+
+INTEGRATE = (
+    "UPDATE audit_auditentry SET sequence = 99, position = 99, entry_hash = %s, "
+    "integrated_at = now(){also} WHERE id = %s"
+)
+
+
+def test_a_queued_entry_may_be_given_its_place_once_and_nothing_else(db):
+    queued = record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
+
+    with pytest.raises(DatabaseError, match="integration sets an entry's place"):
+        _execute(INTEGRATE.format(also=", action = 'forged'"), ["f" * 64, queued.pk])
+    with pytest.raises(DatabaseError, match="integration sets an entry's place"):
+        _execute(
+            "UPDATE audit_auditentry SET sequence = 99 WHERE id = %s",  # no place, no hash
+            [queued.pk],
+        )
+    assert _execute(INTEGRATE.format(also=""), ["f" * 64, queued.pk]) == 1
+
+    # Integrated: its place is as fixed as its contents.
+    for sql in (
+        "UPDATE audit_auditentry SET sequence = NULL, position = NULL, entry_hash = NULL "
+        "WHERE id = %s",
+        "UPDATE audit_auditentry SET position = 98 WHERE id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"):
+            _execute(sql, [queued.pk])
+
+
+def test_a_queued_entry_cannot_be_deleted(db):
+    queued = record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
+
+    with pytest.raises(DatabaseError, match="append-only"):
+        _execute("DELETE FROM audit_auditentry WHERE id = %s", [queued.pk])

@@ -14,11 +14,11 @@ from django.db import connection
 from audit import Category, chain, record
 from audit.models import AuditChainHead, AuditEntry, AuditStreamHead
 from audit.services import redact_personal_data, verify_chain
-from tests.audit.tamper import trigger_disabled
+from tests.audit.sequenced import integrated
+from tests.audit.tamper import rehashed, trigger_disabled
 
 
-@pytest.fixture
-def entries(db) -> list[AuditEntry]:
+def _payments(count: int) -> list[AuditEntry]:
     return [
         record(
             f"payments.payment.step_{number}",
@@ -27,8 +27,13 @@ def entries(db) -> list[AuditEntry]:
             data={"amount": number * 100},
             personal_data={"email": f"client{number}@example.org"},
         )
-        for number in range(1, 6)
+        for number in range(1, count + 1)
     ]
+
+
+@pytest.fixture
+def entries(db) -> list[AuditEntry]:
+    return integrated(*_payments(5))
 
 
 def _broken_message() -> str:
@@ -47,6 +52,7 @@ def test_an_intact_chain_verifies(entries, capsys):
     assert "transaction: from genesis, 5 entries, ok" in out
     assert "security: from genesis, 0 entries, ok" in out
     assert "Audit chain verified: 5 entries." in out
+    assert "integration: no entry waiting to be integrated" in out
 
 
 def test_an_empty_chain_verifies(db):
@@ -71,18 +77,78 @@ def test_a_rewritten_and_rehashed_entry_breaks_the_link_to_the_next(entries):
     # Whoever rewrites an entry and recomputes its hash still leaves the next entry
     # pointing at the old hash.
     altered = entries[1]
-    fields = {name: getattr(altered, name) for name in chain.HASHED_FIELDS}
+    fields = {name: getattr(altered, name) for name in chain.LEAF_FIELDS}
     fields["data"] = {"amount": 1}
+    leaf, entry_hash = rehashed(altered, fields, altered.previous_hash)
     with trigger_disabled(), connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE audit_auditentry SET data = %s, entry_hash = %s WHERE id = %s",
-            [json.dumps(fields["data"]), chain.entry_hash(fields), altered.pk],
+            "UPDATE audit_auditentry SET data = %s, leaf_hash = %s, entry_hash = %s WHERE id = %s",
+            [json.dumps(fields["data"]), leaf, entry_hash, altered.pk],
         )
 
     message = _broken_message()
 
     assert f"entry id={entries[2].pk} sequence=3" in message
     assert "previous_hash does not match" in message
+
+
+def test_a_leaf_digest_rewritten_with_its_entry_is_still_caught(entries):
+    # The contents and the stored leaf changed together: the chained hash covers the
+    # leaf, so the entry's hash no longer matches.
+    altered = entries[2]
+    fields = {name: getattr(altered, name) for name in chain.LEAF_FIELDS}
+    fields["data"] = {"amount": 1}
+    with trigger_disabled(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE audit_auditentry SET data = %s, leaf_hash = %s WHERE id = %s",
+            [json.dumps(fields["data"]), chain.leaf_hash(fields), altered.pk],
+        )
+
+    message = _broken_message()
+
+    assert f"entry id={altered.pk} sequence=3" in message
+    assert "entry_hash does not match" in message
+
+
+def test_two_entries_swapped_are_caught(entries):
+    first, second = entries[1], entries[2]
+    with trigger_disabled(), connection.cursor() as cursor:
+        for entry, position in ((first, 1000), (second, first.position), (first, second.position)):
+            cursor.execute(
+                "UPDATE audit_auditentry SET position = %s WHERE id = %s", [position, entry.pk]
+            )
+
+    message = _broken_message()
+
+    assert f"entry id={second.pk} sequence=3" in message
+    assert "previous_hash does not match" in message
+
+
+def test_an_entry_edited_while_queued_is_caught_once_integrated(db):
+    queued = _payments(3)
+    with trigger_disabled(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE audit_auditentry SET target_id = %s WHERE id = %s", ["forged", queued[1].pk]
+        )
+
+    message = _broken_message()
+
+    assert f"entry id={queued[1].pk} sequence=2" in message
+    assert "entry_hash does not match" in message
+
+
+def test_a_queued_entry_edited_is_caught_before_it_is_integrated(db):
+    from audit.services import _queued_problem
+
+    queued = _payments(2)
+    with trigger_disabled(), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditentry SET action = 'x' WHERE id = %s", [queued[0].pk])
+
+    problem = _queued_problem(0)
+
+    assert problem is not None
+    assert problem.broken_at.pk == queued[0].pk
+    assert "leaf digest" in problem.reason
 
 
 def test_a_deleted_middle_entry_is_reported(entries):

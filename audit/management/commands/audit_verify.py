@@ -20,7 +20,8 @@ class Command(BaseCommand):
     help = (
         "Verify each stream of the audit log, from where it was last verified (or, with "
         "--full, from its start or its oldest surviving checkpoint), print what was "
-        "verified per stream, and name the first entry that does not verify; with "
+        "verified per stream and how far integration lags (entries still queued, the "
+        "oldest one's age), and name the first entry that does not verify; with "
         "--checkpoints, also check an exported checkpoint file against it."
     )
 
@@ -53,6 +54,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{stream.stream}: from {stream.since}, {stream.entries} entries, {outcome}"
             )
+        if report.delay is not None:
+            self.stdout.write(f"integration: {report.delay.describe()}")
         if not report.ok:
             raise CommandError(f"Audit chain broken at {_where(report)}: {report.reason}.")
         checked = ""
