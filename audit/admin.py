@@ -133,7 +133,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        if request.method == "GET":
+        if request.method == "GET" and self.has_view_permission(request):
+            # Only for those who may see the list (a refusal's page must not say it).
             messages.info(request, _integration(integration_delay()))
         return super().changelist_view(request, extra_context)
 

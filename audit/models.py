@@ -141,7 +141,24 @@ class AuditEntry(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["stream", "position"], name="audit_entry_unique_stream_position"
-            )
+            ),
+            # Queued (no place at all) or placed (all of it, from 1): a row with half a
+            # place would stop the sequencer, and a place 0 would hide an entry before
+            # the first one verification walks (an outside review did both by hand).
+            # "IS NOT NULL" said outright: a CHECK that comes out NULL passes.
+            models.CheckConstraint(
+                condition=(
+                    Q(sequence__isnull=True, position__isnull=True, entry_hash__isnull=True)
+                    | Q(
+                        sequence__isnull=False,
+                        position__isnull=False,
+                        entry_hash__isnull=False,
+                        sequence__gte=1,
+                        position__gte=1,
+                    )
+                ),
+                name="audit_entry_placed_whole",
+            ),
         ]
 
     def __str__(self) -> str:

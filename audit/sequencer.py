@@ -41,11 +41,13 @@ committed before they read.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection as default_connection
 from django.db import transaction
 from django.db.models import Count, Min
@@ -87,8 +89,20 @@ class IntegrationDelay:
             return "no entry waiting to be integrated"
         return (
             f"{self.queued} entr{'y' if self.queued == 1 else 'ies'} waiting to be "
-            f"integrated, the oldest for {age.total_seconds():.1f} s"
+            f"integrated, the oldest written {_duration(age)} ago"
         )
+
+
+def _duration(age: timedelta) -> str:
+    """``0.7 s``, ``12 min``, ``5.5 h``, ``3.0 days``: a lag in the unit that reads."""
+    seconds = age.total_seconds()
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def integration_delay() -> IntegrationDelay:
@@ -340,14 +354,24 @@ def _sequencer_lock(*, wait: bool) -> Iterator[bool]:
     writer that finds integration under way leaves in one round trip (most writers,
     under load). Each batch still locks the head row, as checkpoints and integration
     inside a caller's transaction do."""
+    # Verification and checkpoints wait this long, then go on with what is integrated
+    # (the rest is reported as queued).
+    patience = float(settings.AUDIT_INTEGRATION_WAIT_SECONDS) if wait else 0.0
+    deadline = time.monotonic() + patience
     with default_connection.cursor() as cursor:
-        if wait:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [SEQUENCER_LOCK])
-        else:
+        while True:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [SEQUENCER_LOCK])
-            if not cursor.fetchone()[0]:
+            if cursor.fetchone()[0]:
+                break
+            if time.monotonic() >= deadline:
+                if wait:
+                    # Someone holds it (a stuck sequencer, or a session holding it on
+                    # purpose): verification goes on with what is integrated and
+                    # reports the queue, instead of hanging.
+                    logger.warning("audit.integration.lock_busy")
                 yield False
                 return
+            time.sleep(0.05)
     try:
         yield True
     finally:

@@ -477,6 +477,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
 }
 CELERY_TASK_DEFAULT_QUEUE = "slotpay"
+# Verification and checkpoints wait this long for the audit sequencer's lock, then go
+# on with the entries integrated and report the rest as queued (audit/sequencer.py).
+AUDIT_INTEGRATION_WAIT_SECONDS = env.float("AUDIT_INTEGRATION_WAIT_SECONDS", default=10.0)
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": 3600.0},
     # Queued audit entries no writer's after-commit try picked up (audit/sequencer.py).

@@ -91,5 +91,26 @@ class Migration(migrations.Migration):
                 name="audit_queued_idx",
             ),
         ),
+        migrations.AddConstraint(
+            model_name="auditentry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("entry_hash__isnull", True),
+                        ("position__isnull", True),
+                        ("sequence__isnull", True),
+                    ),
+                    models.Q(
+                        ("entry_hash__isnull", False),
+                        ("position__gte", 1),
+                        ("position__isnull", False),
+                        ("sequence__gte", 1),
+                        ("sequence__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="audit_entry_placed_whole",
+            ),
+        ),
         migrations.RunPython(_on_postgresql(ENTRY_TRIGGER), _on_postgresql(PREVIOUS_ENTRY_TRIGGER)),
     ]

@@ -52,7 +52,7 @@ def test_the_list_shows_queued_entries_and_how_long_they_have_waited(signed_in, 
 
     assert entry in response.context["cl"].result_list
     assert re.search(
-        rb"Integration: \d+ entries waiting to be integrated, the oldest for \d+\.\d s\.",
+        rb"Integration: \d+ entries waiting to be integrated, the oldest written \d+\.\d s ago\.",
         response.content,
     )
 
@@ -227,6 +227,9 @@ def test_verifying_needs_the_view_permission(client, entry):
     client.force_login(_staff_with("view_securityeventcount"))
 
     assert client.get(VERIFY).status_code == 403
+    refused = client.get("/admin/audit/auditentry/")
+    assert refused.status_code == 403
+    assert b"waiting to be integrated" not in refused.content  # not said to the refused
     assert client.post(VERIFY).status_code == 403
     assert not AuditEntry.objects.filter(action="audit.chain.verified").exists()
 

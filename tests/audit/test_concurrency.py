@@ -213,3 +213,34 @@ def test_an_append_during_verification_is_not_reported_as_tampering():
     assert appended
     assert report.ok, report.reason
     assert verify_chain().entries == 4
+
+
+@pytest.mark.connections
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_verification_does_not_hang_on_a_held_sequencer_lock(settings):
+    """A session holding the sequencer's lock (stuck, or on purpose) makes verification
+    wait AUDIT_INTEGRATION_WAIT_SECONDS, then verify what is chained and report the
+    rest as queued, instead of hanging (an outside review found it waited for ever)."""
+    import time
+
+    from audit.sequencer import SEQUENCER_LOCK
+
+    settings.AUDIT_INTEGRATION_WAIT_SECONDS = 0.5
+    record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
+    holder = connections.create_connection("default")
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [SEQUENCER_LOCK])
+        _append_from_another_connection()  # committed; its try finds the lock taken
+        began = time.monotonic()
+        report = verify_chain()
+        waited = time.monotonic() - began
+    finally:
+        holder.close()  # the session's lock goes with it
+
+    assert waited < 5, waited
+    assert report.ok
+    assert report.delay is not None
+    assert report.delay.queued == 1
+    assert verify_chain().delay.queued == 0  # the lock gone, the next run integrates it

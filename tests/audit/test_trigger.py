@@ -150,3 +150,26 @@ def test_a_queued_entry_cannot_be_deleted(db):
 
     with pytest.raises(DatabaseError, match="append-only"):
         _execute("DELETE FROM audit_auditentry WHERE id = %s", [queued.pk])
+
+
+def test_a_place_is_whole_and_from_one(db):
+    """Half a place (an INSERT with a position and no sequence) would stop the sequencer
+    for good; a place 0 would hide an entry before the first one verification walks."""
+    queued = record("bookings.booking.created", category=Category.TRANSACTION, actor=None)
+
+    with pytest.raises(DatabaseError, match="audit_entry_placed_whole"):
+        _execute(
+            "UPDATE audit_auditentry SET sequence = 0, position = 0, entry_hash = %s, "
+            "integrated_at = now() WHERE id = %s",
+            ["f" * 64, queued.pk],
+        )
+    with pytest.raises(DatabaseError, match="audit_entry_placed_whole"):
+        _execute(
+            "INSERT INTO audit_auditentry (stream, created_at, actor_type, actor_id, action, "
+            "category, target_type, target_id, data, request_id, personal_data_digest, "
+            "previous_hash, leaf_hash, position, entry_hash) VALUES ('transaction', now(), "
+            "'system', 'x', 'forged', 'transaction', '', '', '{}', '', '', '', %s, 999999, "
+            "'abc')",
+            ["f" * 64],
+        )
+    assert verify_chain().ok  # the sequencer goes on
