@@ -1,4 +1,5 @@
-"""Start the real services as subprocesses: Redis, a Celery worker, beat, gunicorn.
+"""Start the real services as subprocesses: Redis, a Celery worker, beat, gunicorn,
+and (for the chaos run, which restarts it) a private PostgreSQL cluster.
 
 Used by the integration tests (tests/webhooks/test_worker_integration.py) and by the
 ingest benchmark (bench/webhook_ingest.py), which need the pipeline as it runs in
@@ -24,10 +25,12 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -169,12 +172,15 @@ def service_env(
     database_url: str,
     redis_url: str,
     secrets: Secrets,
+    settings_module: str = SETTINGS_MODULE,
     **overrides: str | int | float,
 ) -> dict[str, str]:
     """The environment of every Django subprocess: this process's plus our settings.
 
     Tasks really go through the broker (CELERY_TASK_ALWAYS_EAGER=false); ``overrides``
     are further variables, e.g. ``WEBHOOK_PROCESSING_TIMEOUT_SECONDS=5``.
+    ``settings_module``: ``bench.settings`` (the bench's stand-in handler) by default;
+    ``tests.settings`` runs the domain's own handlers (bench/traffic.py).
     """
     env = {
         key: value
@@ -184,7 +190,7 @@ def service_env(
     pythonpath = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env.update(
         {
-            "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+            "DJANGO_SETTINGS_MODULE": settings_module,
             "PYTHONPATH": os.pathsep.join(pythonpath),
             "PYTHONUNBUFFERED": "1",
             "DATABASE_URL": database_url,
@@ -209,6 +215,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _become(user: str) -> Callable[[], None]:
+    """A pre-exec step that drops root for ``user``, then asks for the parent's death
+    signal (a change of user clears it, so it must come second)."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+
+    def preexec() -> None:
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+        _die_with_parent()
+
+    return preexec
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -225,6 +247,8 @@ class Service:
 
     name = "service"
     start_timeout = 60.0
+    # Run as this user (the parent must be root), e.g. PostgreSQL refuses root.
+    user: str | None = None
 
     def __init__(self, workdir: Path, env: Mapping[str, str] | None = None) -> None:
         self.workdir = Path(workdir)
@@ -242,7 +266,11 @@ class Service:
     # -- life cycle --
 
     def start(self) -> Service:
-        """Start without waiting; :meth:`wait_ready` waits."""
+        """Start without waiting; :meth:`wait_ready` waits.
+
+        Start services from a thread that outlives them (the main thread): the
+        parent-death signal is sent when the *thread* that started the process ends.
+        """
         if self.alive():
             raise ServiceError(f"{self.name} is already running (pid {self.pid})")
         self.starts += 1
@@ -257,9 +285,12 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run yet)
+                preexec_fn=self._preexec(),  # noqa: PLW1509 (no threads run yet)
             )
         return self
+
+    def _preexec(self) -> Callable[[], None]:
+        return _become(self.user) if self.user else _die_with_parent
 
     def wait_ready(self, timeout: float | None = None) -> Service:
         deadline = time.monotonic() + (timeout or self.start_timeout)
@@ -387,6 +418,110 @@ class RedisServer(Service):
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
         wait_until(lambda: not port_open(self.port), timeout=timeout)
+
+
+POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PostgresCluster(Service):
+    """A private PostgreSQL cluster (initdb into a new directory under /tmp) on its own
+    port: the chaos run restarts it, never the machine's shared server.
+
+    ``postgres`` runs in the foreground as the service's process; run as root (as
+    here), it runs as the ``postgres`` user, whom initdb and the server insist on.
+    :meth:`stop` is a fast shutdown (SIGINT: sessions are ended, nothing waits for
+    clients to leave), :meth:`kill` a crash (recovery at the next start).
+    :meth:`destroy` stops it and deletes the cluster.
+    """
+
+    name = "postgres"
+    start_timeout = 30.0
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> None:
+        super().__init__(workdir, env=None)
+        self.port = port or free_port()
+        self.settings = {"max_connections": 200, **(settings or {})}
+        self.user = "postgres" if os.geteuid() == 0 else None
+        # Not under ``workdir``: pytest's tmp_path sits in a directory only root enters.
+        self.home = Path(tempfile.mkdtemp(prefix="slotpay-pg-", dir="/tmp"))
+        self.datadir = self.home / "data"
+        if self.user:
+            import pwd
+
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.home, entry.pw_uid, entry.pw_gid)
+        self._initdb()
+
+    def _initdb(self) -> None:
+        result = subprocess.run(  # noqa: S603 (our own fixed command)
+            [
+                str(POSTGRES_BIN / "initdb"),
+                "--pgdata",
+                str(self.datadir),
+                "--username",
+                "postgres",
+                "--auth",
+                "trust",
+                "--encoding",
+                "UTF8",
+                "--no-sync",
+            ],
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=_become(self.user) if self.user else None,
+        )
+        if result.returncode:
+            raise ServiceError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+
+    def command(self) -> list[str]:
+        options = [f"--{key}={value}" for key, value in self.settings.items()]
+        return [
+            str(POSTGRES_BIN / "postgres"),
+            "-D",
+            str(self.datadir),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.home),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            *options,
+        ]
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{quote(database, safe='')}"
+
+    def is_ready(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url(), connect_timeout=1) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Fast shutdown (SIGINT), then SIGKILL whatever is left after ``timeout``."""
+        if self.process is None:
+            return
+        self._signal_group(signal.SIGINT)
+        if not self._reap(timeout=timeout):
+            self._signal_group(signal.SIGKILL)
+            self._reap(timeout=10)
+
+    def destroy(self) -> None:
+        """Stop the server and delete the cluster's directory."""
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 class CeleryWorker(Service):

@@ -1,0 +1,557 @@
+"""Chaos: the whole stack keeps its promises while its parts fail under it.
+
+Through gunicorn, two real Celery workers, beat, a private PostgreSQL cluster and a
+private Redis (bench/traffic.py, bench/stack.py), bookings awaiting payment meet what
+the providers then say happened to them. At "Stripe" (the sandbox, over HTTP): most
+are paid on the hosted page, some never are and their sessions expire (the booking
+is released and its Calendly event cancelled), some are refunded once or several
+times from Stripe's side, some are disputed by the cardholder.
+
+Wave 1 delivers the sandbox's Stripe events, signed, at a fixed rate: each booking's
+in a shuffled order, 20 % of them twice, interleaved with the other bookings', while
+a worker is SIGKILLed three times, Redis is restarted once (empty) and PostgreSQL
+once. Wave 2: some paid invitees cancel on Calendly's page, and Calendly's
+``invitee.canceled`` deliveries (those and the ones for the events our handlers
+cancelled) go the same way; our handlers refund at Stripe. Wave 3 delivers what
+Stripe then says about those refunds. (No faults in waves 2 and 3: a worker killed
+while sending a refund leaves it leased for minutes, by design.) A 5xx or a refused
+connection is retried as the providers retry.
+
+Afterwards: every delivery acknowledged and its event stored and processed (or
+deliberately ignored), none dead; nothing applied twice (one payment per booking, one
+refund row per Stripe refund); every booking, payment and Calendly event in the state
+its events imply; our ledger equal to the sandbox's, booking by booking;
+``manage.py audit_verify --full`` clean; no 5xx outside the PostgreSQL restart window. A
+summary of the counts is printed (``-s`` shows it).
+
+Not covered: bookings are created by ``bench.traffic.prepare`` (as ``invitee.created``
+leaves them, sessions opened by the application), not by ``invitee.created``
+deliveries, which need a signed-in client's booking intent each; so no reschedules.
+
+The size: SLOTPAY_CHAOS_BOOKINGS bookings (CI: 200, about 850 deliveries, under
+three minutes on this 2-core machine); ``bench/chaos.py --scale full`` runs 2,000.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from bench import stack, traffic
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.connections,
+]
+
+BOOKINGS = int(os.environ.get("SLOTPAY_CHAOS_BOOKINGS", "200"))
+RATE = float(os.environ.get("SLOTPAY_CHAOS_RATE", "25"))  # deliveries per second
+SEED = int(os.environ.get("SLOTPAY_CHAOS_SEED", "14"))
+DUPLICATES = 0.20
+DISPUTE_CARD = "4000 0000 0000 0259"  # succeeds, then the cardholder disputes it
+PARTIAL = 1000  # minor units per partial refund
+# Each PostgreSQL connection a process held when the server went down fails once
+# more after it is back (gunicorn's threads): their 5xx count as the restart's.
+RESTART_GRACE = 10.0  # seconds
+DRAIN_TIMEOUT = float(os.environ.get("SLOTPAY_CHAOS_DRAIN_SECONDS", "240"))
+
+FINAL = ("processed", "ignored", "dead")
+
+
+def say(text: str) -> None:
+    """Progress, for a person watching a long run (-s)."""
+    sys.stderr.write(f"[chaos {time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stderr.flush()
+
+
+INBOX = "SELECT event_id, status FROM webhooks_webhookevent"
+# What the Calendly sandbox sent its subscription (to a closed port: this test delivers).
+CALENDLY_SENT = "SELECT body FROM sandbox_delivery WHERE provider = 'calendly' AND event_type = %s"
+
+
+# --- What happens to each booking at "Stripe" ---------------------------------------------
+
+
+@dataclass
+class Plan:
+    """One booking's fate, decided up front from the seed."""
+
+    prepared: traffic.Prepared
+    kind: str  # "expire", "dispute" or "pay"
+    refunds: list[int | None] = field(default_factory=list)  # amounts; None: the rest
+    cancel: bool = False  # the invitee cancels on Calendly once the payment is in
+    payment_intent: str = ""
+
+    @property
+    def refunded(self) -> int:
+        """What the refunds add up to, given the price."""
+        total = 0
+        for amount in self.refunds:
+            total += traffic.PRICE - total if amount is None else amount
+        return total
+
+    def expected(self) -> tuple[str, str]:
+        """(booking status, payment status) that the events imply."""
+        if self.kind == "expire":
+            return "expired", "expired"
+        if self.kind == "dispute":
+            return "disputed", "disputed"
+        if self.cancel:
+            # Thirty days ahead: the policy gives back everything that remains.
+            return "canceled", "refunded"
+        if self.refunded == 0:
+            return "confirmed", "paid"
+        if self.refunded >= traffic.PRICE:
+            return "confirmed", "refunded"
+        return "confirmed", "partially_refunded"
+
+
+def plans_for(prepared: list[traffic.Prepared], rng: random.Random) -> list[Plan]:
+    plans = []
+    for row in prepared:
+        roll = rng.random()
+        if roll < 0.08:
+            plans.append(Plan(row, "expire"))
+        elif roll < 0.13:
+            plans.append(Plan(row, "dispute"))
+        else:
+            count = rng.choices([0, 1, 2, 3], weights=[40, 25, 20, 15])[0]
+            refunds: list[int | None] = [PARTIAL] * count
+            if count and rng.random() < 0.5:
+                refunds[-1] = None  # the last one refunds the rest
+            plans.append(Plan(row, "pay", refunds, cancel=rng.random() < 0.15))
+    return plans
+
+
+def act(sandbox: traffic.Sandbox, plans: list[Plan]) -> None:
+    """The customers pay (or walk away), the merchant refunds, cardholders dispute."""
+
+    def one(plan: Plan) -> None:
+        if plan.kind == "expire":
+            sandbox.expire(plan.prepared.session)
+            return
+        card = DISPUTE_CARD if plan.kind == "dispute" else traffic.TEST_CARD
+        sandbox.pay(plan.prepared.url, card)
+        plan.payment_intent = sandbox.session(plan.prepared.session)["payment_intent"]
+        for amount in plan.refunds:
+            sandbox.refund(plan.payment_intent, amount)
+
+    traffic.each(one, plans)
+
+
+def open_disputes(run: traffic.BookingStack, plans: list[Plan]) -> None:
+    """Let the sandbox's clock run: disputes open a few seconds after the payment, and
+    their funds are withdrawn a little later. ``sandbox_deliver`` does the due work (its
+    own deliveries go nowhere: SANDBOX_STRIPE_WEBHOOK_URL is a closed port)."""
+    disputed = sum(plan.kind == "dispute" for plan in plans)
+    sandbox = run.sandbox()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        events = Counter(event["type"] for event in sandbox.events())
+        if events["charge.dispute.funds_withdrawn"] >= disputed:
+            return
+        time.sleep(1)
+        result = run.manage("sandbox_deliver")
+        assert result.returncode == 0, result.stderr
+    pytest.fail(f"the sandbox opened {events['charge.dispute.created']} of {disputed} disputes")
+
+
+# --- Deliveries -----------------------------------------------------------------------------
+
+
+def stripe_deliveries(events: list[dict[str, Any]]) -> dict[str, list[traffic.Delivery]]:
+    """The sandbox's Stripe events as deliveries, by booking reference."""
+    references = traffic.bookings_of(events)
+    per_booking: dict[str, list[traffic.Delivery]] = defaultdict(list)
+    for event in events:
+        reference = references.get(event["id"])
+        if reference:
+            per_booking[reference].append(traffic.Delivery.of(event, reference))
+    return per_booking
+
+
+def calendly_cancellations(
+    run: traffic.BookingStack, plans: list[Plan]
+) -> dict[str, list[traffic.Delivery]]:
+    """The invitees cancel on Calendly's pages; every ``invitee.canceled`` body the
+    sandbox made for its subscription, as deliveries by booking reference: these, and
+    those of the events our handlers cancelled when they released unpaid bookings."""
+    cancels = [plan for plan in plans if plan.cancel]
+    sandbox = run.sandbox()
+    traffic.each(lambda plan: sandbox.calendly_cancel(plan.prepared.calendly_invitee), cancels)
+    by_invitee = {plan.prepared.calendly_invitee: plan.prepared.reference for plan in plans}
+    per_booking: dict[str, list[traffic.Delivery]] = defaultdict(list)
+    with run.connect() as conn:
+        for (body,) in conn.execute(CALENDLY_SENT, ("invitee.canceled",)).fetchall():
+            invitee = json.loads(body)["payload"]["uri"].rstrip("/").rsplit("/", 1)[-1]
+            reference = by_invitee[invitee]
+            per_booking[reference].append(
+                traffic.Delivery(
+                    event_id=f"invitee.canceled:{invitee}",
+                    event_type="invitee.canceled",
+                    booking=reference,
+                    body=body.encode(),
+                    provider="calendly",
+                )
+            )
+    missing = [plan for plan in cancels if plan.prepared.reference not in per_booking]
+    assert not missing, f"the Calendly sandbox sent no invitee.canceled for {missing[:3]}"
+    return per_booking
+
+
+def subscribe_to_calendly(run: traffic.BookingStack) -> None:
+    """A Calendly subscription for cancellations, signed with our key, to a closed port."""
+    sandbox = run.sandbox()
+    organization = sandbox.calendly("GET", "users/me")["current_organization"]
+    sandbox.calendly(
+        "POST",
+        "webhook_subscriptions",
+        {
+            "url": "http://127.0.0.1:9/nowhere/",
+            "events": ["invitee.canceled"],
+            "organization": organization,
+            "scope": "organization",
+            "signing_key": run.secrets.calendly_signing_key,
+        },
+    )
+
+
+def mixed(
+    per_booking: dict[str, list[traffic.Delivery]], rng: random.Random
+) -> list[traffic.Delivery]:
+    """Every booking's deliveries in a shuffled order with 20 % sent twice, the
+    bookings interleaved."""
+    queues = []
+    for deliveries in per_booking.values():
+        copies = [d for d in deliveries if rng.random() < DUPLICATES]
+        queue = deliveries + copies
+        rng.shuffle(queue)
+        queues.append(queue)
+    order = [number for number, queue in enumerate(queues) for _ in queue]
+    rng.shuffle(order)
+    cursors = [iter(queue) for queue in queues]
+    return [next(cursors[number]) for number in order]
+
+
+# --- Faults ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Faults:
+    """Faults on a schedule (seconds after the start), each logged with its times."""
+
+    run: traffic.BookingStack
+    log: list[tuple[str, float, float]] = field(default_factory=list)  # (what, start, end)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def kill_worker(self, number: int) -> None:
+        worker = self.run.workers[number]
+        worker.kill()
+        worker.start().wait_ready()
+
+    def restart_redis(self) -> None:
+        self.run.redis.stop()
+        time.sleep(2)
+        self.run.redis.start().wait_ready()
+
+    def restart_postgres(self) -> None:
+        assert self.run.postgres is not None
+        self.run.postgres.stop()
+        time.sleep(2)
+        self.run.postgres.start().wait_ready()
+
+    def play(self, steps: list[tuple[float, str, Callable[[], None]]]) -> None:
+        """Each step at its time after now, in this thread: a process started by a
+        thread gets its parent-death signal when that thread ends (PR_SET_PDEATHSIG
+        follows the thread), so the services are only ever started from here."""
+        begin = time.monotonic()
+        for at, what, step in steps:
+            time.sleep(max(0.0, begin + at - time.monotonic()))
+            say(f"fault: {what}")
+            started = time.time()
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 (reported by the test)
+                self.errors.append(exc)
+            self.log.append((what, started, time.time()))
+
+    def window(self, what: str) -> tuple[float, float]:
+        return next((start, end) for name, start, end in self.log if name == what)
+
+
+# --- Reading the outcome -----------------------------------------------------------------
+
+
+def wait_drained(run: traffic.BookingStack, event_ids: set[str], timeout: float) -> dict[str, str]:
+    """Each event's inbox status once all are final (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    statuses: dict[str, str] = {}
+    while True:
+        try:
+            with run.connect() as conn:
+                statuses = dict(rows(conn, INBOX))
+        except psycopg.Error:  # the database may be coming back
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+            continue
+        if all(statuses.get(event_id) in FINAL for event_id in event_ids):
+            return statuses
+        if time.monotonic() > deadline:
+            return statuses
+        time.sleep(1)
+
+
+def wait_refunds_submitted(run: traffic.BookingStack, expected: int, timeout: float) -> None:
+    """Wait until our own refunds (not Stripe's dashboard's) number ``expected`` and
+    Stripe has an id for each: the cancellations' refunds are submitted after their
+    handler's commit, so Stripe's events about them come a little later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with run.connect() as conn:
+            submitted = rows(
+                conn,
+                "SELECT count(*), count(stripe_refund_id) FROM payments_refund WHERE NOT external",
+            )[0]
+        if submitted == (expected, expected) or time.monotonic() > deadline:
+            return
+        time.sleep(1)
+
+
+def rows(conn: Any, query: str) -> list[tuple[Any, ...]]:
+    return conn.execute(query).fetchall()
+
+
+@dataclass
+class Outcome:
+    bookings: dict[str, tuple[str, int]]  # reference -> (status, id)
+    payments: dict[int, list[tuple[str, int, str]]]  # booking id -> (status, amount, charge)
+    refunds: dict[int, list[tuple[str, int, str]]]  # booking id -> (status, amount, re_ id)
+
+
+def read_outcome(run: traffic.BookingStack) -> Outcome:
+    with run.connect() as conn:
+        bookings = {
+            str(reference): (status, pk)
+            for pk, reference, status in rows(
+                conn, "SELECT id, reference, status FROM bookings_booking"
+            )
+        }
+        payments: dict[int, list[tuple[str, int, str]]] = defaultdict(list)
+        for booking, status, amount, charge in rows(
+            conn, "SELECT booking_id, status, amount, coalesce(charge_id, '') FROM payments_payment"
+        ):
+            payments[booking].append((status, amount, charge))
+        refunds: dict[int, list[tuple[str, int, str]]] = defaultdict(list)
+        for booking, status, amount, refund in rows(
+            conn,
+            "SELECT p.booking_id, r.status, r.amount, coalesce(r.stripe_refund_id, '') "
+            "FROM payments_refund r JOIN payments_payment p ON p.id = r.payment_id",
+        ):
+            refunds[booking].append((status, amount, refund))
+    return Outcome(bookings, payments, refunds)
+
+
+def calendly_event_status(run: traffic.BookingStack, uuid: str) -> str:
+    sandbox = run.sandbox()
+    status, _, body = sandbox.request(
+        "GET",
+        f"/sandbox/calendly/api/scheduled_events/{uuid}",
+        headers={"Authorization": f"Bearer {run.secrets.calendly_api_token}"},
+    )
+    assert status == 200, body[:300]
+    return str(json.loads(body)["resource"]["status"])
+
+
+# --- The run -----------------------------------------------------------------------------------
+
+
+def _services_missing() -> str | None:
+    if not (stack.POSTGRES_BIN / "initdb").exists():
+        return f"needs PostgreSQL's server binaries in {stack.POSTGRES_BIN} (POSTGRES_BIN)"
+    if shutil.which("redis-server") is None:
+        return "needs redis-server on PATH"
+    return None
+
+
+@pytest.fixture
+def chaos_stack(tmp_path: Path) -> Iterator[traffic.BookingStack]:
+    missing = _services_missing()
+    if missing:
+        if os.environ.get("SLOTPAY_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{missing}: services are required in this run", pytrace=False)
+        pytest.skip(missing)
+    with traffic.booking_stack(
+        tmp_path,
+        private_postgres=True,
+        # Durability across a crash of the machine is not what is tested: a restart
+        # of the server is, and it loses nothing committed without fsync.
+        postgres_settings={"fsync": "off", "full_page_writes": "off"},
+        workers=2,
+        concurrency=1,
+        # The sandbox's own deliveries go nowhere: this test delivers its events.
+        SANDBOX_STRIPE_WEBHOOK_URL="http://127.0.0.1:9/nowhere/",
+    ) as run:
+        yield run
+
+
+def _send(
+    run: traffic.BookingStack, deliveries: list[traffic.Delivery], faults: Faults, steps: Any
+) -> list[traffic.Sent]:
+    """Send at RATE from a thread while this one plays the faults."""
+    sent: list[traffic.Sent] = []
+    sender = threading.Thread(
+        target=lambda: sent.extend(traffic.send_paced(run.endpoints(), deliveries, rate=RATE)),
+        daemon=True,
+    )
+    sender.start()
+    faults.play(steps)
+    sender.join()
+    assert not faults.errors, f"a fault could not be played: {faults.errors!r}\n{run.logs()}"
+    return sent
+
+
+def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one story, top down)
+    run = chaos_stack
+    rng = random.Random(SEED)  # noqa: S311 (the shape of the load, not security)
+    began = time.monotonic()
+    sandbox = run.sandbox()
+    say(f"stack up; preparing {BOOKINGS} bookings")
+    prepared = run.prepare(BOOKINGS, calendly_events=True)
+    subscribe_to_calendly(run)
+    plans = plans_for(prepared, rng)
+    say("paying, expiring, refunding at the sandbox")
+    act(sandbox, plans)
+    say("waiting for the sandbox's disputes")
+    open_disputes(run, plans)
+    events = sandbox.events()
+    deliveries = mixed(stripe_deliveries(events), rng)
+    prepared_in = time.monotonic() - began
+
+    # Wave 1, Stripe's events, with the faults spread over the sending (and so over
+    # the processing behind it).
+    seconds = len(deliveries) / RATE
+    say(f"wave 1: {len(deliveries)} deliveries at {RATE:.0f}/s ({seconds:.0f} s) with faults")
+    faults = Faults(run)
+    sent = _send(
+        run,
+        deliveries,
+        faults,
+        [
+            (0.15 * seconds, "kill worker 0", lambda: faults.kill_worker(0)),
+            (0.30 * seconds, "restart redis", faults.restart_redis),
+            (0.45 * seconds, "kill worker 1", lambda: faults.kill_worker(1)),
+            (0.60 * seconds, "restart postgres", faults.restart_postgres),
+            (0.80 * seconds, "kill worker 0 again", lambda: faults.kill_worker(0)),
+        ],
+    )
+    unique = {delivery.event_id for delivery in deliveries}
+    say("waiting for the inbox to drain")
+    statuses = wait_drained(run, unique, DRAIN_TIMEOUT)
+
+    # Wave 2: paid invitees cancel on Calendly (our handler refunds them at Stripe);
+    # wave 3: what Stripe then says about those refunds. No faults here: a worker
+    # killed while it sends a refund leaves it leased for three minutes, and beat
+    # retries unfinished refunds every five (payments.services.SUBMIT_LEASE).
+    cancellations = mixed(calendly_cancellations(run, plans), rng)
+    say(f"wave 2: {len(cancellations)} Calendly cancellations")
+    sent += _send(run, cancellations, faults, [])
+    deliveries += cancellations
+    unique |= {delivery.event_id for delivery in cancellations}
+    statuses = wait_drained(run, unique, DRAIN_TIMEOUT)
+    ours = sum(plan.cancel and plan.refunded < traffic.PRICE for plan in plans)
+    wait_refunds_submitted(run, ours, 120)
+    seen = {event["id"] for event in events}
+    later = [event for event in sandbox.events() if event["id"] not in seen]
+    refunded = mixed(stripe_deliveries(later), rng)
+    say(f"wave 3: {len(refunded)} deliveries of the refunds our handlers made")
+    sent += _send(run, refunded, faults, [])
+    deliveries += refunded
+    events += later
+    unique |= {delivery.event_id for delivery in refunded}
+
+    say("waiting for the inbox to drain")
+    statuses = wait_drained(run, unique, DRAIN_TIMEOUT)
+    say("reading the outcome")
+    waves_in = time.monotonic() - began - prepared_in
+    outcome = read_outcome(run)
+    verify = run.manage("audit_verify", "--full", timeout=300)
+
+    # --- The summary ---
+    restart_start, restart_end = faults.window("restart postgres")
+    answers: Counter[str] = Counter()
+    outside_window = []
+    for item in sent:
+        for at, status in item.answers:
+            answers[str(status) if status else "no connection"] += 1
+            if status != 200 and not restart_start <= at <= restart_end + RESTART_GRACE:
+                outside_window.append((item.delivery.event_id, status, at - restart_start))
+    kinds = Counter(plan.kind for plan in plans)
+    sys.stdout.write(
+        "\nChaos run summary\n"
+        f"  bookings {len(plans)}: {dict(kinds)}, of the paid {sum(p.cancel for p in plans)} "
+        f"canceled on Calendly; refunds made at Stripe {sum(len(p.refunds) for p in plans)}\n"
+        f"  events {len(events)} Stripe + {len({c.event_id for c in cancellations})} "
+        f"Calendly; deliveries {len(deliveries)} ({len(deliveries) - len(unique)} duplicates) "
+        f"at {RATE:.0f}/s; by type {dict(Counter(d.event_type for d in deliveries))}\n"
+        f"  answers {dict(answers)}; acknowledged {sum(item.ok for item in sent)}; "
+        f"outcomes {dict(Counter(item.outcome for item in sent))}\n"
+        f"  faults: {[(what, round(end - start, 1)) for what, start, end in faults.log]}\n"
+        f"  inbox {dict(Counter(statuses.values()))}\n"
+        f"  bookings {dict(Counter(status for status, _ in outcome.bookings.values()))}\n"
+        f"  audit_verify exit {verify.returncode}: {verify.stdout.strip()[-200:]}\n"
+        f"  took: preparing {prepared_in:.0f} s, the three waves until drained {waves_in:.0f} s\n"
+    )
+
+    # --- No event lost ---
+    unacknowledged = [item.delivery.event_id for item in sent if not item.ok]
+    assert not unacknowledged, f"deliveries never acknowledged: {unacknowledged[:10]}"
+    not_final = {e: statuses.get(e, "missing") for e in unique if statuses.get(e) not in FINAL}
+    assert not not_final, f"events not processed: {list(not_final.items())[:10]}\n{run.logs()}"
+    dead = [event_id for event_id in unique if statuses[event_id] == "dead"]
+    assert not dead, f"dead letters: {dead[:10]}\n{run.logs()}"
+
+    # --- Zero 5xx outside the PostgreSQL restart ---
+    assert not outside_window, f"errors outside the restart window: {outside_window[:10]}"
+
+    # --- Every booking where its events put it; nothing applied twice; the ledger ---
+    wrong = []
+    for plan in plans:
+        status, booking = outcome.bookings[plan.prepared.reference]
+        payments = outcome.payments[booking]
+        refunds = outcome.refunds[booking]
+        want_booking, want_payment = plan.expected()
+        if status != want_booking or [p[0] for p in payments] != [want_payment]:
+            wrong.append((plan.kind, plan.refunds, plan.cancel, status, payments, refunds))
+            continue
+        ours = int(plan.cancel and plan.refunded < traffic.PRICE)  # the policy's refund
+        if len({r[2] for r in refunds}) != len(refunds) or len(refunds) != len(plan.refunds) + ours:
+            wrong.append(("refund rows", plan.refunds, plan.cancel, refunds))
+            continue
+        if plan.kind == "expire":
+            continue
+        charge = sandbox.api("GET", f"charges/{payments[0][2]}")
+        ours = payments[0][1] - sum(r[1] for r in refunds if r[0] == "succeeded")
+        if ours != charge["amount"] - charge["amount_refunded"]:
+            wrong.append(("ledger", ours, charge["amount"], charge["amount_refunded"]))
+    assert not wrong, f"{len(wrong)} bookings not as their events say: {wrong[:10]}"
+    released = [plan for plan in plans if plan.kind == "expire"]
+    for plan in released:
+        assert calendly_event_status(run, plan.prepared.calendly_event) == "canceled"
+
+    # --- The audit trail is whole ---
+    assert verify.returncode == 0, f"audit_verify: {verify.stdout}\n{verify.stderr}"
+    assert {delivery.booking for delivery in deliveries} <= set(outcome.bookings)
