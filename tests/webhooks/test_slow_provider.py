@@ -20,6 +20,7 @@ from django.db import connection
 from sandbox.stripe_sandbox import services as stripe_sandbox
 from sandbox.stripe_sandbox.models import Slowdown
 from tests.bookings.world import Slot, World, world
+from tests.support.activity import idle_in_transaction
 from webhooks import services
 from webhooks.models import WebhookEvent
 
@@ -40,17 +41,6 @@ def _paid_and_stored(world: World, hours_ahead: float) -> tuple[Slot, int]:
     event = WebhookEvent.objects.filter(event_type="checkout.session.completed").latest("id")
     assert event.status == WebhookEvent.Status.RECEIVED  # stored; the relay would publish it
     return slot, event.pk
-
-
-def _idle_in_transaction(longer_than: float) -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT left(query, 80) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
-            " AND now() - state_change > make_interval(secs => %s)",
-            [longer_than],
-        )
-        return [row[0] for row in cursor.fetchall()]
 
 
 def _worker(pk: int, outcomes: dict[int, tuple[str | None, float]]) -> None:
@@ -80,7 +70,7 @@ def test_a_slow_stripe_holds_no_transaction_and_the_other_event_flows(
 
     held: list[str] = []
     while first.is_alive():
-        held += _idle_in_transaction(longer_than=1.0)
+        held += idle_in_transaction(longer_than=1.0)
         time.sleep(0.1)
     second.join(30)
     first.join(30)

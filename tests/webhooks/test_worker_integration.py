@@ -35,6 +35,7 @@ from django.db import connection
 from audit.models import AuditEntry
 from audit.services import verify_chain
 from bench import stack
+from tests.support.activity import idle_in_transaction
 from tests.webhooks.conftest import sign, stripe_event
 from webhooks.models import WebhookEvent
 
@@ -132,20 +133,6 @@ def _counts(action: str, event_ids: list[str]) -> Counter[str]:
     return Counter(entries.values_list("data__event_id", flat=True))
 
 
-def _held_idle_in_transaction(longer_than: float) -> list[str]:
-    """What the test database's connections hold open in a transaction while doing
-    nothing, for longer than ``longer_than`` seconds (a moment between two statements
-    of one transaction is normal; waiting on a provider there is not)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT left(query, 80) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
-            " AND now() - state_change > make_interval(secs => %s)",
-            [longer_than],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def _wait(check: Any, timeout: float, pipeline: Pipeline, what: str) -> None:
     try:
         stack.wait_until(check, timeout=timeout, interval=0.2)
@@ -214,7 +201,7 @@ def test_a_slow_provider_holds_no_transaction_and_other_events_flow(pipeline: Pi
         assert pipeline.deliver(stripe_event(event_id=event_id))[0].status_code == 200
     held: list[str] = []
     while time.monotonic() - started < 6:
-        held += _held_idle_in_transaction(longer_than=1.0)
+        held += idle_in_transaction(longer_than=1.0)
         if _counts(HANDLED, others) == Counter(dict.fromkeys(others, 1)):
             break
         time.sleep(0.1)
