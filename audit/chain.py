@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-HASHED_FIELDS = (
-    "sequence",
+# What an entry says, whatever its place: both hashes cover it.
+CONTENT_FIELDS = (
     "created_at",
     "actor_type",
     "actor_id",
@@ -35,24 +35,11 @@ HASHED_FIELDS = (
     "request_id",
     "ip",
     "personal_data_digest",
-    "previous_hash",
 )
+HASHED_FIELDS = ("sequence", *CONTENT_FIELDS, "previous_hash")
 
 # What the writer knows before the sequencer gives the entry its place.
-LEAF_FIELDS = (
-    "stream",
-    "created_at",
-    "actor_type",
-    "actor_id",
-    "action",
-    "category",
-    "target_type",
-    "target_id",
-    "data",
-    "request_id",
-    "ip",
-    "personal_data_digest",
-)
+LEAF_FIELDS = ("stream", *CONTENT_FIELDS)
 LINK_PREFIX = b"slotpay-audit-entry/2\n"
 
 
