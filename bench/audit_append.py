@@ -24,11 +24,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench import stack  # noqa: E402 (after the path fix above)
 
 TARGET_APPENDS_MANY = 5000  # appends/s with 8 writers on PostgreSQL
 TARGET_VERIFY = 100_000  # entries/s
@@ -36,17 +37,6 @@ TARGET_VERIFY = 100_000  # entries/s
 
 def say(text: str = "") -> None:
     sys.stdout.write(text + "\n")
-
-
-def _fresh_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _writer(writer: int, start: multiprocessing.synchronize.Barrier, count: int) -> None:
@@ -109,7 +99,7 @@ def main() -> None:
         "--database-url", default="postgres://postgres@127.0.0.1:5432/slotpay_bench_audit"
     )
     options = parser.parse_args()
-    _fresh_database(options.database_url)
+    stack.recreate_database(options.database_url)
     os.environ["DATABASE_URL"] = options.database_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     import django

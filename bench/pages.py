@@ -27,11 +27,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench import stack  # noqa: E402 (after the path fix above)
 
 BATCH = 5000
 TARGET_MS = 150  # the issue's target for each page's 95th percentile
@@ -44,17 +45,6 @@ STAFF_PASSWORD = secrets.token_urlsafe(16)
 def say(text: str = "") -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-def _fresh_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _load(total: int) -> dict[str, Any]:
@@ -185,7 +175,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.bookings < HEAVY_CLIENT_BOOKINGS:
         raise SystemExit(f"--bookings must be at least {HEAVY_CLIENT_BOOKINGS}")
-    _fresh_database(options.database_url)
+    stack.recreate_database(options.database_url)
     os.environ["DATABASE_URL"] = options.database_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     import django
