@@ -25,6 +25,9 @@ from payments.models import Payment, Refund
 from sandbox import delivery
 from tests.conftest import Site
 
+# Playwright's assertions wait for the page (a click's navigation lands a moment later).
+expect = pytest.importorskip("playwright.sync_api").expect
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 # PostgreSQL: the live server, the delivery thread and the browser act concurrently, and
@@ -68,8 +71,8 @@ def choose_slot_and_consent(page: Any, site: Site) -> None:
     page.goto(f"{site.url}/builders/")
     page.get_by_role("link", name="Demo Studio").click()
     page.get_by_role("link", name="Consultation, 60 minutes").click()
-    assert "€80.00" in page.content()
-    assert "48 hours or more before the start: 100% refunded" in page.content()
+    expect(page.locator("body")).to_contain_text("€80.00")
+    expect(page.locator("body")).to_contain_text("48 hours or more before the start: 100% refunded")
     page.get_by_role("button", name="Choose a time").click()
     # Not ticked: refused with a clear message (the browser's own check first).
     assert page.url.startswith(f"{site.url}/sessions/")
@@ -106,15 +109,15 @@ def test_book_pay_cancel_and_a_declined_card(site: Site, demo, page) -> None:
     choose_slot_and_consent(page, site)
     pay(page, "4242 4242 4242 4242")
     page.wait_for_url(re.compile(r".*/bookings/[0-9a-f-]+/paid/.*"))
-    assert page.get_by_role("heading", name="Booking confirmed").is_visible()
-    assert page.locator("[data-status]").get_attribute("data-status") == "confirmed"
-    assert "Visa •••• 4242" in page.content()
+    expect(page.get_by_role("heading", name="Booking confirmed")).to_be_visible()
+    expect(page.locator("[data-status]")).to_have_attribute("data-status", "confirmed")
+    expect(page.locator("body")).to_contain_text("Visa •••• 4242")
 
     page.get_by_role("link", name="Booking details").click()
     assert page.locator(".refund-amount").inner_text() == "€80.00"
     page.get_by_role("button", name="Cancel booking and refund €80.00").click()
-    assert page.get_by_text("Canceled. €80.00 is being refunded to your card.").is_visible()
-    assert page.locator("[data-status]").get_attribute("data-status") == "canceled"
+    expect(page.get_by_text("Canceled. €80.00 is being refunded to your card.")).to_be_visible()
+    expect(page.locator("[data-status]")).to_have_attribute("data-status", "canceled")
     assert page.locator(".refunded").inner_text() == "€80.00"
 
     first = Booking.objects.get()
@@ -125,11 +128,11 @@ def test_book_pay_cancel_and_a_declined_card(site: Site, demo, page) -> None:
     # Second run: a declined card.
     choose_slot_and_consent(page, site)
     pay(page, "4000 0000 0000 0002")
-    assert page.get_by_role("alert").is_visible()
+    expect(page.get_by_role("alert")).to_be_visible()
     assert "declined" in page.get_by_role("alert").inner_text().lower()
     page.goto(f"{site.url}/bookings/")
     second = Booking.objects.exclude(pk=first.pk).get()
     assert second.status == "pending_payment"
     assert not Payment.objects.filter(booking=second, status="paid").exists()
-    assert "Awaiting payment" in page.content()
+    expect(page.locator("body")).to_contain_text("Awaiting payment")
     assert not Booking.objects.filter(status="confirmed").exists()

@@ -26,7 +26,7 @@ from bookings import tasks
 from bookings.models import Booking
 from payments.models import Payment
 from sandbox.calendly_sandbox.models import Invitee
-from tests.browser.test_booking_flow import demo, page, pay
+from tests.browser.test_booking_flow import demo, expect, page, pay
 from tests.conftest import PASSWORD, Site
 
 __all__ = ["demo", "page"]
@@ -76,11 +76,11 @@ def test_book_on_calendly_claim_by_email_and_pay(site: Site, demo, page) -> None
 
     page.goto(url)
     page.wait_for_url(f"{site.url}/bookings/claim/")  # the secret left the address bar
-    assert page.get_by_role("heading", name="Claim your booking").is_visible()
+    expect(page.get_by_role("heading", name="Claim your booking")).to_be_visible()
     hold = page.locator("#hold").inner_text()
     assert re.search(r"\d+ minutes? from now", hold)
     assert re.search(r"\(\w+/\w+\)", hold) or "(UTC)" in hold  # the zone, named
-    assert "€80.00" in page.content()
+    expect(page.locator("body")).to_contain_text("€80.00")
 
     page.get_by_role("link", name="Sign in to claim it").click()
     page.fill("input[name=username]", WALK_IN)
@@ -92,8 +92,8 @@ def test_book_on_calendly_claim_by_email_and_pay(site: Site, demo, page) -> None
     page.wait_for_url(re.compile(r".*/sandbox/stripe/checkout/.*"))
     pay(page, "4242 4242 4242 4242")
     page.wait_for_url(re.compile(r".*/bookings/[0-9a-f-]+/paid/.*"))
-    assert page.get_by_role("heading", name="Booking confirmed").is_visible()
-    assert page.locator("[data-status]").get_attribute("data-status") == "confirmed"
+    expect(page.get_by_role("heading", name="Booking confirmed")).to_be_visible()
+    expect(page.locator("[data-status]")).to_have_attribute("data-status", "confirmed")
 
     booking = Booking.objects.get()
     walk_in.refresh_from_db()
@@ -103,7 +103,7 @@ def test_book_on_calendly_claim_by_email_and_pay(site: Site, demo, page) -> None
 
     # The link was spent: opened again, it says so.
     page.goto(url)
-    assert page.get_by_role("heading", name="This link cannot be used").is_visible()
+    expect(page.get_by_role("heading", name="This link cannot be used")).to_be_visible()
 
 
 def test_an_unclaimed_booking_is_released_after_the_hold(site: Site, demo, page) -> None:
@@ -124,4 +124,4 @@ def test_an_unclaimed_booking_is_released_after_the_hold(site: Site, demo, page)
         f"Not paid within {settings.BOOKING_PAYMENT_HOLD_MINUTES} minutes of booking"
     )
     page.goto(url)
-    assert page.get_by_role("heading", name="This link cannot be used").is_visible()
+    expect(page.get_by_role("heading", name="This link cannot be used")).to_be_visible()

@@ -19,6 +19,7 @@ from payments.models import Payment
 from tests.browser.test_booking_flow import (  # noqa: F401 (fixtures)
     choose_slot_and_consent,
     demo,
+    expect,
     page,
     pay,
 )
@@ -48,7 +49,7 @@ def test_sign_up_verify_book_and_pay(
     page.get_by_label("Time zone").select_option("Europe/Berlin")
     page.get_by_role("button", name="Create account").click()
     page.wait_for_url(f"{site.url}/accounts/signup/done/")
-    assert page.get_by_role("heading", name="Check your email").is_visible()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
     user = User.objects.get_by_email("nina.new@example.org")
     assert user.email_verified_at is None
     assert SignIn.objects.filter(user=user).count() == 1
@@ -57,8 +58,8 @@ def test_sign_up_verify_book_and_pay(
     page.goto(f"{site.url}/builders/")
     page.get_by_role("link", name="Demo Studio").click()
     page.get_by_role("link", name="Consultation, 60 minutes").click()
-    assert page.locator("#verify-first").is_visible()
-    assert page.get_by_role("button", name="Choose a time").count() == 0
+    expect(page.locator("#verify-first")).to_be_visible()
+    expect(page.get_by_role("button", name="Choose a time")).to_have_count(0)
 
     # The link from the email the console printed: a page with a button, which verifies.
     printed = capfd.readouterr().out
@@ -67,7 +68,7 @@ def test_sign_up_verify_book_and_pay(
     assert link.startswith(site.url)
     page.goto(link)
     page.get_by_role("button", name="Verify my email address").click()
-    assert page.get_by_role("heading", name="Email address verified").is_visible()
+    expect(page.get_by_role("heading", name="Email address verified")).to_be_visible()
     user.refresh_from_db()
     assert user.email_verified_at is not None
 
@@ -75,7 +76,7 @@ def test_sign_up_verify_book_and_pay(
     choose_slot_and_consent(page, site)
     pay(page, "4242 4242 4242 4242")
     page.wait_for_url(re.compile(r".*/bookings/[0-9a-f-]+/paid/.*"))
-    assert page.get_by_role("heading", name="Booking confirmed").is_visible()
+    expect(page.get_by_role("heading", name="Booking confirmed")).to_be_visible()
     booking = Booking.objects.get(client=user)
     assert booking.status == "confirmed"
     assert Payment.objects.get(booking=booking).status == "paid"
