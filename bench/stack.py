@@ -185,7 +185,10 @@ def service_env(
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.endswith("_FILE") and key not in ("DJANGO_SETTINGS_MODULE", "ENVIRONMENT")
+        # Not the test runner's worker name either: tests.settings would move the Redis
+        # URL given here to another database.
+        if not key.endswith("_FILE")
+        and key not in ("DJANGO_SETTINGS_MODULE", "ENVIRONMENT", "PYTEST_XDIST_WORKER")
     }
     pythonpath = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env.update(

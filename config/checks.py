@@ -506,3 +506,43 @@ def _has_columns(connection: Any, table: str, columns: set[str]) -> bool:
     with connection.cursor() as cursor:
         description = connection.introspection.get_table_description(cursor, table)
     return columns <= {column.name for column in description}
+
+
+@register(Tags.compatibility, deploy=False)
+def check_recovery_timings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """A recovery that takes work over sooner than that work can last runs it twice
+    beside itself: each timeout must outlast what it covers."""
+    from payments import stripe_gateway
+
+    stripe_call = stripe_gateway.TIMEOUT[0] + stripe_gateway.TIMEOUT[1]
+    longest_call = stripe_call * (stripe_gateway.MAX_NETWORK_RETRIES + 1)
+    pairs = [
+        (
+            "WEBHOOK_PROCESSING_TIMEOUT_SECONDS",
+            settings.WEBHOOK_PROCESSING_TIMEOUT_SECONDS,
+            "the task time limit",
+            settings.CELERY_TASK_TIME_LIMIT,
+        ),
+        (
+            "OUTBOX_REDELIVER_AFTER_SECONDS",
+            settings.OUTBOX_REDELIVER_AFTER_SECONDS,
+            "the task time limit",
+            settings.CELERY_TASK_TIME_LIMIT,
+        ),
+        (
+            "REFUND_SUBMIT_LEASE_SECONDS",
+            settings.REFUND_SUBMIT_LEASE_SECONDS,
+            "the longest Stripe call (timeouts and retries)",
+            longest_call,
+        ),
+    ]
+    return [
+        Warning(
+            f"{name} is {value} s, not more than {what} ({limit} s): work still running "
+            "may be taken over and done twice.",
+            hint=f"Set {name} above {limit}.",
+            id="slotpay.W006",
+        )
+        for name, value, what, limit in pairs
+        if value <= limit
+    ]

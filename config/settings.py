@@ -477,6 +477,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
 }
 CELERY_TASK_DEFAULT_QUEUE = "slotpay"
+# An outbox task sent this long ago that no worker has run to an end is sent again
+# (core/outbox.py): its message died with a killed worker or a Redis restarted empty.
+# Longer than a task waits in a busy queue plus its time limit; a task still waiting
+# when it passes runs twice (every outbox task is idempotent).
+OUTBOX_REDELIVER_AFTER_SECONDS = env.int("OUTBOX_REDELIVER_AFTER_SECONDS", default=900)
+# A refund's sender holds its lease this long (payments.services.refund_submit): longer
+# than a Stripe call can last (30 s read timeout, two retries), or a live call may be
+# sent again beside it. Beat sends what is left pending every
+# REFUND_RETRY_INTERVAL_SECONDS.
+REFUND_SUBMIT_LEASE_SECONDS = env.int("REFUND_SUBMIT_LEASE_SECONDS", default=180)
+REFUND_RETRY_INTERVAL_SECONDS = env.int("REFUND_RETRY_INTERVAL_SECONDS", default=300)
 # Verification and checkpoints wait this long for the audit sequencer's lock, then go
 # on with the entries integrated and report the rest as queued (audit/sequencer.py).
 AUDIT_INTEGRATION_WAIT_SECONDS = env.float("AUDIT_INTEGRATION_WAIT_SECONDS", default=10.0)
@@ -514,7 +525,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "payments-retry-refunds": {
         "task": "payments.tasks.retry_unfinished_refunds",
-        "schedule": 300.0,
+        "schedule": float(REFUND_RETRY_INTERVAL_SECONDS),
     },
 }
 

@@ -25,6 +25,9 @@ class OutboxMessage(models.Model):
     available_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # When a worker ran the task to an end (core.outbox.task_ran); until then a row
+    # sent long ago is sent again.
+    done_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
@@ -34,11 +37,17 @@ class OutboxMessage(models.Model):
                 condition=models.Q(sent_at__isnull=True),
                 name="core_outbox_unsent_idx",
             ),
-            models.Index(fields=["sent_at"], name="core_outbox_sent_idx"),
+            models.Index(
+                fields=["sent_at"],
+                condition=models.Q(done_at__isnull=True),
+                name="core_outbox_in_flight_idx",
+            ),
+            models.Index(fields=["done_at"], name="core_outbox_done_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.task} #{self.pk} ({'sent' if self.sent_at else 'waiting'})"
+        state = "done" if self.done_at else "sent" if self.sent_at else "waiting"
+        return f"{self.task} #{self.pk} ({state})"
 
 
 class Alert(models.Model):

@@ -4,8 +4,16 @@
 caller's transaction, so the task exists exactly when the change that needs it does.
 After the commit a fast path publishes it at once; if the broker is down (or the
 process dies first), the relay, run by beat every few seconds, publishes whatever is
-still unsent. Delivery is at least once: every task enqueued here must be
-idempotent, and most look at the database to see whether their work is done.
+still unsent.
+
+A row is done when its task has run to an end in a worker (returned, raised, or
+handed itself to Celery's retry): the task's id names the row, and the worker's
+``task_postrun`` signal marks it. A row sent but not done after
+``OUTBOX_REDELIVER_AFTER_SECONDS`` is published again: its message died with a
+worker killed mid-task (acknowledged late, Redis hands it back only after its
+visibility timeout, an hour) or with a Redis that restarted empty. Delivery is at
+least once: every task enqueued here must be idempotent, and most look at the
+database to see whether their work is done.
 
 The webhook inbox needs no outbox: its row is the durable record, and its sweeper is
 its relay (webhooks/services.py).
@@ -15,11 +23,13 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import datetime, timedelta
 from importlib import import_module
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -70,17 +80,30 @@ def enqueue(
     return message
 
 
+TASK_ID_PREFIX = "outbox:"
+
+
 def publish(pk: int) -> bool:
     """Claim one row and hand its task to Celery; False if it is not ours to send now
-    (sent already, claimed by another process, not due) or the broker refused it."""
+    (done or in flight, claimed by another process, not due) or the broker refused it."""
     now = timezone.now()
-    claimed = _due(now).filter(pk=pk).update(attempts=F("attempts") + 1, available_at=now)
+    claimed = (
+        _due(now)
+        .filter(pk=pk)
+        .update(attempts=F("attempts") + 1, available_at=now, sent_at=None)
+    )
     if not claimed:
         return False
     message = OutboxMessage.objects.get(pk=pk)
     payload = json.loads(message.payload)
     try:
-        _task(message.task).apply_async(args=payload["args"], kwargs=payload["kwargs"], retry=False)
+        _task(message.task).apply_async(
+            args=payload["args"],
+            kwargs=payload["kwargs"],
+            # Unique per publish; the row's id is what the worker's signal reads.
+            task_id=f"{TASK_ID_PREFIX}{pk}:{uuid.uuid4().hex}",
+            retry=False,
+        )
     except Exception as exc:  # noqa: BLE001 (whatever the broker raised: the relay retries)
         # Run in-process (development, tests), the task's own exception lands here too.
         OutboxMessage.objects.filter(pk=pk).update(last_error=type(exc).__name__[:300])
@@ -110,9 +133,24 @@ def _task(name: str) -> Any:
     return current_app.tasks[name]
 
 
+def task_ran(task_id: str | None) -> bool:
+    """A worker ran this task to an end: its row, if it came from the outbox, is done.
+    (Connected to Celery's ``task_postrun`` in core.apps.)"""
+    if not task_id or not task_id.startswith(TASK_ID_PREFIX):
+        return False
+    number = task_id[len(TASK_ID_PREFIX) :].split(":", 1)[0]
+    if not number.isdigit():
+        return False
+    done = OutboxMessage.objects.filter(pk=int(number), done_at__isnull=True).update(
+        done_at=timezone.now()
+    )
+    return bool(done)
+
+
 def relay(*, limit: int = 200) -> int:
-    """Beat: publish what is due and unsent (the broker was down, a process died).
-    Returns how many were published."""
+    """Beat: publish what is due and unsent (the broker was down, a process died) and
+    what was sent but never ran to an end (its message was lost). Returns how many
+    were published."""
     due = _due(timezone.now()).order_by("available_at", "pk").values_list("pk", flat=True)[:limit]
     sent = sum(publish(pk) for pk in list(due))
     if sent:
@@ -121,17 +159,27 @@ def relay(*, limit: int = 200) -> int:
 
 
 def _due(now: datetime) -> QuerySet[OutboxMessage]:
-    """Unsent, due, and not claimed by a publisher that may still be at work."""
-    return OutboxMessage.objects.filter(
-        sent_at__isnull=True, available_at__lte=now, attempts__lt=MAX_ATTEMPTS
-    ).filter(Q(attempts=0) | Q(available_at__lte=now - CLAIM_TIMEOUT))
+    """Unsent, due, and not claimed by a publisher that may still be at work; or sent
+    so long ago, and not done, that its message is taken to be lost."""
+    lost = now - timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS)
+    unsent = Q(sent_at__isnull=True, available_at__lte=now) & (
+        Q(attempts=0) | Q(available_at__lte=now - CLAIM_TIMEOUT)
+    )
+    return OutboxMessage.objects.filter(done_at__isnull=True, attempts__lt=MAX_ATTEMPTS).filter(
+        unsent | Q(sent_at__lte=lost)
+    )
 
 
 def pending_count() -> int:
-    return OutboxMessage.objects.filter(sent_at__isnull=True).count()
+    """Rows not done yet: waiting to be sent, or sent and not run to an end."""
+    return OutboxMessage.objects.filter(done_at__isnull=True).count()
 
 
 def purge(*, older_than: timedelta = timedelta(days=1)) -> int:
-    """Sent rows are kept a day (for looking into a problem), then deleted."""
-    deleted, _ = OutboxMessage.objects.filter(sent_at__lte=timezone.now() - older_than).delete()
+    """Done rows are kept a day (for looking into a problem), then deleted; so are rows
+    given up on (``MAX_ATTEMPTS``) a day after their last attempt, once logged."""
+    cutoff = timezone.now() - older_than
+    deleted, _ = OutboxMessage.objects.filter(
+        Q(done_at__lte=cutoff) | Q(attempts__gte=MAX_ATTEMPTS, available_at__lte=cutoff)
+    ).delete()
     return deleted

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -292,11 +293,6 @@ def _submit_now_or_after_commit(refund: Refund, *, actor: Actor) -> Refund:
     return refund
 
 
-# Longer than a Stripe call can last (30 s read timeout, two retries): a sender still
-# holding the lease after this long has died, and the refund may be sent again.
-SUBMIT_LEASE = timedelta(minutes=3)
-
-
 def refund_submit(*, refund: Refund, actor: Actor) -> Refund:
     """Send a pending refund to Stripe (again): the same idempotency key every time.
 
@@ -305,11 +301,14 @@ def refund_submit(*, refund: Refund, actor: Actor) -> Refund:
     concurrent requests with one key make Stripe refuse the second with a 409.)
     """
     now = timezone.now()
+    # A sender still holding the lease after REFUND_SUBMIT_LEASE_SECONDS has died, and
+    # the refund may be sent again (longer than a Stripe call can last).
+    lease = timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS)
     claimed = (
         Refund.objects.filter(
             pk=refund.pk, status=Refund.Status.PENDING, stripe_refund_id__isnull=True
         )
-        .filter(Q(submitting_at__isnull=True) | Q(submitting_at__lte=now - SUBMIT_LEASE))
+        .filter(Q(submitting_at__isnull=True) | Q(submitting_at__lte=now - lease))
         .update(submitting_at=now, attempts=F("attempts") + 1)
     )
     refund.refresh_from_db()

@@ -122,9 +122,57 @@ def test_an_email_waits_out_a_broker_outage(broker_down: None) -> None:
     outbox.relay()
 
     assert [m.subject for m in mail.outbox] == ["Your booking"]
-    # Sent rows are purged after a day; unsent ones never.
-    OutboxMessage.objects.update(sent_at=timezone.now() - timedelta(days=2))
+    # Done rows are purged after a day; others never.
+    OutboxMessage.objects.update(done_at=timezone.now() - timedelta(days=2))
     assert outbox.purge() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_run_to_an_end_marks_its_row_done_and_is_never_sent_again(settings) -> None:
+    outbox.enqueue("core.tasks.send_mail", "t", "Your booking", "Hello", ["c@client.example"])
+
+    [message] = OutboxMessage.objects.all()
+    assert (message.sent_at is not None, message.done_at is not None) == (True, True)
+    assert message.attempts == 1
+    # Long after the redelivery window: done, so the relay leaves it.
+    OutboxMessage.objects.update(
+        sent_at=timezone.now() - timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS + 1)
+    )
+    assert outbox.relay() == 0
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_sent_but_never_run_is_sent_again_after_the_window(settings) -> None:
+    """Its message died with a worker or with Redis: nothing marked it done."""
+    outbox.enqueue("core.tasks.send_mail", "t", "Your booking", "Hello", ["c@client.example"])
+    mail.outbox.clear()
+    window = timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS)
+    OutboxMessage.objects.update(done_at=None, sent_at=timezone.now() - window / 2)
+    assert outbox.relay() == 0  # still within the window: it may be waiting in a queue
+    assert outbox.pending_count() == 1
+
+    OutboxMessage.objects.update(sent_at=timezone.now() - window - timedelta(seconds=1))
+    assert outbox.relay() == 1
+
+    [message] = OutboxMessage.objects.all()
+    assert message.attempts == 2
+    assert message.done_at is not None
+    assert [m.subject for m in mail.outbox] == ["Your booking"]
+    assert outbox.pending_count() == 0
+
+
+@pytest.mark.django_db
+def test_only_an_outbox_task_id_marks_a_row_done() -> None:
+    message = outbox.enqueue("core.tasks.send_mail", "t", "s", "b", ["a@x.example"], countdown=60)
+    assert message is not None
+
+    for task_id in (None, "", "3f2a-uuid", "outbox:", "outbox:abc:1", f"other:{message.pk}:x"):
+        assert outbox.task_ran(task_id) is False
+    assert outbox.task_ran(f"outbox:{message.pk}:0a1b") is True
+    assert outbox.task_ran(f"outbox:{message.pk}:0a1b") is False  # done once
+    message.refresh_from_db()
+    assert message.done_at is not None
 
 
 @pytest.mark.django_db

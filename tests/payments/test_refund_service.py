@@ -132,6 +132,29 @@ def test_the_periodic_retry_sends_refunds_an_outage_left_pending(payment: Paymen
     assert entry.actor_id == "payments.tasks"
 
 
+def test_a_refund_leased_by_a_sender_is_left_until_its_lease_ends(
+    payment: Payment, settings
+) -> None:
+    """A sender that took the lease and died mid-call: another sends it only once
+    REFUND_SUBMIT_LEASE_SECONDS have passed (the same idempotency key then)."""
+    with override_settings(STRIPE_API_BASE="http://127.0.0.1:9/sandbox/stripe"):
+        stripe_gateway.close_clients()
+        refund = refund_request(
+            booking_id=payment.booking_id, amount=1200, reason="r", actor="test"
+        )
+    stripe_gateway.close_clients()
+    settings.REFUND_SUBMIT_LEASE_SECONDS = 30
+    leased = Refund.objects.filter(pk=refund.pk)
+    leased.update(submitting_at=timezone.now() - timedelta(seconds=20))
+
+    assert refund_submit(refund=refund, actor="payments.tasks").status == Refund.Status.PENDING
+    assert charge_of(payment).amount_refunded == 0
+
+    leased.update(submitting_at=timezone.now() - timedelta(seconds=31))
+    assert refund_submit(refund=refund, actor="payments.tasks").status == Refund.Status.SUCCEEDED
+    assert charge_of(payment).amount_refunded == 1200
+
+
 def test_inside_a_transaction_stripe_is_called_after_the_commit(payment: Payment, staff) -> None:
     from django.db import transaction
 

@@ -1,0 +1,26 @@
+"""slotpay.W006: a recovery that takes work over before that work can have ended."""
+
+from __future__ import annotations
+
+from config.checks import check_recovery_timings
+
+
+def test_the_defaults_outlast_what_they_take_over() -> None:
+    assert check_recovery_timings() == []
+
+
+def test_each_timeout_too_short_is_named(settings) -> None:
+    settings.WEBHOOK_PROCESSING_TIMEOUT_SECONDS = settings.CELERY_TASK_TIME_LIMIT
+    settings.OUTBOX_REDELIVER_AFTER_SECONDS = 60
+    settings.REFUND_SUBMIT_LEASE_SECONDS = 20
+
+    warnings = check_recovery_timings()
+
+    assert {warning.id for warning in warnings} == {"slotpay.W006"}
+    named = [warning.msg.split(" ", 1)[0] for warning in warnings]
+    assert named == [
+        "WEBHOOK_PROCESSING_TIMEOUT_SECONDS",
+        "OUTBOX_REDELIVER_AFTER_SECONDS",
+        "REFUND_SUBMIT_LEASE_SECONDS",
+    ]
+    assert "longest Stripe call" in warnings[2].msg
