@@ -1,7 +1,7 @@
 """Run the chaos test (tests/chaos/) at a chosen size, by hand.
 
     .venv/bin/python bench/chaos.py                 # the CI size: 200 bookings
-    .venv/bin/python bench/chaos.py --scale full    # 2,000 bookings (about 7,500 deliveries)
+    .venv/bin/python bench/chaos.py --scale full    # 2,000 bookings (about 10,000 deliveries)
     .venv/bin/python bench/chaos.py --bookings 500 --rate 50
 
 The test itself decides pass or fail (every event processed once, every booking as

@@ -44,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +132,15 @@ class BookingStack:
         args = ["prepare", "--count", str(count)]
         if calendly_events:
             args.append("--calendly-events")
+        return [Prepared(**row) for row in self._in_stack(*args)]
+
+    def book(self, count: int) -> list[Booked]:
+        """:func:`book_on_calendly` in a subprocess with the services' environment."""
+        return [Booked(**row) for row in self._in_stack("book", "--count", str(count))]
+
+    def _in_stack(self, *args: str) -> list[dict[str, Any]]:
+        """``python -m bench.traffic <args>`` with the services' environment: its last
+        line of output, JSON."""
         result = subprocess.run(  # noqa: S603 (our own fixed command)
             [sys.executable, "-m", "bench.traffic", *args],
             cwd=REPO,
@@ -142,8 +151,9 @@ class BookingStack:
             timeout=1800,
         )
         if result.returncode:
-            raise stack.ServiceError(f"prepare failed:\n{result.stdout[-3000:]}\n{result.stderr}")
-        return [Prepared(**row) for row in json.loads(result.stdout.splitlines()[-1])]
+            raise stack.ServiceError(f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
+        rows: list[dict[str, Any]] = json.loads(result.stdout.splitlines()[-1])
+        return rows
 
     def logs(self, tail: int = 3000) -> str:
         return "\n".join(
@@ -413,6 +423,95 @@ def _calendly_events(count: int, token: str) -> list[tuple[str, str]]:
     return [(event.uuid, invitee.uuid) for event, invitee in zip(events, invitees, strict=True)]
 
 
+# --- Bookings made on Calendly -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Booked:
+    """One invitee booked on the Calendly sandbox under a client's booking intent."""
+
+    invitee: str  # the sandbox's invitee UUID
+    event: str  # its scheduled event's UUID
+
+
+# A sandbox host has a few hundred fifteen-minute slots over its fourteen days.
+BOOKINGS_PER_HOST = 100
+
+
+def book_on_calendly(count: int, site: str) -> list[Booked]:
+    """In a process with the services' environment: ``count`` bookings made as a client
+    makes them, up to Calendly's ``invitee.created``, which is left for the caller to
+    deliver.
+
+    Each client agrees to a session's refund policy (``consent_give``, as our session
+    page records it) and gets the booking intent our page puts in ``utm_content``;
+    the invitee then books a slot at least three days ahead (every refund tier
+    applies in full) on the Calendly sandbox with it, and the sandbox writes its
+    ``invitee.created`` for the subscription. A host, its Calendly event type and our
+    builder and session for every BOOKINGS_PER_HOST bookings.
+    """
+    import secrets as random_tokens
+    from datetime import timedelta
+
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    from accounts.models import Builder, User
+    from bookings import services
+    from bookings.models import EventType
+    from sandbox.calendly_sandbox import services as calendly
+    from sandbox.calendly_sandbox.resources import Urls
+
+    token = random_tokens.token_hex(4)
+    urls = Urls(site=site)
+    clients = [
+        User.objects.create_user(email=f"client{n}-{token}@bench.example", name=f"Client {n}")
+        for n in range(min(count, 20))
+    ]
+    earliest = timezone.now() + timedelta(days=3)
+    booked: list[Booked] = []
+    for first in range(0, count, BOOKINGS_PER_HOST):
+        slug = f"bench-{token}-{first // BOOKINGS_PER_HOST}"
+        remote = calendly.host_with_event_type_create(
+            host_name=f"Bench Host {slug}",
+            host_email=f"host-{slug}@bench.example",
+            host_slug=slug,
+            host_timezone="Europe/Berlin",
+            event_name="Portfolio review",
+            event_slug="review",
+            duration=15,
+        )
+        event_type = EventType.objects.create(
+            builder=Builder.objects.create(name=f"Bench Studio {slug}", slug=slug),
+            calendly_event_type_uri=urls.event_type(remote),
+            scheduling_url=f"{site}/sandbox/calendly/{slug}/review/",
+            title="Portfolio review",
+            duration_minutes=15,
+            price_amount=PRICE,
+            currency="eur",
+        )
+        slots = [slot for slot in calendly.open_slots(remote) if slot >= earliest]
+        numbers = range(first, min(count, first + BOOKINGS_PER_HOST))
+        if len(slots) < len(numbers):
+            raise RuntimeError(f"the sandbox host has {len(slots)} slots for {len(numbers)}")
+        for number, start in zip(numbers, slots, strict=False):
+            client = clients[number % len(clients)]
+            consent = services.consent_give(user=client, event_type=event_type, ip=None)
+            invitee = calendly.invitee_book(
+                event_type=remote,
+                start=start,
+                name=client.name,
+                email=client.email,
+                invitee_timezone="Europe/Berlin",
+                tracking={"utm_source": "slotpay", "utm_content": services.issue_intent(consent)},
+                urls=urls,
+            )
+            booked.append(Booked(invitee=invitee.uuid, event=invitee.scheduled_event.uuid))
+    return booked
+
+
 # --- The Stripe sandbox, over HTTP ----------------------------------------------------
 
 
@@ -484,9 +583,12 @@ class Sandbox:
             raise SandboxError(f"{method} {path}: {status} {payload[:300]!r}")
         return json.loads(payload)
 
-    def submit(self, path: str, fields: dict[str, str]) -> tuple[int, bytes]:
-        """Fill in a page's form as a browser does: GET it, then POST ``fields`` with
-        its CSRF token and cookie. Returns the POST's status and body."""
+    def submit(
+        self, path: str, fields: dict[str, str] | Callable[[bytes], dict[str, str]]
+    ) -> tuple[int, bytes]:
+        """Fill in a page's form as a browser does: GET it, then POST ``fields`` (or
+        what ``fields`` picks from the page) with its CSRF token and cookie. Returns
+        the POST's status and body."""
         status, headers, page = self.request("GET", path)
         if status != 200:
             raise SandboxError(f"GET {path}: {status}")
@@ -494,7 +596,8 @@ class Sandbox:
         token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
         if cookie is None or token is None:
             raise SandboxError(f"no CSRF token on {path}")
-        form = {"csrfmiddlewaretoken": html.unescape(token.group(1).decode()), **fields}
+        chosen = fields(page) if callable(fields) else fields
+        form = {"csrfmiddlewaretoken": html.unescape(token.group(1).decode()), **chosen}
         status, _, page = self.request(
             "POST",
             path,
@@ -527,6 +630,21 @@ class Sandbox:
         """The invitee cancels on Calendly's cancellation page."""
         path = f"/sandbox/calendly/cancellations/{invitee_uuid}/"
         status, page = self.submit(path, {"reason": reason})
+        if status != 302:
+            raise SandboxError(f"POST {path}: {status} {page[:300]!r}")
+
+    def calendly_reschedule(self, invitee_uuid: str, reason: str = "Another day") -> None:
+        """The invitee moves the booking to the latest open slot on Calendly's
+        rescheduling page (Calendly then cancels it as rescheduled and books anew)."""
+        path = f"/sandbox/calendly/reschedulings/{invitee_uuid}/"
+
+        def latest_slot(page: bytes) -> dict[str, str]:
+            slots = re.findall(rb'name="start" value="([^"]+)"', page)
+            if not slots:
+                raise SandboxError(f"no open slot on {path}")
+            return {"start": html.unescape(slots[-1].decode()), "reason": reason}
+
+        status, page = self.submit(path, latest_slot)
         if status != 302:
             raise SandboxError(f"POST {path}: {status} {page[:300]!r}")
 
@@ -793,10 +911,16 @@ def main(argv: list[str] | None = None) -> None:
     prepare_cmd = commands.add_parser("prepare", help="bookings awaiting payment (JSON out)")
     prepare_cmd.add_argument("--count", type=int, required=True)
     prepare_cmd.add_argument("--calendly-events", action="store_true")
+    book_cmd = commands.add_parser("book", help="bookings made on Calendly (JSON out)")
+    book_cmd.add_argument("--count", type=int, required=True)
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
-    prepared = prepare(args.count, calendly_events=args.calendly_events)
-    sys.stdout.write(json.dumps([vars(row) for row in prepared]) + "\n")
+    rows: Sequence[Prepared | Booked]
+    if args.command == "book":
+        rows = book_on_calendly(args.count, os.environ["SITE_URL"])
+    else:
+        rows = prepare(args.count, calendly_events=args.calendly_events)
+    sys.stdout.write(json.dumps([vars(row) for row in rows]) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,35 +1,38 @@
 """Chaos: the whole stack keeps its promises while its parts fail under it.
 
 Through gunicorn, two real Celery workers, beat, a private PostgreSQL cluster and a
-private Redis (bench/traffic.py, bench/stack.py), bookings awaiting payment meet what
-the providers then say happened to them. At "Stripe" (the sandbox, over HTTP): most
-are paid on the hosted page, some never are and their sessions expire (the booking
-is released and its Calendly event cancelled), some are refunded once or several
-times from Stripe's side, some are disputed by the cardholder.
+private Redis (bench/traffic.py, bench/stack.py), clients book, pay, cancel,
+reschedule, are refunded and dispute, and the providers' signed deliveries come in
+out of order, twice, and while the services fail.
 
-Wave 1 delivers the sandbox's Stripe events, signed, at a fixed rate: each booking's
-in a shuffled order, 20 % of them twice, interleaved with the other bookings', while
-a worker is SIGKILLed three times, Redis is restarted once (empty) and PostgreSQL
-once. Wave 2: some paid invitees cancel on Calendly's page, and Calendly's
-``invitee.canceled`` deliveries (those and the ones for the events our handlers
-cancelled) go the same way; our handlers refund at Stripe. Wave 3 delivers what
-Stripe then says about those refunds. (No faults in waves 2 and 3: a worker killed
-while sending a refund leaves it leased for minutes, by design.) A 5xx or a refused
-connection is retried as the providers retry.
+Wave 0: clients book on Calendly's page under their booking intents (the consent our
+session page records, ``bench.traffic.book_on_calendly``); Calendly's
+``invitee.created`` deliveries create the bookings, and the application opens each
+one's Checkout Session at "Stripe" (the sandbox, over HTTP). Then at Stripe most are
+paid on the hosted page, some never are and their sessions expire (the booking is
+released and its Calendly event cancelled), some are refunded once or several times
+from Stripe's side, some are disputed by the cardholder. Wave 1 delivers Stripe's
+events. Wave 2: some paid invitees cancel on Calendly's page (our handlers refund
+them at Stripe) and some reschedule (the new booking takes the payment over), and
+Calendly's deliveries of those go the same way. Wave 3 delivers what Stripe then says
+about our refunds.
+
+Every wave sends each booking's deliveries in a shuffled order, 20 % of them twice,
+interleaved with the other bookings', at a fixed rate; a 5xx or a refused connection
+is retried as the providers retry. Meanwhile a worker is SIGKILLed three times (in
+waves 0, 1 and 2: mid-handler, mid-Checkout, mid-refund), Redis is restarted once,
+empty, and PostgreSQL once (wave 1).
 
 Afterwards: every delivery acknowledged and its event stored and processed (or
 deliberately ignored), none dead; nothing applied twice (one payment per booking, one
 refund row per Stripe refund); every booking, payment and Calendly event in the state
-its events imply; our ledger equal to the sandbox's, booking by booking;
-``manage.py audit_verify --full`` clean; no 5xx outside the PostgreSQL restart window. A
-summary of the counts is printed (``-s`` shows it).
+its events imply (a rescheduled booking's payment on its successor); our ledger equal
+to the sandbox's, booking by booking; ``manage.py audit_verify --full`` clean; no 5xx
+outside the PostgreSQL restart window. A summary of the counts is printed (``-s``
+shows it).
 
-Not covered: bookings are created by ``bench.traffic.prepare`` (as ``invitee.created``
-leaves them, sessions opened by the application), not by ``invitee.created``
-deliveries, which need a signed-in client's booking intent each; so no reschedules.
-
-The size: SLOTPAY_CHAOS_BOOKINGS bookings (CI: 200, about 850 deliveries, under
-three minutes on this 2-core machine); ``bench/chaos.py --scale full`` runs 2,000.
+The size: SLOTPAY_CHAOS_BOOKINGS bookings (CI: 200, about 1,050 deliveries, four to
+five minutes on this 2-core machine); ``bench/chaos.py --scale full`` runs 2,000.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class Plan:
     kind: str  # "expire", "dispute" or "pay"
     refunds: list[int | None] = field(default_factory=list)  # amounts; None: the rest
     cancel: bool = False  # the invitee cancels on Calendly once the payment is in
+    reschedule: bool = False  # the invitee moves it on Calendly once the payment is in
     payment_intent: str = ""
 
     @property
@@ -104,13 +108,16 @@ class Plan:
         return total
 
     def expected(self) -> tuple[str, str]:
-        """(booking status, payment status) that the events imply."""
-        if self.kind == "expire":
-            return "expired", "expired"
-        if self.kind == "dispute":
-            return "disputed", "disputed"
+        """(booking status, payment status) that the events imply; a rescheduled
+        booking's payment is its successor's, which is confirmed and paid."""
+        if self.reschedule:
+            return "rescheduled", "paid"
+        if self.kind != "pay":  # "expire" or "dispute"
+            return {"expire": ("expired", "expired"), "dispute": ("disputed", "disputed")}[
+                self.kind
+            ]
         if self.cancel:
-            # Thirty days ahead: the policy gives back everything that remains.
+            # Three days ahead or more: the policy gives back everything that remains.
             return "canceled", "refunded"
         if self.refunded == 0:
             return "confirmed", "paid"
@@ -132,7 +139,9 @@ def plans_for(prepared: list[traffic.Prepared], rng: random.Random) -> list[Plan
             refunds: list[int | None] = [PARTIAL] * count
             if count and rng.random() < 0.5:
                 refunds[-1] = None  # the last one refunds the rest
-            plans.append(Plan(row, "pay", refunds, cancel=rng.random() < 0.15))
+            cancel = rng.random() < 0.15
+            reschedule = not count and not cancel and rng.random() < 0.3
+            plans.append(Plan(row, "pay", refunds, cancel=cancel, reschedule=reschedule))
     return plans
 
 
@@ -183,37 +192,112 @@ def stripe_deliveries(events: list[dict[str, Any]]) -> dict[str, list[traffic.De
     return per_booking
 
 
-def calendly_cancellations(
-    run: traffic.BookingStack, plans: list[Plan]
-) -> dict[str, list[traffic.Delivery]]:
-    """The invitees cancel on Calendly's pages; every ``invitee.canceled`` body the
-    sandbox made for its subscription, as deliveries by booking reference: these, and
-    those of the events our handlers cancelled when they released unpaid bookings."""
-    cancels = [plan for plan in plans if plan.cancel]
-    sandbox = run.sandbox()
-    traffic.each(lambda plan: sandbox.calendly_cancel(plan.prepared.calendly_invitee), cancels)
-    by_invitee = {plan.prepared.calendly_invitee: plan.prepared.reference for plan in plans}
-    per_booking: dict[str, list[traffic.Delivery]] = defaultdict(list)
+def calendly_sent(run: traffic.BookingStack, event_type: str) -> list[tuple[str, str, bytes]]:
+    """Every ``event_type`` body the Calendly sandbox made for its subscription:
+    (invitee UUID, the invitee it reschedules or "", body)."""
+    found = []
     with run.connect() as conn:
-        for (body,) in conn.execute(CALENDLY_SENT, ("invitee.canceled",)).fetchall():
-            invitee = json.loads(body)["payload"]["uri"].rstrip("/").rsplit("/", 1)[-1]
-            reference = by_invitee[invitee]
-            per_booking[reference].append(
-                traffic.Delivery(
-                    event_id=f"invitee.canceled:{invitee}",
-                    event_type="invitee.canceled",
-                    booking=reference,
-                    body=body.encode(),
-                    provider="calendly",
-                )
-            )
-    missing = [plan for plan in cancels if plan.prepared.reference not in per_booking]
-    assert not missing, f"the Calendly sandbox sent no invitee.canceled for {missing[:3]}"
+        for (body,) in conn.execute(CALENDLY_SENT, (event_type,)).fetchall():
+            payload = json.loads(body)["payload"]
+            old = (payload.get("old_invitee") or "").rstrip("/").rsplit("/", 1)[-1]
+            found.append((_last_part(payload["uri"]), old, body.encode()))
+    return found
+
+
+def _last_part(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def calendly_delivery(event_type: str, invitee: str, body: bytes, booking: str) -> traffic.Delivery:
+    return traffic.Delivery(
+        event_id=f"{event_type}:{invitee}",
+        event_type=event_type,
+        booking=booking,
+        body=body,
+        provider="calendly",
+    )
+
+
+def bookings_made(
+    run: traffic.BookingStack, booked: list[traffic.Booked]
+) -> dict[str, list[traffic.Delivery]]:
+    """Wave 0: Calendly's ``invitee.created`` for each booking made, by invitee."""
+    ours = {row.invitee for row in booked}
+    per_invitee: dict[str, list[traffic.Delivery]] = defaultdict(list)
+    for invitee, _, body in calendly_sent(run, "invitee.created"):
+        if invitee in ours:
+            per_invitee[invitee].append(calendly_delivery("invitee.created", invitee, body, ""))
+    missing = ours - set(per_invitee)
+    assert not missing, f"the Calendly sandbox sent no invitee.created for {sorted(missing)[:3]}"
+    return per_invitee
+
+
+def checkouts_opened(
+    run: traffic.BookingStack, booked: list[traffic.Booked], timeout: float
+) -> list[traffic.Prepared]:
+    """Each booking the deliveries created, with the Checkout Session the application
+    opened for it (a task after the handler's commit), once all are open."""
+    query = (
+        "SELECT b.id, b.reference, p.checkout_session_id, p.checkout_url, "
+        "b.calendly_event_uri, b.calendly_invitee_uuid, b.client_id "
+        "FROM bookings_booking b JOIN payments_payment p ON p.booking_id = b.id "
+        "WHERE p.status = 'open' AND p.checkout_url <> ''"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with run.connect() as conn:
+            found = rows(conn, query)
+        if len(found) >= len(booked) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    opened = {
+        invitee: traffic.Prepared(
+            booking=pk,
+            reference=str(reference),
+            session=session,
+            url=url,
+            calendly_event=_last_part(event_uri),
+            calendly_invitee=invitee,
+        )
+        for pk, reference, session, url, event_uri, invitee, client in found
+        if client is not None
+    }
+    missing = [row.invitee for row in booked if row.invitee not in opened]
+    assert not missing, f"{len(missing)} bookings without Checkout: {missing[:5]}\n{run.logs()}"
+    return [opened[row.invitee] for row in booked]
+
+
+def calendly_changes(
+    run: traffic.BookingStack, plans: list[Plan], delivered: set[str]
+) -> dict[str, list[traffic.Delivery]]:
+    """Wave 2: invitees cancel or reschedule on Calendly's pages; every Calendly
+    delivery not sent yet (those, and the cancellations of the events our handlers
+    released), by booking reference."""
+    sandbox = run.sandbox()
+    traffic.each(
+        lambda plan: sandbox.calendly_cancel(plan.prepared.calendly_invitee),
+        [plan for plan in plans if plan.cancel],
+    )
+    for plan in plans:  # one at a time: each takes the host's latest open slot
+        if plan.reschedule:
+            sandbox.calendly_reschedule(plan.prepared.calendly_invitee)
+    owner = {plan.prepared.calendly_invitee: plan.prepared.reference for plan in plans}
+    per_booking: dict[str, list[traffic.Delivery]] = defaultdict(list)
+    for event_type in ("invitee.canceled", "invitee.created"):
+        for invitee, old, body in calendly_sent(run, event_type):
+            reference = owner.get(invitee) or owner.get(old)
+            if f"{event_type}:{invitee}" in delivered or reference is None:
+                continue
+            per_booking[reference].append(calendly_delivery(event_type, invitee, body, reference))
+    changed = [plan for plan in plans if plan.cancel or plan.reschedule]
+    missing = [plan for plan in changed if plan.prepared.reference not in per_booking]
+    assert not missing, f"the Calendly sandbox sent nothing for {missing[:3]}"
     return per_booking
 
 
 def subscribe_to_calendly(run: traffic.BookingStack) -> None:
-    """A Calendly subscription for cancellations, signed with our key, to a closed port."""
+    """A Calendly subscription, signed with our key, to a closed port: this test
+    delivers what the sandbox writes for it."""
     sandbox = run.sandbox()
     organization = sandbox.calendly("GET", "users/me")["current_organization"]
     sandbox.calendly(
@@ -221,7 +305,7 @@ def subscribe_to_calendly(run: traffic.BookingStack) -> None:
         "webhook_subscriptions",
         {
             "url": "http://127.0.0.1:9/nowhere/",
-            "events": ["invitee.canceled"],
+            "events": ["invitee.created", "invitee.canceled"],
             "organization": organization,
             "scope": "organization",
             "signing_key": run.secrets.calendly_signing_key,
@@ -337,7 +421,7 @@ def rows(conn: Any, query: str) -> list[tuple[Any, ...]]:
 
 @dataclass
 class Outcome:
-    bookings: dict[str, tuple[str, int]]  # reference -> (status, id)
+    bookings: dict[str, tuple[str, int, int | None]]  # reference -> (status, id, successor)
     payments: dict[int, list[tuple[str, int, str]]]  # booking id -> (status, amount, charge)
     refunds: dict[int, list[tuple[str, int, str]]]  # booking id -> (status, amount, re_ id)
 
@@ -345,9 +429,9 @@ class Outcome:
 def read_outcome(run: traffic.BookingStack) -> Outcome:
     with run.connect() as conn:
         bookings = {
-            str(reference): (status, pk)
-            for pk, reference, status in rows(
-                conn, "SELECT id, reference, status FROM bookings_booking"
+            str(reference): (status, pk, successor)
+            for pk, reference, status, successor in rows(
+                conn, "SELECT id, reference, status, rescheduled_to_id FROM bookings_booking"
             )
         }
         payments: dict[int, list[tuple[str, int, str]]] = defaultdict(list)
@@ -402,8 +486,15 @@ def chaos_stack(tmp_path: Path) -> Iterator[traffic.BookingStack]:
         postgres_settings={"fsync": "off", "full_page_writes": "off"},
         workers=2,
         concurrency=1,
-        # The sandbox's own deliveries go nowhere: this test delivers its events.
+        # The sandbox's own deliveries go nowhere: this test delivers its events. The
+        # sandbox never gives them up, so the Calendly subscription stays enabled.
         SANDBOX_STRIPE_WEBHOOK_URL="http://127.0.0.1:9/nowhere/",
+        SANDBOX_WEBHOOK_MAX_ATTEMPTS=100_000,
+        # What a killed worker or an emptied Redis lost is taken over within seconds
+        # (the defaults are minutes): outbox tasks, a refund's lease.
+        OUTBOX_REDELIVER_AFTER_SECONDS=30,
+        REFUND_SUBMIT_LEASE_SECONDS=20,
+        REFUND_RETRY_INTERVAL_SECONDS=5,
     ) as run:
         yield run
 
@@ -429,51 +520,71 @@ def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one
     rng = random.Random(SEED)  # noqa: S311 (the shape of the load, not security)
     began = time.monotonic()
     sandbox = run.sandbox()
-    say(f"stack up; preparing {BOOKINGS} bookings")
-    prepared = run.prepare(BOOKINGS, calendly_events=True)
+    faults = Faults(run)
     subscribe_to_calendly(run)
+    say(f"stack up; {BOOKINGS} clients book on Calendly")
+    booked = run.book(BOOKINGS)
+    created = mixed(bookings_made(run, booked), rng)
+    prepared_in = time.monotonic() - began
+
+    # Wave 0: Calendly's invitee.created; a worker dies among the handlers and the
+    # Checkout tasks they leave.
+    say(f"wave 0: {len(created)} invitee.created deliveries, a worker killed")
+    sent = _send(
+        run,
+        created,
+        faults,
+        [(0.4 * _seconds(created), "kill worker 0", lambda: faults.kill_worker(0))],
+    )
+    deliveries = list(created)
+    unique = {delivery.event_id for delivery in created}
+    statuses = wait_drained(run, unique, DRAIN_TIMEOUT)
+    prepared = checkouts_opened(run, booked, DRAIN_TIMEOUT)
     plans = plans_for(prepared, rng)
+
     say("paying, expiring, refunding at the sandbox")
     act(sandbox, plans)
     say("waiting for the sandbox's disputes")
     open_disputes(run, plans)
     events = sandbox.events()
-    deliveries = mixed(stripe_deliveries(events), rng)
-    prepared_in = time.monotonic() - began
+    stripe = mixed(stripe_deliveries(events), rng)
 
-    # Wave 1, Stripe's events, with the faults spread over the sending (and so over
-    # the processing behind it).
-    seconds = len(deliveries) / RATE
-    say(f"wave 1: {len(deliveries)} deliveries at {RATE:.0f}/s ({seconds:.0f} s) with faults")
-    faults = Faults(run)
-    sent = _send(
+    # Wave 1: Stripe's events, with Redis and PostgreSQL restarted and a worker killed
+    # while they are sent (and so while they are processed behind).
+    seconds = _seconds(stripe)
+    say(f"wave 1: {len(stripe)} deliveries at {RATE:.0f}/s ({seconds:.0f} s) with faults")
+    sent += _send(
         run,
-        deliveries,
+        stripe,
         faults,
         [
-            (0.15 * seconds, "kill worker 0", lambda: faults.kill_worker(0)),
-            (0.30 * seconds, "restart redis", faults.restart_redis),
+            (0.25 * seconds, "restart redis", faults.restart_redis),
             (0.45 * seconds, "kill worker 1", lambda: faults.kill_worker(1)),
-            (0.60 * seconds, "restart postgres", faults.restart_postgres),
-            (0.80 * seconds, "kill worker 0 again", lambda: faults.kill_worker(0)),
+            (0.65 * seconds, "restart postgres", faults.restart_postgres),
         ],
     )
-    unique = {delivery.event_id for delivery in deliveries}
+    deliveries += stripe
+    unique |= {delivery.event_id for delivery in stripe}
     say("waiting for the inbox to drain")
     statuses = wait_drained(run, unique, DRAIN_TIMEOUT)
 
-    # Wave 2: paid invitees cancel on Calendly (our handler refunds them at Stripe);
-    # wave 3: what Stripe then says about those refunds. No faults here: a worker
-    # killed while it sends a refund leaves it leased for three minutes, and beat
-    # retries unfinished refunds every five (payments.services.SUBMIT_LEASE).
-    cancellations = mixed(calendly_cancellations(run, plans), rng)
-    say(f"wave 2: {len(cancellations)} Calendly cancellations")
-    sent += _send(run, cancellations, faults, [])
-    deliveries += cancellations
-    unique |= {delivery.event_id for delivery in cancellations}
+    # Wave 2: paid invitees cancel (our handlers refund them at Stripe) or reschedule
+    # on Calendly; a worker dies among the handlers and the refunds they send.
+    changes = mixed(calendly_changes(run, plans, unique), rng)
+    say(f"wave 2: {len(changes)} Calendly deliveries, a worker killed")
+    sent += _send(
+        run,
+        changes,
+        faults,
+        [(0.5 * _seconds(changes), "kill worker 0 again", lambda: faults.kill_worker(0))],
+    )
+    deliveries += changes
+    unique |= {delivery.event_id for delivery in changes}
     statuses = wait_drained(run, unique, DRAIN_TIMEOUT)
     ours = sum(plan.cancel and plan.refunded < traffic.PRICE for plan in plans)
-    wait_refunds_submitted(run, ours, 120)
+    wait_refunds_submitted(run, ours, DRAIN_TIMEOUT)
+
+    # Wave 3: what Stripe says about the refunds our handlers made.
     seen = {event["id"] for event in events}
     later = [event for event in sandbox.events() if event["id"] not in seen]
     refunded = mixed(stripe_deliveries(later), rng)
@@ -502,18 +613,19 @@ def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one
     kinds = Counter(plan.kind for plan in plans)
     sys.stdout.write(
         "\nChaos run summary\n"
-        f"  bookings {len(plans)}: {dict(kinds)}, of the paid {sum(p.cancel for p in plans)} "
-        f"canceled on Calendly; refunds made at Stripe {sum(len(p.refunds) for p in plans)}\n"
-        f"  events {len(events)} Stripe + {len({c.event_id for c in cancellations})} "
-        f"Calendly; deliveries {len(deliveries)} ({len(deliveries) - len(unique)} duplicates) "
-        f"at {RATE:.0f}/s; by type {dict(Counter(d.event_type for d in deliveries))}\n"
+        f"  bookings {len(plans)} made on Calendly: {dict(kinds)}; of the paid "
+        f"{sum(p.cancel for p in plans)} canceled and {sum(p.reschedule for p in plans)} "
+        f"rescheduled on Calendly; refunds made at Stripe {sum(len(p.refunds) for p in plans)}\n"
+        f"  deliveries {len(deliveries)} ({len(deliveries) - len(unique)} duplicates) "
+        f"of {len(unique)} events at {RATE:.0f}/s; by type "
+        f"{dict(Counter(d.event_type for d in deliveries))}\n"
         f"  answers {dict(answers)}; acknowledged {sum(item.ok for item in sent)}; "
         f"outcomes {dict(Counter(item.outcome for item in sent))}\n"
         f"  faults: {[(what, round(end - start, 1)) for what, start, end in faults.log]}\n"
         f"  inbox {dict(Counter(statuses.values()))}\n"
-        f"  bookings {dict(Counter(status for status, _ in outcome.bookings.values()))}\n"
+        f"  bookings {dict(Counter(status for status, _, _ in outcome.bookings.values()))}\n"
         f"  audit_verify exit {verify.returncode}: {verify.stdout.strip()[-200:]}\n"
-        f"  took: preparing {prepared_in:.0f} s, the three waves until drained {waves_in:.0f} s\n"
+        f"  took: booking {prepared_in:.0f} s, the four waves until drained {waves_in:.0f} s\n"
     )
 
     # --- No event lost ---
@@ -528,12 +640,22 @@ def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one
     assert not outside_window, f"errors outside the restart window: {outside_window[:10]}"
 
     # --- Every booking where its events put it; nothing applied twice; the ledger ---
+    by_id = {pk: (status, successor) for status, pk, successor in outcome.bookings.values()}
     wrong = []
     for plan in plans:
-        status, booking = outcome.bookings[plan.prepared.reference]
+        status, booking, successor = outcome.bookings[plan.prepared.reference]
+        want_booking, want_payment = plan.expected()
+        if plan.reschedule:
+            if status != want_booking or successor is None or outcome.payments[booking]:
+                wrong.append(("rescheduled", status, successor, outcome.payments[booking]))
+                continue
+            if by_id[successor][0] != "confirmed":
+                wrong.append(("successor", by_id[successor]))
+                continue
+            booking = successor  # the payment moved with the booking
+            status = want_booking
         payments = outcome.payments[booking]
         refunds = outcome.refunds[booking]
-        want_booking, want_payment = plan.expected()
         if status != want_booking or [p[0] for p in payments] != [want_payment]:
             wrong.append((plan.kind, plan.refunds, plan.cancel, status, payments, refunds))
             continue
@@ -548,10 +670,18 @@ def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one
         if ours != charge["amount"] - charge["amount_refunded"]:
             wrong.append(("ledger", ours, charge["amount"], charge["amount_refunded"]))
     assert not wrong, f"{len(wrong)} bookings not as their events say: {wrong[:10]}"
+    # One booking per invitee: the made ones and their reschedules' successors only.
+    assert len(outcome.bookings) == len(plans) + sum(plan.reschedule for plan in plans)
     released = [plan for plan in plans if plan.kind == "expire"]
     for plan in released:
         assert calendly_event_status(run, plan.prepared.calendly_event) == "canceled"
 
     # --- The audit trail is whole ---
     assert verify.returncode == 0, f"audit_verify: {verify.stdout}\n{verify.stderr}"
-    assert {delivery.booking for delivery in deliveries} <= set(outcome.bookings)
+    assert {delivery.booking for delivery in deliveries if delivery.booking} <= set(
+        outcome.bookings
+    )
+
+
+def _seconds(deliveries: list[traffic.Delivery]) -> float:
+    return len(deliveries) / RATE
