@@ -88,9 +88,7 @@ def publish(pk: int) -> bool:
     (done or in flight, claimed by another process, not due) or the broker refused it."""
     now = timezone.now()
     claimed = (
-        _due(now)
-        .filter(pk=pk)
-        .update(attempts=F("attempts") + 1, available_at=now, sent_at=None)
+        _due(now).filter(pk=pk).update(attempts=F("attempts") + 1, available_at=now, sent_at=None)
     )
     if not claimed:
         return False
