@@ -52,6 +52,17 @@ TARGET_WORKERS = 2
 WARM_UP = 20
 
 Batch = list[tuple[int, "traffic.Delivery"]]  # (booking id, its delivery)
+# Production's recovery timings (config/settings.py), not the chaos test's quick ones
+# (bench/traffic.FAST_RECOVERY): with a 20 s processing timeout the sweeper queues
+# every event that has waited longer in a backlog a second time, and the copies make
+# the backlog longer still.
+PRODUCTION_RECOVERY = {
+    "WEBHOOK_PROCESSING_TIMEOUT_SECONDS": 360,
+    "WEBHOOK_REQUEUE_AFTER_SECONDS": 60,
+    "WEBHOOK_SWEEP_INTERVAL_SECONDS": 60,
+    "WEBHOOK_RETRY_BASE_SECONDS": 30,
+    "WEBHOOK_RETRY_CAP_SECONDS": 3600,
+}
 
 
 def say(text: str = "") -> None:
@@ -252,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             web_workers=args.web_workers,
             web_threads=args.web_threads,
             keep_database=args.keep_database,
+            **PRODUCTION_RECOVERY,
         ) as run,
     ):
         started = time.monotonic()

@@ -25,6 +25,7 @@ MIN_SECRET_KEY_LENGTH = 50
 MIN_BLIND_INDEX_KEY_LENGTH = 32
 ONE_YEAR = 31_536_000
 MIN_PATH_TOKEN_LENGTH = 24
+STRIPE_IDEMPOTENCY_WINDOW = 86_400  # seconds Stripe remembers an idempotency key
 
 
 def _production_like() -> bool:
@@ -536,7 +537,7 @@ def check_recovery_timings(app_configs: Any = None, **kwargs: Any) -> list[Warni
             longest_call,
         ),
     ]
-    return [
+    warnings = [
         Warning(
             f"{name} is {value} s, not more than {what} ({limit} s): work still running "
             "may be taken over and done twice.",
@@ -546,3 +547,17 @@ def check_recovery_timings(app_configs: Any = None, **kwargs: Any) -> list[Warni
         for name, value, what, limit in pairs
         if value <= limit
     ]
+    # A refund sent again must reach Stripe while its idempotency key is remembered
+    # (24 hours), or a lost answer could turn into a second refund.
+    resend = settings.REFUND_SUBMIT_LEASE_SECONDS + settings.REFUND_RETRY_INTERVAL_SECONDS
+    if settings.REFUND_RETRY_INTERVAL_SECONDS <= 0 or resend >= STRIPE_IDEMPOTENCY_WINDOW / 2:
+        warnings.append(
+            Warning(
+                "REFUND_RETRY_INTERVAL_SECONDS must be above 0, and it and "
+                "REFUND_SUBMIT_LEASE_SECONDS together well under Stripe's 24-hour "
+                f"idempotency window (now {resend} s).",
+                hint="Keep the defaults (300 and 180).",
+                id="slotpay.W006",
+            )
+        )
+    return warnings

@@ -479,8 +479,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_DEFAULT_QUEUE = "slotpay"
 # An outbox task sent this long ago that no worker has run to an end is sent again
 # (core/outbox.py): its message died with a killed worker or a Redis restarted empty.
-# Longer than a task waits in a busy queue plus its time limit; a task still waiting
-# when it passes runs twice (every outbox task is idempotent).
+# Longer than a task waits in a busy queue plus its time limit; a copy still waiting
+# when it passes finds its publish replaced and does nothing.
 OUTBOX_REDELIVER_AFTER_SECONDS = env.int("OUTBOX_REDELIVER_AFTER_SECONDS", default=900)
 # A refund's sender holds its lease this long (payments.services.refund_submit): longer
 # than a Stripe call can last (30 s read timeout, two retries), or a live call may be
@@ -816,6 +816,9 @@ LOGGING = {
         # ADMINS) would print what ours mask: its records go through ours only.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "gunicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # A worker's "<name> ready." line, whatever LOG_LEVEL: process managers and the
+        # benchmarks' stack wait for it.
+        "celery.apps.worker": {"level": "INFO"},
     },
 }
 

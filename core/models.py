@@ -12,9 +12,11 @@ class OutboxMessage(models.Model):
     """One task to publish, written in the same transaction as the change that needs it.
 
     A broker that is down when the transaction commits (or a process that dies just
-    after) delays the task, never loses it: the relay publishes every row not yet
-    sent. ``payload`` (the task's arguments) is encrypted: an email's text is personal
-    data. ``dedup_key`` makes enqueueing the same work twice a no-op.
+    after), a worker killed mid-task or a Redis restarted empty delays the task, never
+    loses it: the relay publishes every row not yet done (core/outbox.py).
+    ``payload`` (the task's arguments) is encrypted: an email's text is personal data;
+    the broker only ever carries the row's id. ``dedup_key`` makes enqueueing the
+    same work twice a no-op.
     """
 
     task = models.CharField(max_length=200)
@@ -25,8 +27,9 @@ class OutboxMessage(models.Model):
     available_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
-    # When a worker ran the task to an end (core.outbox.task_ran); until then a row
-    # sent long ago is sent again.
+    # The current publish: only the message carrying it runs the task (core/outbox.py).
+    publish_id = models.CharField(max_length=32, blank=True, default="")
+    # When a worker ran the task to an end; until then a row sent long ago is sent again.
     done_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
 
@@ -37,6 +40,7 @@ class OutboxMessage(models.Model):
                 condition=models.Q(sent_at__isnull=True),
                 name="core_outbox_unsent_idx",
             ),
+            models.Index(fields=["sent_at"], name="core_outbox_sent_idx"),
             models.Index(
                 fields=["sent_at"],
                 condition=models.Q(done_at__isnull=True),

@@ -1,4 +1,5 @@
-"""After-commit work that survives a broker outage: one transactional outbox.
+"""After-commit work that survives a broker outage, a killed worker and an emptied
+Redis: one transactional outbox.
 
 ``enqueue(task, *args)`` writes an :class:`~core.models.OutboxMessage` inside the
 caller's transaction, so the task exists exactly when the change that needs it does.
@@ -6,14 +7,19 @@ After the commit a fast path publishes it at once; if the broker is down (or the
 process dies first), the relay, run by beat every few seconds, publishes whatever is
 still unsent.
 
-A row is done when its task has run to an end in a worker (returned, raised, or
-handed itself to Celery's retry): the task's id names the row, and the worker's
-``task_postrun`` signal marks it. A row sent but not done after
-``OUTBOX_REDELIVER_AFTER_SECONDS`` is published again: its message died with a
-worker killed mid-task (acknowledged late, Redis hands it back only after its
-visibility timeout, an hour) or with a Redis that restarted empty. Delivery is at
-least once: every task enqueued here must be idempotent, and most look at the
-database to see whether their work is done.
+What goes to the broker is ``core.tasks.run_outbox(pk, publish_id)``, never the
+task's arguments (an email's text and address stay encrypted in the row). The worker
+runs the row's task only if the row is not done and the message is its current
+publish (``publish_id``), then marks it done. A task that raises is sent again with
+backoff by the outbox itself, up to MAX_ATTEMPTS, then given up and logged as an
+error. A row sent OUTBOX_REDELIVER_AFTER_SECONDS ago and still not done is published
+again under a new ``publish_id``: its message died with a worker killed mid-task
+(acknowledged late, Redis hands it back only after its visibility timeout, an hour)
+or with a Redis that restarted empty. A copy that turns up later (Redis restoring
+it, a backlog that outlasted the window) finds the row done or its publish replaced,
+and does nothing; so a task runs more than once only if it was killed mid-run (or
+outlasted the window while running), and every outbox task must still be
+idempotent. Most look at the database to see whether their work is done.
 
 The webhook inbox needs no outbox: its row is the durable record, and its sweeper is
 its relay (webhooks/services.py).
@@ -41,10 +47,15 @@ logger = logging.getLogger(__name__)
 # A row claimed for publishing this long ago by a process that never marked it sent
 # (it died between the two) is published again.
 CLAIM_TIMEOUT = timedelta(seconds=60)
-# After this many failed publishes a row is left for a person (logged as an error):
-# with tasks run in-process (development), a task that always fails would otherwise
-# be tried forever.
+# After this many attempts (publishes, runs that raised, redeliveries) a row is given
+# up, logged as an error and kept GIVEN_UP_KEPT for a person to look at.
 MAX_ATTEMPTS = 50
+GIVEN_UP_KEPT = timedelta(days=30)
+# A task that raised is sent again after 30 s, 1 min, 2 min, ... at most an hour apart.
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(hours=1)
+RUN_TASK = "core.tasks.run_outbox"
+TASK_ID_PREFIX = "outbox:"
 
 
 def enqueue(
@@ -80,31 +91,27 @@ def enqueue(
     return message
 
 
-TASK_ID_PREFIX = "outbox:"
-
-
 def publish(pk: int) -> bool:
-    """Claim one row and hand its task to Celery; False if it is not ours to send now
-    (done or in flight, claimed by another process, not due) or the broker refused it."""
+    """Claim one row and hand it to Celery; False if it is not ours to send now (done
+    or in flight, claimed by another process, not due) or the broker refused it."""
     now = timezone.now()
+    publish_id = uuid.uuid4().hex
     claimed = (
-        _due(now).filter(pk=pk).update(attempts=F("attempts") + 1, available_at=now, sent_at=None)
+        _due(now)
+        .filter(pk=pk)
+        .update(attempts=F("attempts") + 1, available_at=now, sent_at=None, publish_id=publish_id)
     )
     if not claimed:
         return False
-    message = OutboxMessage.objects.get(pk=pk)
-    payload = json.loads(message.payload)
     try:
-        _task(message.task).apply_async(
-            args=payload["args"],
-            kwargs=payload["kwargs"],
-            # Unique per publish; the row's id is what the worker's signal reads.
-            task_id=f"{TASK_ID_PREFIX}{pk}:{uuid.uuid4().hex}",
-            retry=False,
+        _task(RUN_TASK).apply_async(
+            args=[pk, publish_id], task_id=f"{TASK_ID_PREFIX}{pk}:{publish_id}", retry=False
         )
     except Exception as exc:  # noqa: BLE001 (whatever the broker raised: the relay retries)
-        # Run in-process (development, tests), the task's own exception lands here too.
-        OutboxMessage.objects.filter(pk=pk).update(last_error=type(exc).__name__[:300])
+        message = OutboxMessage.objects.get(pk=pk)
+        OutboxMessage.objects.filter(pk=pk, publish_id=publish_id).update(
+            last_error=type(exc).__name__[:300]
+        )
         log = logger.error if message.attempts >= MAX_ATTEMPTS else logger.warning
         log(
             "outbox.publish_failed",
@@ -116,8 +123,55 @@ def publish(pk: int) -> bool:
             },
         )
         return False
-    OutboxMessage.objects.filter(pk=pk).update(sent_at=timezone.now(), last_error="")
+    # Not if the run (in-process, or a fast worker) already failed and released it.
+    OutboxMessage.objects.filter(pk=pk, publish_id=publish_id).update(sent_at=timezone.now())
     return True
+
+
+def run(pk: int, publish_id: str) -> bool:
+    """The worker's side (core.tasks.run_outbox): run the row's task if this message
+    is the row's current publish and the row is not done; True when it ran to an end.
+    A task that raises is released for the relay to send again after a backoff."""
+    message = OutboxMessage.objects.filter(pk=pk).first()
+    if message is None or message.done_at is not None or message.publish_id != publish_id:
+        # Done, replaced by a later publish, or deleted (purged, or erased with its
+        # person's data): a stale copy of the message.
+        logger.info("outbox.stale_copy", extra={"outbox": pk})
+        return False
+    payload = json.loads(message.payload)
+    try:
+        _task(message.task)(*payload["args"], **payload["kwargs"])
+    except Exception as exc:  # noqa: BLE001 (any failure is retried, then given up)
+        _release(message, exc)
+        return False
+    OutboxMessage.objects.filter(pk=pk, done_at__isnull=True).update(
+        done_at=timezone.now(), last_error=""
+    )
+    return True
+
+
+def _release(message: OutboxMessage, exc: Exception) -> None:
+    given_up = message.attempts >= MAX_ATTEMPTS
+    delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(max(0, message.attempts - 1), 16))
+    OutboxMessage.objects.filter(
+        pk=message.pk, publish_id=message.publish_id, done_at__isnull=True
+    ).update(
+        publish_id="",
+        sent_at=None,
+        available_at=timezone.now() + delay,
+        last_error=type(exc).__name__[:300],
+    )
+    log = logger.error if given_up else logger.warning
+    log(
+        "outbox.given_up" if given_up else "outbox.task_failed",
+        extra={
+            "outbox": message.pk,
+            "task": message.task,
+            "error": type(exc).__name__,
+            "attempt": message.attempts,
+            "retry_in": None if given_up else int(delay.total_seconds()),
+        },
+    )
 
 
 def _task(name: str) -> Any:
@@ -131,24 +185,10 @@ def _task(name: str) -> Any:
     return current_app.tasks[name]
 
 
-def task_ran(task_id: str | None) -> bool:
-    """A worker ran this task to an end: its row, if it came from the outbox, is done.
-    (Connected to Celery's ``task_postrun`` in core.apps.)"""
-    if not task_id or not task_id.startswith(TASK_ID_PREFIX):
-        return False
-    number = task_id[len(TASK_ID_PREFIX) :].split(":", 1)[0]
-    if not number.isdigit():
-        return False
-    done = OutboxMessage.objects.filter(pk=int(number), done_at__isnull=True).update(
-        done_at=timezone.now()
-    )
-    return bool(done)
-
-
 def relay(*, limit: int = 200) -> int:
-    """Beat: publish what is due and unsent (the broker was down, a process died) and
-    what was sent but never ran to an end (its message was lost). Returns how many
-    were published."""
+    """Beat: publish what is due and unsent (the broker was down, a process died, a
+    run failed and its backoff is over) and what was sent but never ran to an end
+    (its message was lost). Returns how many were published."""
     due = _due(timezone.now()).order_by("available_at", "pk").values_list("pk", flat=True)[:limit]
     sent = sum(publish(pk) for pk in list(due))
     if sent:
@@ -157,27 +197,40 @@ def relay(*, limit: int = 200) -> int:
 
 
 def _due(now: datetime) -> QuerySet[OutboxMessage]:
-    """Unsent, due, and not claimed by a publisher that may still be at work; or sent
-    so long ago, and not done, that its message is taken to be lost."""
+    """Not done and not given up; and unsent, due and not claimed by a publisher that
+    may still be at work, or published so long ago that its message is taken to be
+    lost. (A row sent by a release before publish ids has none, and is left alone.)"""
     lost = now - timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS)
     unsent = Q(sent_at__isnull=True, available_at__lte=now) & (
         Q(attempts=0) | Q(available_at__lte=now - CLAIM_TIMEOUT)
     )
+    in_flight_too_long = Q(sent_at__lte=lost) & ~Q(publish_id="")
     return OutboxMessage.objects.filter(done_at__isnull=True, attempts__lt=MAX_ATTEMPTS).filter(
-        unsent | Q(sent_at__lte=lost)
+        unsent | in_flight_too_long
     )
 
 
 def pending_count() -> int:
     """Rows not done yet: waiting to be sent, or sent and not run to an end."""
-    return OutboxMessage.objects.filter(done_at__isnull=True).count()
+    return (
+        OutboxMessage.objects.filter(done_at__isnull=True)
+        .exclude(publish_id="", sent_at__isnull=False)
+        .count()
+    )
 
 
 def purge(*, older_than: timedelta = timedelta(days=1)) -> int:
-    """Done rows are kept a day (for looking into a problem), then deleted; so are rows
-    given up on (``MAX_ATTEMPTS``) a day after their last attempt, once logged."""
-    cutoff = timezone.now() - older_than
-    deleted, _ = OutboxMessage.objects.filter(
-        Q(done_at__lte=cutoff) | Q(attempts__gte=MAX_ATTEMPTS, available_at__lte=cutoff)
-    ).delete()
+    """Done rows are kept a day (for looking into a problem), then deleted; so are
+    rows sent by a release before publish ids. Rows given up are kept GIVEN_UP_KEPT."""
+    now = timezone.now()
+    cutoff = now - older_than
+    deleted = 0
+    for rows in (
+        OutboxMessage.objects.filter(done_at__lte=cutoff),
+        OutboxMessage.objects.filter(publish_id="", sent_at__lte=cutoff),
+        OutboxMessage.objects.filter(
+            attempts__gte=MAX_ATTEMPTS, done_at__isnull=True, created_at__lte=now - GIVEN_UP_KEPT
+        ),
+    ):
+        deleted += rows.delete()[0]
     return deleted

@@ -19,6 +19,12 @@ def relay_outbox() -> int:
     return outbox.relay()
 
 
+@shared_task(name="core.tasks.run_outbox", ignore_result=True)
+def run_outbox(pk: int, publish_id: str) -> bool:
+    """One outbox row's task, if this message is its current publish (core/outbox.py)."""
+    return outbox.run(pk, publish_id)
+
+
 @shared_task(name="core.tasks.purge_outbox", ignore_result=True)
 def purge_outbox() -> int:
     return outbox.purge()

@@ -24,3 +24,14 @@ def test_each_timeout_too_short_is_named(settings) -> None:
         "REFUND_SUBMIT_LEASE_SECONDS",
     ]
     assert "longest Stripe call" in warnings[2].msg
+
+
+def test_a_refund_resend_must_stay_within_stripes_idempotency_window(settings) -> None:
+    settings.REFUND_RETRY_INTERVAL_SECONDS = 0
+    assert "above 0" in check_recovery_timings()[0].msg
+
+    settings.REFUND_RETRY_INTERVAL_SECONDS = 300
+    settings.REFUND_SUBMIT_LEASE_SECONDS = 50_000
+    [warning] = check_recovery_timings()
+    assert warning.id == "slotpay.W006"
+    assert "idempotency window (now 50300 s)" in warning.msg

@@ -162,17 +162,75 @@ def test_a_task_sent_but_never_run_is_sent_again_after_the_window(settings) -> N
     assert outbox.pending_count() == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_task_that_raises_is_sent_again_after_a_backoff(settings) -> None:
+    """The mail server refuses: the row goes back to the relay, later, and the email
+    goes once it accepts."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens
+    outbox.enqueue("core.tasks.send_mail", "t", "Your booking", "Hello", ["c@client.example"])
+
+    [message] = OutboxMessage.objects.all()
+    assert (message.done_at, message.sent_at, message.publish_id) == (None, None, "")
+    assert message.last_error == "ConnectionRefusedError"
+    assert message.available_at > timezone.now() + outbox.RETRY_BASE - timedelta(seconds=5)
+    assert outbox.relay() == 0  # not before its backoff
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    OutboxMessage.objects.update(available_at=timezone.now() - outbox.CLAIM_TIMEOUT)
+    assert outbox.relay() == 1
+    message.refresh_from_db()
+    assert (message.done_at is not None, message.attempts, message.last_error) == (True, 2, "")
+    assert [m.subject for m in mail.outbox] == ["Your booking"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_still_failing_after_the_last_attempt_is_given_up_and_logged(
+    settings, caplog
+) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9
+    message = outbox.enqueue("core.tasks.send_mail", "t", "s", "b", ["a@x.example"], countdown=1)
+    assert message is not None
+    OutboxMessage.objects.update(
+        attempts=outbox.MAX_ATTEMPTS - 1, available_at=timezone.now() - outbox.CLAIM_TIMEOUT
+    )
+
+    assert outbox.relay() == 1
+    assert [r.message for r in caplog.records if r.levelname == "ERROR"] == ["outbox.given_up"]
+    assert outbox.relay() == 0  # never again
+    assert outbox.pending_count() == 1  # kept for a person
+    assert outbox.purge() == 0
+
+
 @pytest.mark.django_db
-def test_only_an_outbox_task_id_marks_a_row_done() -> None:
+def test_only_the_current_publish_runs_the_task() -> None:
+    """A copy of an earlier publish (Redis handing back an old message, a backlog that
+    outlasted the redelivery window) does nothing; nor does one for a row that is gone."""
     message = outbox.enqueue("core.tasks.send_mail", "t", "s", "b", ["a@x.example"], countdown=60)
     assert message is not None
+    OutboxMessage.objects.filter(pk=message.pk).update(publish_id="current")
 
-    for task_id in (None, "", "3f2a-uuid", "outbox:", "outbox:abc:1", f"other:{message.pk}:x"):
-        assert outbox.task_ran(task_id) is False
-    assert outbox.task_ran(f"outbox:{message.pk}:0a1b") is True
-    assert outbox.task_ran(f"outbox:{message.pk}:0a1b") is False  # done once
-    message.refresh_from_db()
-    assert message.done_at is not None
+    assert outbox.run(message.pk, "earlier") is False
+    assert outbox.run(message.pk + 1000, "current") is False
+    assert mail.outbox == []
+    assert outbox.run(message.pk, "current") is True
+    assert outbox.run(message.pk, "current") is False  # done: a second copy does nothing
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_rows_sent_by_an_earlier_release_are_never_sent_again(settings) -> None:
+    """Sent before publish ids: nothing says whether they ran, so they are left as they
+    were, and purged after a day."""
+    message = outbox.enqueue("core.tasks.send_mail", "t", "s", "b", ["a@x.example"], countdown=60)
+    assert message is not None
+    long_ago = timezone.now() - timedelta(days=2)
+    OutboxMessage.objects.update(sent_at=long_ago, available_at=long_ago, attempts=1)
+
+    assert outbox.relay() == 0
+    assert outbox.pending_count() == 0
+    assert outbox.purge() == 1
 
 
 @pytest.mark.django_db
