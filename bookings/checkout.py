@@ -142,20 +142,24 @@ def checkout_settle(*, payment: Payment, session: stripe_gateway.CheckoutSession
 
 def _settle_paid(payment: Payment, session: stripe_gateway.CheckoutSession) -> str:
     # The provider first, then our writes (the audit chain's lock is held to commit).
-    intent = (
-        stripe_gateway.retrieve_payment_intent(session.payment_intent_id)
-        if session.payment_intent_id
-        else None
-    )
-    charge = (
-        stripe_gateway.retrieve_charge(intent.latest_charge_id)
-        if intent is not None and intent.latest_charge_id
-        else None
-    )
+    # A session read with its payment (``with_payment``) brings the intent and the
+    # charge along; otherwise each is asked for.
+    intent = session.payment_intent
+    if intent is None and session.payment_intent_id:
+        intent = stripe_gateway.retrieve_payment_intent(session.payment_intent_id)
+    charge = intent.latest_charge if intent is not None else None
+    if charge is None and intent is not None and intent.latest_charge_id:
+        charge = stripe_gateway.retrieve_charge(intent.latest_charge_id)
     with transaction.atomic():
         # Both rows locked before the first audit entry takes the chain's lock.
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        booking = Booking.objects.select_for_update().get(pk=payment.booking_id)
+        # With what the confirmation email names (its client, event type, builder),
+        # read in the same query; only the booking's row is locked.
+        booking = (
+            Booking.objects.select_related("client", "event_type", "builder")
+            .select_for_update(of=("self",))
+            .get(pk=payment.booking_id)
+        )
         # Decided once, when the payment is first paid: deciding again on a repeat,
         # after a cancellation, would refund what the policy kept.
         first = payment_mark_paid(payment=payment, session=session, charge=charge, actor=ACTOR)

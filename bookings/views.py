@@ -304,9 +304,8 @@ def paid(request: HttpRequest, reference: UUID) -> HttpResponse:
     if request.method == "POST":
         if payment is not None and payment.status == Payment.Status.OPEN:
             try:
-                checkout.checkout_settle(
-                    payment=payment, session=stripe_gateway.retrieve_checkout_session(session_id)
-                )
+                session = stripe_gateway.retrieve_checkout_session(session_id, with_payment=True)
+                checkout.checkout_settle(payment=payment, session=session)
             except stripe_gateway.PaymentProviderError:
                 logger.warning("bookings.paid.stripe_unavailable", extra={"booking": booking.pk})
         query = urlencode({"session_id": session_id, "checked": "1"})

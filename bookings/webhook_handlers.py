@@ -107,27 +107,31 @@ def invitee_no_show(event: Event) -> str | None:
     "checkout.session.expired",
 )
 def checkout_session(event: Event) -> str | None:
-    session = stripe_gateway.retrieve_checkout_session(event.object_id or "")
+    # The session, its PaymentIntent and the latest charge in one request: what
+    # settling it reads (checkout._settle_paid), as Stripe reports them now.
+    session = stripe_gateway.retrieve_checkout_session(event.object_id or "", with_payment=True)
     payment = checkout.payment_for_session(session)
     if payment is None:
         return IGNORED
-    booking = Booking.objects.get(pk=payment.booking_id)
     failed = False
     if event.event_type.endswith("async_payment_failed") and session.payment_intent_id:
-        intent = stripe_gateway.retrieve_payment_intent(session.payment_intent_id)
+        intent = session.payment_intent or stripe_gateway.retrieve_payment_intent(
+            session.payment_intent_id
+        )
         failed = intent.status in ("requires_payment_method", "canceled")
-    others_open = booking.payments.filter(status=Payment.Status.OPEN).exclude(pk=payment.pk)
-    ends = (
-        (failed or session.status == "expired")
-        and booking.status == Booking.Status.PENDING_PAYMENT
-        and not others_open.exists()
-    )
-    if ends:
+    # Only a session that failed or expired can end its booking (a paid one is
+    # settled with the booking locked, in checkout_settle).
+    booking, ends = None, False
+    if failed or session.status == "expired":
+        booking = Booking.objects.get(pk=payment.booking_id)
+        others_open = booking.payments.filter(status=Payment.Status.OPEN).exclude(pk=payment.pk)
+        ends = booking.status == Booking.Status.PENDING_PAYMENT and not others_open.exists()
+    if ends and booking is not None:
         services.cancel_calendly_event(booking, reason="Not paid")  # the provider first
     checkout.checkout_settle(payment=payment, session=session)
     if failed:
         payment_mark_failed(payment=payment, actor=checkout.ACTOR)
-    if ends:
+    if ends and booking is not None:
         reason = "payment failed" if failed else "payment expired"
         services.booking_release_unpaid(booking=booking, reason=reason, cancel_event=False)
     return None

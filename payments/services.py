@@ -840,17 +840,23 @@ def payment_mark_paid(
         Payment.Status.FAILED,
         Payment.Status.EXPIRED,
     )
-    _copy_facts(payment, session, charge)
     if first:
         payment.paid_at = timezone.now()
-        payment.save(update_fields=["paid_at"])
+    _copy_facts(payment, session, charge, paid_at=first)
+    if first:
         payment.set_status(Payment.Status.PAID, actor=actor, reason="Checkout paid")
     return first
 
 
 def _copy_facts(
-    payment: Payment, session: stripe_gateway.CheckoutSession, charge: stripe_gateway.Charge | None
+    payment: Payment,
+    session: stripe_gateway.CheckoutSession,
+    charge: stripe_gateway.Charge | None,
+    *,
+    paid_at: bool = False,
 ) -> None:
+    """Stripe's facts onto ``payment``, saved; ``paid_at``: its ``paid_at`` too, in the
+    same UPDATE."""
     payment.amount = session.amount_total or payment.amount
     payment.currency = (session.currency or payment.currency).lower()
     payment.tax_amount = session.amount_tax
@@ -876,6 +882,7 @@ def _copy_facts(
             "card_last4",
             "receipt_url",
             "risk_level",
+            *(["paid_at"] if paid_at else []),
         ]
     )
 

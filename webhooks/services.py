@@ -49,6 +49,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 import audit
+from audit.sequencer import integration_deferred
 from core.actors import Actor
 from core.masking import scrub_text
 from core.providers import ProviderError
@@ -334,9 +335,10 @@ def _audit(
     )
 
 
-def _claim(pk: int, *, force: bool) -> datetime | str | None:
-    """Claim the row for one attempt. Returns the claim's time; or ``dead`` when no
-    attempt is left (the row is dead-lettered instead); or None: not ours now."""
+def _claim(pk: int, *, force: bool) -> WebhookEvent | str | None:
+    """Claim the row for one attempt. Returns the row as claimed (``claimed_at`` is
+    the claim's time); or ``dead`` when no attempt is left (the row is dead-lettered
+    instead); or None: not ours now."""
     now = timezone.now()
     with transaction.atomic():
         row = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
@@ -364,7 +366,7 @@ def _claim(pk: int, *, force: bool) -> datetime | str | None:
         row.claimed_at = now
         row.attempts += 1
         row.save(update_fields=["status", "claimed_at", "attempts"])
-    return now
+    return row
 
 
 def _event(row: WebhookEvent) -> Event:
@@ -384,13 +386,20 @@ def _error_text(exc: BaseException) -> str:
 
 
 def event_process(*, pk: int, force: bool = False) -> str | None:
-    """Process one stored event if it is due; returns its new status (None: not ours now)."""
-    claimed_at = _claim(pk, force=force)
-    if not isinstance(claimed_at, datetime):
-        return claimed_at
-    claimed = WebhookEvent.objects.filter(pk=pk).first()
-    if claimed is None:  # deleted meanwhile (a purge of a dead letter)
-        return None
+    """Process one stored event if it is due; returns its new status (None: not ours now).
+
+    The audit entries of its steps (the claim, the handler's, the outcome) are
+    integrated into the chain once, when it returns (``integration_deferred``).
+    """
+    with integration_deferred():
+        return _process(pk, force=force)
+
+
+def _process(pk: int, *, force: bool) -> str | None:
+    claimed = _claim(pk, force=force)
+    if not isinstance(claimed, WebhookEvent):
+        return claimed
+    claimed_at = claimed.claimed_at
     result = _handle(claimed)  # no transaction open: see the module's doc
     with transaction.atomic():
         row = (

@@ -238,29 +238,61 @@ def _replay(
     )
 
 
-def _expand(body: dict[str, Any], params: dict[str, Any], session: Any = None) -> dict:
-    """``expand[]=payment_intent`` etc.: replace an id with its object."""
+# The expandable fields the sandbox knows, and the kind of object each one names.
+EXPANDABLE = {
+    "payment_intent": "payment_intent",
+    "customer": "customer",
+    "latest_charge": "charge",
+    "charge": "charge",
+}
+# Stripe expands at most four levels deep (``data.invoice.subscription.default_source``).
+MAX_EXPAND_DEPTH = 4
+
+
+def _expand(
+    body: dict[str, Any],
+    params: dict[str, Any],
+    session: Any = None,
+    *,
+    depth: int = MAX_EXPAND_DEPTH,
+) -> dict:
+    """``expand[]=payment_intent`` etc.: replace an id with its object. A dotted path
+    expands recursively, as at Stripe (``payment_intent.latest_charge`` expands the
+    PaymentIntent and, inside it, its latest charge), up to ``depth`` levels (a list's
+    ``data.`` is one of Stripe's four). The stored objects are never changed: every
+    level expanded is a copy."""
     expand = params.get("expand") or []
     if not isinstance(expand, list):
         raise ApiError(400, "Invalid array", param="expand")
     body = dict(body)
-    for field in expand:
-        if field == "line_items" and session is not None:
-            body["line_items"] = services.line_items_list(session)
-            continue
-        if field == "refunds" and isinstance(body.get("refunds"), dict):
-            continue  # a charge's refunds: this sandbox always includes the list
-        kinds = {
-            "payment_intent": "payment_intent",
-            "customer": "customer",
-            "latest_charge": "charge",
-            "charge": "charge",
-        }
-        if field not in kinds or field not in body:
-            raise ApiError(400, f"This property cannot be expanded ({field}).", param="expand")
-        if isinstance(body[field], str):
-            body[field] = services.get(body[field], kinds[field]).data
+    for path in expand:
+        parts = str(path).split(".")
+        if len(parts) > depth:
+            raise ApiError(
+                400,
+                f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property ({path}).",
+                param="expand",
+            )
+        _expand_path(body, parts, str(path), session)
     return body
+
+
+def _expand_path(body: dict[str, Any], parts: list[str], path: str, session: Any) -> None:
+    """Expand ``parts[0]`` of ``body`` in place, then the rest of the path inside it."""
+    field, rest = parts[0], parts[1:]
+    if field == "line_items" and session is not None and not rest:
+        body["line_items"] = services.line_items_list(session)
+        return
+    if field == "refunds" and isinstance(body.get("refunds"), dict) and not rest:
+        return  # a charge's refunds: this sandbox always includes the list
+    if field not in EXPANDABLE or field not in body:
+        raise ApiError(400, f"This property cannot be expanded ({path}).", param="expand")
+    if isinstance(body[field], str):
+        body[field] = services.get(body[field], EXPANDABLE[field]).data
+    if rest and body[field] is not None:
+        # A null field stays null, as at Stripe (a session not paid has no intent).
+        body[field] = dict(body[field])
+        _expand_path(body[field], rest, path, session)
 
 
 # --- Lists --------------------------------------------------------------------------
@@ -336,7 +368,7 @@ def _listing(
     item_expand = {"expand": [str(f).removeprefix("data.") for f in expand]}
     return {
         "object": "list",
-        "data": [_expand(row.data, item_expand) for row in rows],
+        "data": [_expand(row.data, item_expand, depth=MAX_EXPAND_DEPTH - 1) for row in rows],
         "has_more": has_more,
         "url": url,
     }
