@@ -66,6 +66,11 @@ def stream_of(category: Category | str) -> Stream:
     return STREAM_OF_CATEGORY[Category(category)]
 
 
+# Category value -> stream value, for record(): Category.values builds a list on every
+# read, and Category(...) looks the member up, in every audited transaction.
+_STREAM_OF_VALUE = {str(category): str(stream) for category, stream in STREAM_OF_CATEGORY.items()}
+
+
 def record(
     action: str,
     *,
@@ -94,7 +99,8 @@ def record(
     milliseconds. The entry returned is as written, queued (``refresh_from_db`` once
     the caller's transaction committed shows its place).
     """
-    if category not in Category.values:
+    stream = _STREAM_OF_VALUE.get(str(category)) if isinstance(category, str) else None
+    if stream is None:
         raise ValueError(f"unknown audit category {category!r}")
     actor_type, actor_id = _actor(actor)
     target_type, target_id = _target(target)
@@ -107,7 +113,7 @@ def record(
         personal_digest = chain.digest(envelope)
 
     fields: dict[str, Any] = {
-        "stream": str(stream_of(category)),
+        "stream": stream,
         "created_at": timezone.now(),
         "actor_type": str(actor_type),
         "actor_id": actor_id,
@@ -138,6 +144,20 @@ def _inserted_fields() -> list[models.Field[Any, Any]]:
 
 
 @cache
+def _prepared_fields() -> list[tuple[str, models.Field[Any, Any], bool]]:
+    """Each inserted column's name, its field, and whether the field is a plain
+    CharField: one prepares a str as itself (to_python is str()), so _insert calls
+    only the others (the time, the JSON, the address, the encrypted personal data),
+    and a CharField given anything but a str."""
+    return [(field.name, field, type(field) is models.CharField) for field in _inserted_fields()]
+
+
+@cache
+def _all_columns() -> tuple[str, ...]:
+    return tuple(field.attname for field in AuditEntry._meta.concrete_fields)
+
+
+@cache
 def _insert_sql() -> str:
     table = connection.ops.quote_name(AuditEntry._meta.db_table)
     columns = ", ".join(
@@ -151,21 +171,25 @@ def _insert_sql() -> str:
 def _insert(values: dict[str, Any]) -> AuditEntry:
     """One INSERT, its statement built once (PostgreSQL): the ORM's create() took
     longer compiling it than the database took running it, in every audited
-    transaction. Each value is still prepared by its field (the personal data's
-    encryption, the JSON's adaptation)."""
+    transaction. Each value a field would change is still prepared by it (the
+    personal data's encryption, the JSON's adaptation, the time, the address)."""
     values = {"previous_hash": "", **values}
     if connection.vendor != "postgresql":
         return AuditEntry.objects.create(**values)
-    params = [
-        field.get_db_prep_save(values[field.name], connection) for field in _inserted_fields()
-    ]
+    params = []
+    for name, model_field, plain_text in _prepared_fields():
+        value = values[name]
+        if not (plain_text and value.__class__ is str):
+            value = model_field.get_db_prep_save(value, connection)
+        params.append(value)
     with connection.cursor() as cursor:
         cursor.execute(_insert_sql(), params)
         (pk,) = cursor.fetchone()
-    entry = AuditEntry(pk=pk, **values)
-    entry._state.adding = False
-    entry._state.db = connection.alias
-    return entry
+    values["id"] = pk
+    # As the ORM builds a row it read (every column, in order): what create() would
+    # have returned, without keyword matching for each of twenty fields.
+    columns = _all_columns()
+    return AuditEntry.from_db(connection.alias, columns, [values.get(name) for name in columns])
 
 
 def _count_this_hour(action: str) -> int:
@@ -589,6 +613,20 @@ WHERE stream = %s AND position >= %s ORDER BY position
 _DATA = 6 + chain.LEAF_FIELDS.index("data")
 
 
+_json_document = json.JSONDecoder().raw_decode
+
+
+def _json_loads(text: str) -> Any:
+    """json.loads of jsonb's output, which never has whitespace around the document:
+    the decoder's document call without json.loads' checks and whitespace scans, or
+    json.loads itself (and its error) for anything else."""
+    try:
+        value, end = _json_document(text)
+    except (ValueError, TypeError):
+        end = -1
+    return value if end == len(text) else json.loads(text)
+
+
 def _rows_postgresql(stream: str, start: int, batch_size: int) -> Iterator[Row]:
     # The field's decryption (StrictDecryptMixin: UndecryptableValueError, as the ORM).
     sealed_field: Any = AuditEntry._meta.get_field("personal_data")
@@ -597,7 +635,7 @@ def _rows_postgresql(stream: str, start: int, batch_size: int) -> Iterator[Row]:
         while batch := cursor.fetchmany(batch_size):
             for raw in batch:
                 row = list(raw)
-                row[_DATA] = json.loads(row[_DATA])
+                row[_DATA] = _json_loads(row[_DATA])
                 if row[_SEALED] is not None:
                     row[_SEALED] = sealed_field.from_db_value(row[_SEALED], None, connection)
                 yield row
@@ -642,11 +680,26 @@ def _walk(walk: _Walk, batch_size: int) -> StreamReport:
                 f"personal data cannot be read: {exc}",
             )
         count += 1
-        reason = _row_problem(row, walk, expected)
-        if reason:
-            return StreamReport(walk.stream, walk.since, walk.start, count, _entry(row[0]), reason)
-        anchored = anchored or row[1] in walk.checkpoints
-        walk.previous = row[4]
+        # The common row, checked inline: in its place, linked, its hash right, no
+        # checkpoint at it and no personal data. Any other goes through _row_problem,
+        # which makes the same checks and the rest.
+        _pk, position, sequence, previous_hash, stored, leaf = row[:6]
+        if (
+            position != expected
+            or (walk.previous is not None and previous_hash != walk.previous)
+            or not leaf
+            or row[_SEALED] is not None
+            or row[_SEALED - 1]
+            or position in walk.checkpoints
+            or chain.leaf_hash_of_values(row[_LEAF]) != leaf
+            or chain.linked_hash(leaf, sequence, row[_STREAM], position, previous_hash) != stored
+        ):
+            reason = _row_problem(row, walk, expected)
+            if reason:
+                entry = _entry(row[0])
+                return StreamReport(walk.stream, walk.since, walk.start, count, entry, reason)
+            anchored = anchored or position in walk.checkpoints
+        walk.previous = stored
         last = row
         expected += 1
     report = _end_problem(
