@@ -816,9 +816,11 @@ LOGGING = {
         # ADMINS) would print what ours mask: its records go through ours only.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "gunicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        # A worker's "<name> ready." line, whatever LOG_LEVEL: process managers and the
-        # benchmarks' stack wait for it.
+        # A worker's "<name> ready." line and beat's "Starting...", whatever LOG_LEVEL
+        # (``--loglevel`` applies to Celery's own logging, which ours replaces):
+        # process managers and the benchmarks' stack wait for them.
         "celery.apps.worker": {"level": "INFO"},
+        "celery.beat": {"level": "INFO"},
     },
 }
 
