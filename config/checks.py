@@ -25,7 +25,6 @@ MIN_SECRET_KEY_LENGTH = 50
 MIN_BLIND_INDEX_KEY_LENGTH = 32
 ONE_YEAR = 31_536_000
 MIN_PATH_TOKEN_LENGTH = 24
-STRIPE_IDEMPOTENCY_WINDOW = 86_400  # seconds Stripe remembers an idempotency key
 
 
 def _production_like() -> bool:
@@ -512,52 +511,20 @@ def _has_columns(connection: Any, table: str, columns: set[str]) -> bool:
 @register(Tags.compatibility, deploy=False)
 def check_recovery_timings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """A recovery that takes work over sooner than that work can last runs it twice
-    beside itself: each timeout must outlast what it covers."""
-    from payments import stripe_gateway
-
-    stripe_call = stripe_gateway.TIMEOUT[0] + stripe_gateway.TIMEOUT[1]
-    longest_call = stripe_call * (stripe_gateway.MAX_NETWORK_RETRIES + 1)
+    beside itself: each timeout must outlast what it covers. (The refund lease's
+    check is payments.checks.check_refund_timings.)"""
     pairs = [
-        (
-            "WEBHOOK_PROCESSING_TIMEOUT_SECONDS",
-            settings.WEBHOOK_PROCESSING_TIMEOUT_SECONDS,
-            "the task time limit",
-            settings.CELERY_TASK_TIME_LIMIT,
-        ),
-        (
-            "OUTBOX_REDELIVER_AFTER_SECONDS",
-            settings.OUTBOX_REDELIVER_AFTER_SECONDS,
-            "the task time limit",
-            settings.CELERY_TASK_TIME_LIMIT,
-        ),
-        (
-            "REFUND_SUBMIT_LEASE_SECONDS",
-            settings.REFUND_SUBMIT_LEASE_SECONDS,
-            "the longest Stripe call (timeouts and retries)",
-            longest_call,
-        ),
+        ("WEBHOOK_PROCESSING_TIMEOUT_SECONDS", settings.WEBHOOK_PROCESSING_TIMEOUT_SECONDS),
+        ("OUTBOX_REDELIVER_AFTER_SECONDS", settings.OUTBOX_REDELIVER_AFTER_SECONDS),
     ]
-    warnings = [
+    limit = settings.CELERY_TASK_TIME_LIMIT
+    return [
         Warning(
-            f"{name} is {value} s, not more than {what} ({limit} s): work still running "
-            "may be taken over and done twice.",
+            f"{name} is {value} s, not more than the task time limit ({limit} s): work "
+            "still running may be taken over and done twice.",
             hint=f"Set {name} above {limit}.",
             id="slotpay.W006",
         )
-        for name, value, what, limit in pairs
+        for name, value in pairs
         if value <= limit
     ]
-    # A refund sent again must reach Stripe while its idempotency key is remembered
-    # (24 hours), or a lost answer could turn into a second refund.
-    resend = settings.REFUND_SUBMIT_LEASE_SECONDS + settings.REFUND_RETRY_INTERVAL_SECONDS
-    if settings.REFUND_RETRY_INTERVAL_SECONDS <= 0 or resend >= STRIPE_IDEMPOTENCY_WINDOW / 2:
-        warnings.append(
-            Warning(
-                "REFUND_RETRY_INTERVAL_SECONDS must be above 0, and it and "
-                "REFUND_SUBMIT_LEASE_SECONDS together well under Stripe's 24-hour "
-                f"idempotency window (now {resend} s).",
-                hint="Keep the defaults (300 and 180).",
-                id="slotpay.W006",
-            )
-        )
-    return warnings
