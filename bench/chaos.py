@@ -1,6 +1,6 @@
 """Run the chaos test (tests/chaos/) at a chosen size, by hand.
 
-    .venv/bin/python bench/chaos.py                 # the CI size: 200 bookings
+    .venv/bin/python bench/chaos.py                 # the CI size: 120 bookings
     .venv/bin/python bench/chaos.py --scale full    # 2,000 bookings (about 10,000 deliveries)
     .venv/bin/python bench/chaos.py --bookings 500 --rate 50
 
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SCALES = {
     # bookings, deliveries per second, seconds allowed for the inbox to drain
-    "ci": (200, 25, 240),
+    "ci": (120, 25, 240),
     "full": (2000, 50, 1800),
 }
 

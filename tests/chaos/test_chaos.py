@@ -31,8 +31,8 @@ to the sandbox's, booking by booking; ``manage.py audit_verify --full`` clean; n
 outside the PostgreSQL restart window. A summary of the counts is printed (``-s``
 shows it).
 
-The size: SLOTPAY_CHAOS_BOOKINGS bookings (CI: 200, about 1,050 deliveries, four to
-five minutes on this 2-core machine); ``bench/chaos.py --scale full`` runs 2,000.
+The size: SLOTPAY_CHAOS_BOOKINGS bookings (CI: 120, about 630 deliveries, two to
+four minutes on this 2-core machine); ``bench/chaos.py --scale full`` runs 2,000.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ pytestmark = [
     pytest.mark.connections,
 ]
 
-BOOKINGS = int(os.environ.get("SLOTPAY_CHAOS_BOOKINGS", "200"))
+BOOKINGS = int(os.environ.get("SLOTPAY_CHAOS_BOOKINGS", "120"))
 RATE = float(os.environ.get("SLOTPAY_CHAOS_RATE", "25"))  # deliveries per second
 SEED = int(os.environ.get("SLOTPAY_CHAOS_SEED", "14"))
 DUPLICATES = 0.20
