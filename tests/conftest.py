@@ -70,6 +70,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("connections"))
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """A test's ``record_property("summary", text)`` (the chaos run's counts), printed
+    at the end of the run whether it passed or failed; it crosses from xdist's workers
+    in their reports."""
+    for status in ("passed", "failed"):
+        for report in terminalreporter.stats.get(status, []):
+            for name, value in getattr(report, "user_properties", []):
+                if name == "summary" and report.when == "call":
+                    terminalreporter.write_sep("-", f"{report.nodeid} ({status})")
+                    terminalreporter.write_line(str(value))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     missing = _missing_service(item)
     if missing is None:

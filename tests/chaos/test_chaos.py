@@ -28,8 +28,8 @@ deliberately ignored), none dead; nothing applied twice (one payment per booking
 refund row per Stripe refund); every booking, payment and Calendly event in the state
 its events imply (a rescheduled booking's payment on its successor); our ledger equal
 to the sandbox's, booking by booking; ``manage.py audit_verify --full`` clean; no 5xx
-outside the PostgreSQL restart window. A summary of the counts is printed (``-s``
-shows it).
+outside the PostgreSQL restart window. A summary of the counts is printed at the end
+of the run (CI's too).
 
 The size: SLOTPAY_CHAOS_BOOKINGS bookings (CI: 120, about 630 deliveries, two to
 four minutes on this 2-core machine); ``bench/chaos.py --scale full`` runs 2,000.
@@ -515,7 +515,7 @@ def _send(
     return sent
 
 
-def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one story, top down)
+def test_chaos(chaos_stack: traffic.BookingStack, record_property: Any) -> None:  # noqa: PLR0915 (one story, top down)
     run = chaos_stack
     rng = random.Random(SEED)  # noqa: S311 (the shape of the load, not security)
     began = time.monotonic()
@@ -611,8 +611,8 @@ def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one
             if status != 200 and not restart_start <= at <= restart_end + RESTART_GRACE:
                 outside_window.append((item.delivery.event_id, status, at - restart_start))
     kinds = Counter(plan.kind for plan in plans)
-    sys.stdout.write(
-        "\nChaos run summary\n"
+    summary = (
+        "Chaos run summary\n"
         f"  bookings {len(plans)} made on Calendly: {dict(kinds)}; of the paid "
         f"{sum(p.cancel for p in plans)} canceled and {sum(p.reschedule for p in plans)} "
         f"rescheduled on Calendly; refunds made at Stripe {sum(len(p.refunds) for p in plans)}\n"
@@ -627,6 +627,10 @@ def test_chaos(chaos_stack: traffic.BookingStack) -> None:  # noqa: PLR0915 (one
         f"  audit_verify exit {verify.returncode}: {verify.stdout.strip()[-200:]}\n"
         f"  took: booking {prepared_in:.0f} s, the four waves until drained {waves_in:.0f} s\n"
     )
+    # Shown at the end of every run, CI's included, passed or failed (tests/conftest.py's
+    # pytest_terminal_summary; under xdist too), and here with -s.
+    record_property("summary", summary)
+    sys.stdout.write("\n" + summary)
 
     # --- No event lost ---
     unacknowledged = [item.delivery.event_id for item in sent if not item.ok]
