@@ -12,6 +12,7 @@ someone else's.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -200,8 +202,20 @@ def _browser(user: User | None) -> Client:
     return browser
 
 
-@pytest.fixture
-def world(db: None) -> World:
+@pytest.fixture(scope="module")
+def world(django_db_setup: None, django_db_blocker: Any) -> Iterator[World]:
+    """Built once per module and worker (a few hundred routes ask it), in a transaction
+    rolled back at the module's end; each test's own transaction, and each request's
+    savepoint, sit inside it."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer._from_testcase = True  # the code under test sees it as the test's own
+        with outer:
+            yield _build()
+            transaction.set_rollback(True)
+
+
+def _build() -> World:
     tenants = {"a": _tenant("a", 1), "b": _tenant("b", 2)}
     users: dict[str, User | None] = {"anonymous": None}
     for letter, tenant in tenants.items():
