@@ -210,6 +210,23 @@ def _due(now: datetime) -> QuerySet[OutboxMessage]:
     )
 
 
+def given_up() -> QuerySet[OutboxMessage]:
+    """Rows no longer sent: they failed MAX_ATTEMPTS times (core/watchdogs.py alerts)."""
+    return OutboxMessage.objects.filter(done_at__isnull=True, attempts__gte=MAX_ATTEMPTS)
+
+
+def retry_given_up(*, task: str | None = None) -> int:
+    """Send the given-up rows (of ``task``, or all) again from a first attempt, once the
+    cause is fixed (``manage.py outbox_retry``). Returns how many were released."""
+    rows = given_up()
+    if task:
+        rows = rows.filter(task=task)
+    released = rows.update(attempts=0, publish_id="", sent_at=None, available_at=timezone.now())
+    if released:
+        logger.warning("outbox.retried", extra={"rows": released, "task": task or "any"})
+    return released
+
+
 def pending_count() -> int:
     """Rows not done yet: waiting to be sent, or sent and not run to an end."""
     return (
@@ -228,9 +245,7 @@ def purge(*, older_than: timedelta = timedelta(days=1)) -> int:
     for rows in (
         OutboxMessage.objects.filter(done_at__lte=cutoff),
         OutboxMessage.objects.filter(publish_id="", sent_at__lte=cutoff),
-        OutboxMessage.objects.filter(
-            attempts__gte=MAX_ATTEMPTS, done_at__isnull=True, created_at__lte=now - GIVEN_UP_KEPT
-        ),
+        given_up().filter(created_at__lte=now - GIVEN_UP_KEPT),
     ):
         deleted += rows.delete()[0]
     return deleted

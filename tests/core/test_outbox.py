@@ -4,15 +4,17 @@ the change commits delays the work, never drops it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core import mail
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from core import outbox
-from core.models import OutboxMessage
+from core import alerts, outbox
+from core.models import Alert, OutboxMessage
 from payments.models import Payment
 from tests.bookings.world import World, world
 from webhooks import services as webhooks
@@ -201,6 +203,47 @@ def test_a_task_still_failing_after_the_last_attempt_is_given_up_and_logged(
     assert outbox.relay() == 0  # never again
     assert outbox.pending_count() == 1  # kept for a person
     assert outbox.purge() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_given_up_tasks_are_an_alert_until_outbox_retry_sends_them(settings) -> None:
+    """The watchdog keeps given-up rows in front of the people on call (names of tasks
+    and errors, never an address); ``outbox_retry`` sends them again once the cause is
+    fixed, and the alert clears on the next pass."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9
+    settings.ALERT_EMAILS = ["ops@slotpay.example"]
+    outbox.enqueue("core.tasks.send_mail", "t", "s", "b", ["kept@client.example"], countdown=1)
+    OutboxMessage.objects.update(
+        attempts=outbox.MAX_ATTEMPTS - 1, available_at=timezone.now() - outbox.CLAIM_TIMEOUT
+    )
+    assert outbox.relay() == 1  # the last attempt: given up
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert alerts.run_watchdogs(only=["outbox.given_up"]).raised == ["outbox.given_up"]
+    [alert] = Alert.objects.filter(key="outbox.given_up")
+    assert alert.summary == (
+        f"1 after-commit task given up after {outbox.MAX_ATTEMPTS} attempts "
+        "(core.tasks.send_mail: 1)."
+    )
+    [email] = mail.outbox
+    assert "ConnectionRefusedError: 1" in email.body
+    assert "kept@client.example" not in email.subject + email.body
+
+    out = StringIO()
+    call_command("outbox_retry", "--dry-run", stdout=out)
+    assert out.getvalue().splitlines() == ["core.tasks.send_mail: 1", "Dry run: nothing sent."]
+    assert outbox.given_up().count() == 1
+    with pytest.raises(CommandError, match=r"No core\.tasks\.refund task is given up"):
+        call_command("outbox_retry", "--task", "core.tasks.refund", stdout=StringIO())
+
+    call_command("outbox_retry", "--task", "core.tasks.send_mail", stdout=StringIO())
+    assert outbox.relay() == 1  # the mail server is back
+    assert not outbox.given_up().exists()
+    assert "kept@client.example" in [to for m in mail.outbox for to in m.to]
+    assert alerts.run_watchdogs(only=["outbox.given_up"]).cleared == ["outbox.given_up"]
+    with pytest.raises(CommandError, match="No task is given up"):
+        call_command("outbox_retry", stdout=StringIO())
 
 
 @pytest.mark.django_db

@@ -41,6 +41,7 @@ def test_the_task_runs_every_apps_watchdog_and_a_healthy_system_raises_nothing(
         "audit.chain",
         "bookings.calendly_subscription",
         "keys.rotation",
+        "outbox.given_up",
         "payments.refunds_stuck",
         "webhooks.dead_letters",
         "webhooks.signature_failures",
