@@ -601,7 +601,7 @@ def test_chaos(chaos_stack: traffic.BookingStack, record_property: Any) -> None:
     outcome = read_outcome(run)
     verify = run.manage("audit_verify", "--full", timeout=300)
 
-    # --- The summary ---
+    # --- The checks, counted for the summary (printed passed or failed), then asserted ---
     restart_start, restart_end = faults.window("restart postgres")
     answers: Counter[str] = Counter()
     outside_window = []
@@ -610,6 +610,12 @@ def test_chaos(chaos_stack: traffic.BookingStack, record_property: Any) -> None:
             answers[str(status) if status else "no connection"] += 1
             if status != 200 and not restart_start <= at <= restart_end + RESTART_GRACE:
                 outside_window.append((item.delivery.event_id, status, at - restart_start))
+    unacknowledged = [item.delivery.event_id for item in sent if not item.ok]
+    not_final = {e: statuses.get(e, "missing") for e in unique if statuses.get(e) not in FINAL}
+    dead = [event_id for event_id in unique if statuses.get(event_id) == "dead"]
+
+    wrong, ledger_checked = _bookings_against_their_events(plans, outcome, sandbox)
+
     kinds = Counter(plan.kind for plan in plans)
     summary = (
         "Chaos run summary\n"
@@ -622,8 +628,12 @@ def test_chaos(chaos_stack: traffic.BookingStack, record_property: Any) -> None:
         f"  answers {dict(answers)}; acknowledged {sum(item.ok for item in sent)}; "
         f"outcomes {dict(Counter(item.outcome for item in sent))}\n"
         f"  faults: {[(what, round(end - start, 1)) for what, start, end in faults.log]}\n"
-        f"  inbox {dict(Counter(statuses.values()))}\n"
-        f"  bookings {dict(Counter(status for status, _, _ in outcome.bookings.values()))}\n"
+        f"  5xx outside the PostgreSQL restart window: {len(outside_window)}\n"
+        f"  inbox {dict(Counter(statuses.values()))}; never acknowledged "
+        f"{len(unacknowledged)}, not processed {len(not_final)}, dead {len(dead)}\n"
+        f"  bookings {dict(Counter(status for status, _, _ in outcome.bookings.values()))}; "
+        f"not as their events say (wrong state, a payment or refund twice, the ledger) "
+        f"{len(wrong)}; ledger equal to Stripe's on {ledger_checked} charges\n"
         f"  audit_verify exit {verify.returncode}: {verify.stdout.strip()[-200:]}\n"
         f"  took: booking {prepared_in:.0f} s, the four waves until drained {waves_in:.0f} s\n"
     )
@@ -633,20 +643,40 @@ def test_chaos(chaos_stack: traffic.BookingStack, record_property: Any) -> None:
     sys.stdout.write("\n" + summary)
 
     # --- No event lost ---
-    unacknowledged = [item.delivery.event_id for item in sent if not item.ok]
     assert not unacknowledged, f"deliveries never acknowledged: {unacknowledged[:10]}"
-    not_final = {e: statuses.get(e, "missing") for e in unique if statuses.get(e) not in FINAL}
     assert not not_final, f"events not processed: {list(not_final.items())[:10]}\n{run.logs()}"
-    dead = [event_id for event_id in unique if statuses[event_id] == "dead"]
     assert not dead, f"dead letters: {dead[:10]}\n{run.logs()}"
 
     # --- Zero 5xx outside the PostgreSQL restart ---
     assert not outside_window, f"errors outside the restart window: {outside_window[:10]}"
 
     # --- Every booking where its events put it; nothing applied twice; the ledger ---
+    assert not wrong, f"{len(wrong)} bookings not as their events say: {wrong[:10]}"
+    # One booking per invitee: the made ones and their reschedules' successors only.
+    assert len(outcome.bookings) == len(plans) + sum(plan.reschedule for plan in plans)
+    released = [plan for plan in plans if plan.kind == "expire"]
+    for plan in released:
+        assert calendly_event_status(run, plan.prepared.calendly_event) == "canceled"
+
+    # --- The audit trail is whole ---
+    assert verify.returncode == 0, f"audit_verify: {verify.stdout}\n{verify.stderr}"
+    assert {delivery.booking for delivery in deliveries if delivery.booking} <= set(
+        outcome.bookings
+    )
+
+
+def _bookings_against_their_events(
+    plans: list[Plan], outcome: Outcome, sandbox: traffic.Sandbox
+) -> tuple[list[Any], int]:
+    """Every booking where its events put it, nothing applied twice, our ledger equal
+    to Stripe's: what is wrong, and on how many charges the ledger was compared."""
     by_id = {pk: (status, successor) for status, pk, successor in outcome.bookings.values()}
-    wrong = []
+    wrong: list[Any] = []
+    ledger_checked = 0
     for plan in plans:
+        if plan.prepared.reference not in outcome.bookings:
+            wrong.append(("missing", plan.kind, plan.prepared.reference))
+            continue
         status, booking, successor = outcome.bookings[plan.prepared.reference]
         want_booking, want_payment = plan.expected()
         if plan.reschedule:
@@ -670,21 +700,11 @@ def test_chaos(chaos_stack: traffic.BookingStack, record_property: Any) -> None:
         if plan.kind == "expire":
             continue
         charge = sandbox.api("GET", f"charges/{payments[0][2]}")
+        ledger_checked += 1
         ours = payments[0][1] - sum(r[1] for r in refunds if r[0] == "succeeded")
         if ours != charge["amount"] - charge["amount_refunded"]:
             wrong.append(("ledger", ours, charge["amount"], charge["amount_refunded"]))
-    assert not wrong, f"{len(wrong)} bookings not as their events say: {wrong[:10]}"
-    # One booking per invitee: the made ones and their reschedules' successors only.
-    assert len(outcome.bookings) == len(plans) + sum(plan.reschedule for plan in plans)
-    released = [plan for plan in plans if plan.kind == "expire"]
-    for plan in released:
-        assert calendly_event_status(run, plan.prepared.calendly_event) == "canceled"
-
-    # --- The audit trail is whole ---
-    assert verify.returncode == 0, f"audit_verify: {verify.stdout}\n{verify.stderr}"
-    assert {delivery.booking for delivery in deliveries if delivery.booking} <= set(
-        outcome.bookings
-    )
+    return wrong, ledger_checked
 
 
 def _seconds(deliveries: list[traffic.Delivery]) -> float:
