@@ -1,0 +1,86 @@
+"""``make run`` on a fresh checkout: the README's first command.
+
+The steps of the Makefile's ``run`` target, in a copy of the source with no ``.env``
+and no database (the development profile: SQLite, the sandbox in a file of its own),
+then the server answering the pages a newcomer opens first. The suite's own database
+is PostgreSQL, where the sandbox shares the default database: a post_migrate handler
+that reached for the sandbox file's missing auth tables broke only this path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bench.stack import free_port, port_open, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "__pycache__", "*.sqlite3", ".env", "staticfiles", "node_modules"
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _run_target_steps() -> list[list[str]]:
+    """The ``run`` target's commands, read from the Makefile (so the test follows it)."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    body = re.search(r"^run: .*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert body, "the Makefile has no run target"
+    steps = [line.strip().split() for line in body.group(1).splitlines()]
+    assert all(step[0] == "$(BIN)/python" and step[1] == "manage.py" for step in steps), steps
+    return [step[1:] for step in steps]
+
+
+def test_make_run_works_on_a_fresh_checkout(tmp_path: Path) -> None:
+    source = tmp_path / "slotpay"
+    shutil.copytree(REPO, source, ignore=NOT_SOURCE)
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "ENVIRONMENT"}
+        and not key.startswith(("SLOTPAY_", "PYTEST_"))
+    }
+    env |= {"ENVIRONMENT": "development", "SITE_URL": f"http://127.0.0.1:{port}"}
+    *setup, serve = _run_target_steps()
+    assert serve[:2] == ["manage.py", "runserver"]
+
+    for step in setup:
+        done = subprocess.run(
+            [sys.executable, *step],
+            cwd=source,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}\n{done.stderr}"
+    assert "client@slotpay.localhost" in done.stdout  # seed_demo printed the sign-ins
+    assert (source / ".env").stat().st_mode & 0o077 == 0
+    assert (source / "db.sqlite3").exists()
+    assert (source / "db-sandbox.sqlite3").exists()
+
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=source,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: port_open(port), timeout=60)
+        for page in ("/", "/builders/", "/accounts/login/", "/admin/login/"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=30) as answer:
+                assert answer.status == 200, page
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
