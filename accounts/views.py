@@ -8,7 +8,9 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.template.defaultfilters import date as date_filter
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import dsr
@@ -68,9 +70,10 @@ def my_data_file(request: HttpRequest) -> HttpResponse:
     except dsr.DsrRefused as exc:
         messages.error(request, str(exc))
     else:
+        due = date_filter(timezone.localtime(filed.due_at), "j F Y")  # the table's, in their zone
         messages.success(
             request,
             f"We received your request ({filed.get_kind_display().lower()}, "
-            f"reference {filed.pk}). We will answer by {filed.due_at:%d %B %Y}.",
+            f"reference {filed.pk}). We will answer by {due}.",
         )
     return HttpResponseRedirect(reverse("accounts:my_data"))

@@ -4,8 +4,10 @@ request lands in the back-office queue."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.test import Client
 
 from accounts.models import DataSubjectRequest, User
@@ -35,6 +37,20 @@ def post(browser: Client, kind: str) -> object:
     return browser.post(
         "/accounts/privacy/request/", {"kind": kind, "csrfmiddlewaretoken": token}, follow=True
     )
+
+
+def test_the_promised_date_is_the_tables_in_the_clients_zone(clara: User) -> None:
+    """Filed at 16:49 UTC on 1 December, 01:49 on the 2nd in Tokyo: the message and the
+    table give one due date, in the client's zone."""
+    clara.time_zone = "Asia/Tokyo"
+    clara.save(update_fields=["time_zone"])
+    browser = signed_in(clara)
+
+    with time_machine.travel(datetime(2026, 12, 1, 16, 49, tzinfo=UTC), tick=False):
+        answer = post(browser, "access").content.decode()
+
+    assert "We will answer by 1 January 2027." in answer
+    assert "<td>2 December 2026</td><td>1 January 2027</td>" in answer
 
 
 def test_my_bookings_links_to_my_data(clara: User) -> None:
