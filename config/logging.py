@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import MutableMapping
 from typing import Any
@@ -52,6 +53,52 @@ class ForbiddenFilter(logging.Filter):
         if getattr(record, "status_code", None) == 403:
             record.exc_info = None
             record.exc_text = None
+        return True
+
+
+class SuspiciousRequestFilter(logging.Filter):
+    """A request Django refused as suspicious (``django.security.*``, answered 400: a
+    lookup or ``_to_field`` the admin does not allow, a bad Host) is a WARNING of one
+    line. The person who sent it chose its text: at ERROR with a traceback, anyone
+    signed in to the admin could bury real errors (each is an alert where ERROR is)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name.startswith("django.security.")
+            and getattr(record, "status_code", None) == 400
+            and record.levelno > logging.WARNING
+        ):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+# Line breaks and other control characters, as they would be written in Python.
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, 0x85] if chr(code) != "\t"} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+class OneLineFilter(logging.Filter):
+    """A record's message on one line: line breaks and control characters escaped.
+
+    Messages carry text a request chose (a path, a refused field's name), and a line
+    break in it would start what reads as a record of its own in the text format
+    (``?_to_field=%0d%0a...``). Tracebacks stay as they are, after the message.
+    Runs after QueryStringFilter, which leaves the message formatted in ``msg``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else str(record.msg)
+        if record.args:
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                message = record.getMessage()
+            record.args = None
+        record.msg = message.translate(_CONTROL)
         return True
 
 

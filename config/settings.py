@@ -779,8 +779,10 @@ LOGGING = {
     "filters": {
         "request_context": {"()": "config.logging.RequestContextFilter"},
         "forbidden_without_traceback": {"()": "config.logging.ForbiddenFilter"},
+        "suspicious_request_as_warning": {"()": "config.logging.SuspiciousRequestFilter"},
         "redact_query_strings": {"()": "config.logging.QueryStringFilter"},
         "mask_personal_data": {"()": "core.masking.MaskingFilter"},
+        "one_line": {"()": "config.logging.OneLineFilter"},
     },
     "formatters": {
         "json": {
@@ -799,8 +801,10 @@ LOGGING = {
             "filters": [
                 "request_context",
                 "forbidden_without_traceback",
+                "suspicious_request_as_warning",
                 "redact_query_strings",
                 "mask_personal_data",
+                "one_line",
             ],
         },
     },

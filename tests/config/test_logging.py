@@ -284,3 +284,38 @@ def test_a_refused_request_is_one_line_without_a_traceback(console, staff, clien
     logged = stream.getvalue()
     assert "Forbidden (Permission denied): /admin/auth/group/" in logged
     assert "Traceback" not in logged
+
+
+def test_a_refused_admin_lookup_is_one_warning_line_whatever_its_text(console, staff, client):
+    """``_to_field`` and lookups the admin refuses are the sender's text: a WARNING
+    without a traceback, its line breaks escaped (no forged record), never an ERROR."""
+    stream = console("text")
+    client.force_login(staff)
+    forged = "\r\n2026-11-30 12:00:00,000 ERROR slotpay.payments [-] Set-Cookie: x=1"
+
+    for query in (
+        {"_to_field": forged},
+        {"pk__regex": "\n.*"},
+        {"password__startswith": "pbkdf2\u2028x"},
+    ):
+        assert client.get("/admin/accounts/user/", query).status_code == 400
+
+    lines = stream.getvalue().splitlines()
+    records = [TEXT_RECORD.match(line) for line in lines]
+    assert all(records), lines  # every line starts a record: none was forged
+    assert {(m["level"], m["logger"]) for m in records} == {
+        ("WARNING", "django.security.DisallowedModelAdminToField"),
+        ("WARNING", "django.security.DisallowedModelAdminLookup"),
+    }
+    assert "Traceback" not in stream.getvalue()
+    assert "\\r\\n2026-11-30 12:00:00,000 ERROR" in stream.getvalue()
+
+
+def test_line_breaks_in_any_message_are_escaped(console, in_request, log_format):
+    stream = console(log_format)
+
+    logger.warning("Not Found: /bookings/%s", "x\r\nFAKE RECORD\x00\x1b[31m\u2029")
+
+    [line] = stream.getvalue().splitlines()
+    message = json.loads(line)["message"] if log_format == "json" else line
+    assert message.endswith("Not Found: /bookings/x\\r\\nFAKE RECORD\\x00\\x1b[31m\\u2029")

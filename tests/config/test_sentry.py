@@ -193,3 +193,15 @@ def test_an_outgoing_call_leaves_no_query_values_in_breadcrumbs(sentry, ingest):
         "/invitees?email=[redacted]&card=[redacted]&name=[redacted]&answer_1=[redacted]"
     )
     _assert_nothing_personal(sentry)
+
+
+@pytest.mark.django_db
+def test_a_refused_admin_lookup_sends_sentry_nothing(sentry, client, staff):
+    """Anyone signed in to the admin can make thousands: logged as a warning only
+    (Django's loggers reach our console handler only, not the root where Sentry reads)."""
+    client.force_login(staff)
+
+    assert client.get("/admin/accounts/user/", {"_to_field": "password"}).status_code == 400
+    logging.getLogger("slotpay.tests.sentry").error("a real error")
+
+    assert [e["logentry"]["formatted"] for e in _events(sentry)] == ["a real error"]
