@@ -9,7 +9,6 @@ that reached for the sandbox file's missing auth tables broke only this path.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.stack import free_port, port_open, wait_until
+from tests.config.conftest import bare_environment, run_manage
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_SOURCE = shutil.ignore_patterns(
@@ -43,26 +43,12 @@ def test_make_run_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     source = tmp_path / "slotpay"
     shutil.copytree(REPO, source, ignore=NOT_SOURCE)
     port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "ENVIRONMENT"}
-        and not key.startswith(("SLOTPAY_", "PYTEST_"))
-    }
-    env |= {"ENVIRONMENT": "development", "SITE_URL": f"http://127.0.0.1:{port}"}
+    values = {"SITE_URL": f"http://127.0.0.1:{port}"}  # and nothing else: a new machine
     *setup, serve = _run_target_steps()
     assert serve[:2] == ["manage.py", "runserver"]
 
     for step in setup:
-        done = subprocess.run(
-            [sys.executable, *step],
-            cwd=source,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = run_manage(*step[1:], environment="development", values=values, cwd=source)
         assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}\n{done.stderr}"
     assert "client@slotpay.localhost" in done.stdout  # seed_demo printed the sign-ins
     assert (source / ".env").stat().st_mode & 0o077 == 0
@@ -72,7 +58,7 @@ def test_make_run_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=source,
-        env=env,
+        env=bare_environment("development", values),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -80,17 +80,23 @@ def production_values(environment: str = "production") -> dict[str, str]:
     }
 
 
-def run_manage(*args: str, environment: str, values: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {
+def bare_environment(environment: str, values: dict[str, str]) -> dict[str, str]:
+    """A process environment with nothing of this one's but PATH and HOME."""
+    return {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/nonexistent"),
         "ENVIRONMENT": environment,
         **values,
     }
+
+
+def run_manage(
+    *args: str, environment: str, values: dict[str, str], cwd: Path = BASE_DIR
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
+        cwd=cwd,
+        env=bare_environment(environment, values),
         capture_output=True,
         text=True,
         timeout=120,
