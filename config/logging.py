@@ -56,15 +56,30 @@ class ForbiddenFilter(logging.Filter):
         return True
 
 
+# What a request alone decides, and is refused for (400). Others of django.security
+# (a tampered session, a file path, a redirect) stay errors with their traceback.
+_REFUSED_AS_SUSPICIOUS = {
+    f"django.security.{name}"
+    for name in (
+        "DisallowedModelAdminLookup",
+        "DisallowedModelAdminToField",
+        "DisallowedHost",
+        "RequestDataTooBig",
+        "TooManyFieldsSent",
+        "TooManyFilesSent",
+    )
+}
+
+
 class SuspiciousRequestFilter(logging.Filter):
-    """A request Django refused as suspicious (``django.security.*``, answered 400: a
-    lookup or ``_to_field`` the admin does not allow, a bad Host) is a WARNING of one
-    line. The person who sent it chose its text: at ERROR with a traceback, anyone
+    """A request Django refused for what it asked (answered 400: a lookup or
+    ``_to_field`` the admin does not allow, a bad Host, too many fields) is a WARNING of
+    one line. The person who sent it chose its text: at ERROR with a traceback, anyone
     signed in to the admin could bury real errors (each is an alert where ERROR is)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if (
-            record.name.startswith("django.security.")
+            record.name in _REFUSED_AS_SUSPICIOUS
             and getattr(record, "status_code", None) == 400
             and record.levelno > logging.WARNING
         ):
@@ -80,6 +95,7 @@ _CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, 0x85] if chr
     ord("\r"): "\\r",
     0x2028: "\\u2028",
     0x2029: "\\u2029",
+    ord("\\"): "\\\\",  # a typed "\\n" is then told from an escaped line break
 }
 
 
