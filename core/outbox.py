@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from importlib import import_module
 from typing import Any
@@ -151,9 +152,8 @@ def run(pk: int, publish_id: str) -> bool:
 
 
 def _release(message: OutboxMessage, exc: Exception) -> None:
-    given_up = message.attempts >= MAX_ATTEMPTS
     delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(max(0, message.attempts - 1), 16))
-    OutboxMessage.objects.filter(
+    released = OutboxMessage.objects.filter(
         pk=message.pk, publish_id=message.publish_id, done_at__isnull=True
     ).update(
         publish_id="",
@@ -161,6 +161,9 @@ def _release(message: OutboxMessage, exc: Exception) -> None:
         available_at=timezone.now() + delay,
         last_error=type(exc).__name__[:300],
     )
+    # Not given up if this run's publish was replaced meanwhile (a redelivery, a retry
+    # by hand): the row is the newer publish's now.
+    given_up = bool(released) and message.attempts >= MAX_ATTEMPTS
     log = logger.error if given_up else logger.warning
     log(
         "outbox.given_up" if given_up else "outbox.task_failed",
@@ -169,7 +172,7 @@ def _release(message: OutboxMessage, exc: Exception) -> None:
             "task": message.task,
             "error": type(exc).__name__,
             "attempt": message.attempts,
-            "retry_in": None if given_up else int(delay.total_seconds()),
+            "retry_in": int(delay.total_seconds()) if released and not given_up else None,
         },
     )
 
@@ -210,21 +213,46 @@ def _due(now: datetime) -> QuerySet[OutboxMessage]:
     )
 
 
-def given_up() -> QuerySet[OutboxMessage]:
-    """Rows no longer sent: they failed MAX_ATTEMPTS times (core/watchdogs.py alerts)."""
-    return OutboxMessage.objects.filter(done_at__isnull=True, attempts__gte=MAX_ATTEMPTS)
+def given_up(now: datetime | None = None) -> QuerySet[OutboxMessage]:
+    """Rows no longer sent: they failed MAX_ATTEMPTS times (core/watchdogs.py alerts).
+
+    Only rows with nothing in flight: their last run raised (released), their last
+    publish died before it was sent, or its message is taken to be lost. A row whose
+    last attempt a worker may still be running is not given up until that ends.
+    """
+    now = now or timezone.now()
+    lost = now - timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS)
+    failed = Q(publish_id="", sent_at__isnull=True)
+    publish_died = Q(sent_at__isnull=True, available_at__lte=now - CLAIM_TIMEOUT)
+    message_lost = Q(sent_at__lte=lost) & ~Q(publish_id="")
+    return OutboxMessage.objects.filter(done_at__isnull=True, attempts__gte=MAX_ATTEMPTS).filter(
+        failed | publish_died | message_lost
+    )
 
 
-def retry_given_up(*, task: str | None = None) -> int:
-    """Send the given-up rows (of ``task``, or all) again from a first attempt, once the
-    cause is fixed (``manage.py outbox_retry``). Returns how many were released."""
+def retry_given_up(*, task: str | None = None, ids: Collection[int] = ()) -> dict[str, int]:
+    """Send the given-up rows (of ``task``, of ``ids``, or all) again from a first
+    attempt, once the cause is fixed (``manage.py outbox_retry``). One UPDATE, whose
+    condition is checked again on each row as it is written: a row a worker took up
+    meanwhile is left alone. Returns how many of each task were released."""
     rows = given_up()
     if task:
         rows = rows.filter(task=task)
-    released = rows.update(attempts=0, publish_id="", sent_at=None, available_at=timezone.now())
+    if ids:
+        rows = rows.filter(pk__in=ids)
+    with transaction.atomic():
+        released = list(
+            rows.select_for_update(skip_locked=True).order_by("pk").values_list("pk", "task")
+        )
+        OutboxMessage.objects.filter(pk__in=[pk for pk, _ in released]).update(
+            attempts=0, publish_id="", sent_at=None, available_at=timezone.now(), last_error=""
+        )
+    counts: dict[str, int] = {}
+    for _, name in released:
+        counts[name] = counts.get(name, 0) + 1
     if released:
-        logger.warning("outbox.retried", extra={"rows": released, "task": task or "any"})
-    return released
+        logger.warning("outbox.retried", extra={"rows": len(released), "tasks": counts})
+    return counts
 
 
 def pending_count() -> int:

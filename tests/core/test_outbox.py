@@ -3,6 +3,7 @@ the change commits delays the work, never drops it."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -232,12 +233,21 @@ def test_given_up_tasks_are_an_alert_until_outbox_retry_sends_them(settings) -> 
 
     out = StringIO()
     call_command("outbox_retry", "--dry-run", stdout=out)
-    assert out.getvalue().splitlines() == ["core.tasks.send_mail: 1", "Dry run: nothing sent."]
+    [listed, count, dry] = out.getvalue().splitlines()
+    assert re.fullmatch(
+        r"\d+ core\.tasks\.send_mail made \d{4}-\d\d-\d\d \d\d:\d\d UTC, "
+        r"last error ConnectionRefusedError",
+        listed,
+    )
+    assert "kept@client.example" not in out.getvalue()
+    assert (count, dry) == ("core.tasks.send_mail: 1", "Dry run: nothing sent.")
     assert outbox.given_up().count() == 1
-    with pytest.raises(CommandError, match=r"No core\.tasks\.refund task is given up"):
+    with pytest.raises(CommandError, match="No chosen task is given up"):
         call_command("outbox_retry", "--task", "core.tasks.refund", stdout=StringIO())
 
-    call_command("outbox_retry", "--task", "core.tasks.send_mail", stdout=StringIO())
+    out = StringIO()
+    call_command("outbox_retry", "--task", "core.tasks.send_mail", stdout=out)
+    assert out.getvalue().splitlines()[0] == "core.tasks.send_mail: 1"
     assert outbox.relay() == 1  # the mail server is back
     assert not outbox.given_up().exists()
     assert "kept@client.example" in [to for m in mail.outbox for to in m.to]
@@ -286,3 +296,29 @@ def test_the_arguments_are_encrypted_at_rest() -> None:
         [(stored,)] = cursor.fetchall()
 
     assert "private@client.example" not in stored
+
+
+@pytest.mark.django_db
+def test_a_last_attempt_still_in_flight_is_not_given_up_nor_retried(settings) -> None:
+    """Published for the 50th time and maybe running: no alert, no second copy by
+    hand. Given up once its message is taken to be lost (or its run raised)."""
+    message = outbox.enqueue("core.tasks.send_mail", "t", "s", "b", ["a@x.example"], countdown=60)
+    assert message is not None
+    now = timezone.now()
+    OutboxMessage.objects.filter(pk=message.pk).update(
+        attempts=outbox.MAX_ATTEMPTS, publish_id="current", sent_at=now, available_at=now
+    )
+
+    assert not outbox.given_up().exists()
+    assert outbox.retry_given_up() == {}
+    message.refresh_from_db()
+    assert (message.attempts, message.publish_id) == (outbox.MAX_ATTEMPTS, "current")
+
+    # Its run raised meanwhile, after a retry by hand replaced its publish: that run's
+    # release changes nothing and gives nothing up.
+    later = now + timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS + 1)
+    assert outbox.given_up(later).get() == message
+    OutboxMessage.objects.filter(pk=message.pk).update(publish_id="by-hand", attempts=1)
+    outbox._release(message, ConnectionRefusedError())
+    message.refresh_from_db()
+    assert (message.publish_id, message.attempts, message.last_error) == ("by-hand", 1, "")
