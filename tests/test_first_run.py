@@ -23,7 +23,15 @@ from tests.config.conftest import bare_environment, run_manage
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "__pycache__", "*.sqlite3", ".env", "staticfiles", "node_modules"
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.sqlite3",
+    ".env",
+    "staticfiles",
+    "node_modules",
+    ".*_cache",
+    ".hypothesis",
 )
 
 pytestmark = pytest.mark.slow
@@ -55,18 +63,25 @@ def test_make_run_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     assert (source / "db.sqlite3").exists()
     assert (source / "db-sandbox.sqlite3").exists()
 
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=source,
-        env=bare_environment("development", values),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "runserver.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=source,
+            env=bare_environment("development", values),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_until(lambda: port_open(port), timeout=60)
+        wait_until(lambda: port_open(port) or server.poll() is not None, timeout=60)
+        assert server.poll() is None, f"runserver stopped:\n{log.read_text(errors='replace')}"
         for page in ("/", "/builders/", "/accounts/login/", "/admin/login/"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=30) as answer:
                 assert answer.status == 200, page
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -207,7 +207,13 @@ def world(django_db_setup: None, django_db_blocker: Any) -> Iterator[World]:
     """Built once per module and worker (a few hundred routes ask it), in a transaction
     rolled back at the module's end; each test's own transaction, and each request's
     savepoint, sit inside it."""
-    with django_db_blocker.unblock():
+    # The sessions' "last seen" is rolled back with each request, so an idle limit would
+    # count from the world's making: the matrix is about rights, not time.
+    idle = override_settings(
+        SESSION_IDLE_SECONDS=settings.SESSION_ABSOLUTE_SECONDS,
+        STAFF_SESSION_IDLE_SECONDS=settings.STAFF_SESSION_ABSOLUTE_SECONDS,
+    )
+    with django_db_blocker.unblock(), idle:
         outer = transaction.atomic()
         outer._from_testcase = True  # the code under test sees it as the test's own
         with outer:

@@ -26,6 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
+from django.core.cache import caches
 from django.db import connection, transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
@@ -181,20 +183,24 @@ def _ask(browser: Client, method: str, path: str, *, api: bool, watch: bool) -> 
     records."""
     cookies = copy.deepcopy(browser.cookies)  # a sign-out or a step-up would change them
     after = None
-    with _harness_savepoint():
-        before = _fingerprint() if watch else None
-        if api:
-            answer = browser.generic(method, path, "{}", content_type="application/json")
-        else:
-            answer = browser.generic(
-                method, path, "", content_type="application/x-www-form-urlencoded"
-            )
-        if watch and _fingerprint() != before:
-            # A row was written, maybe saved again as it was (new ciphertext, same
-            # values): compare the values, after and (rolled back) before.
-            after = _records()
-        transaction.set_rollback(True)
-    browser.cookies = cookies
+    try:
+        with _harness_savepoint():
+            before = _fingerprint() if watch else None
+            if api:
+                answer = browser.generic(method, path, "{}", content_type="application/json")
+            else:
+                answer = browser.generic(
+                    method, path, "", content_type="application/x-www-form-urlencoded"
+                )
+            if watch and _fingerprint() != before:
+                # A row was written, maybe saved again as it was (new ciphertext, same
+                # values): compare the values, after and (rolled back) before.
+                after = _records()
+            transaction.set_rollback(True)
+    finally:
+        browser.cookies = cookies
+        # Counters (rate limits, password guesses) are not rolled back with the rows.
+        caches[settings.RATE_LIMIT_CACHE].clear()
     changed = after is not None and after != _records()
     return answer, changed
 
