@@ -10,11 +10,12 @@ succeeded and redirected looks like that), on a 200 a rule requires and does not
 on any answer to tenant A or the public that shows tenant B's booking or client, and
 on any route no rule classifies.
 
-Each request runs in a savepoint that is rolled back, so one person's write never
-changes what the next one sees. Inside it, the domain's records are compared before
-and after every request but the writes a rule grants on the site: a GET, a refused
-write or an empty admin form that changed a booking, a payment, a token or a person
-fails too, whatever it answered.
+Each request runs in a savepoint that is rolled back, and the browser's cookies are
+put back after it, so one person's request never changes what the next one sees; a
+refused request that ends or replaces the session fails. Inside the savepoint, the
+domain's records are compared before and after every request but the writes a rule
+grants on the site: a GET, a refused write or an empty admin form that changed a
+booking, a payment, a token or a person fails too, whatever it answered.
 """
 
 from __future__ import annotations
@@ -205,6 +206,16 @@ def _ask(browser: Client, method: str, path: str, *, api: bool, watch: bool) -> 
     return answer, changed
 
 
+def _session_changed(browser: Client, answer: Any) -> bool:
+    """Whether ``answer`` replaced or deleted the signed-in browser's session cookie (a
+    sign-out, a new session): put back by ``_ask``, so looked for here. Sending the
+    same session again (a page that stored something in it) is no change."""
+    name = settings.SESSION_COOKIE_NAME
+    if name not in browser.cookies or name not in answer.cookies:
+        return False
+    return answer.cookies[name].value != browser.cookies[name].value
+
+
 def _provider_down(answer: Any) -> bool:
     """The API's documented answer when Stripe or Calendly does not answer, as in this
     world, where neither runs: only someone the rule lets write can get that far."""
@@ -273,6 +284,10 @@ def test_the_route_answers_everyone_as_its_rule_says(
                 wrong.append(f"{who} {method} {path}: raised {type(exc).__name__}: {exc}")
                 continue
             verdict = _judge(rule, who, method, answer) or _leak(world, who, answer)
+            if not granted_write and _session_changed(world.browsers[who], answer):
+                verdict = f"{answer.status_code}, and it ended or changed the session" + (
+                    f"; {verdict}" if verdict else ""
+                )
             if changed:
                 verdict = f"{answer.status_code}, and it changed records" + (
                     f"; {verdict}" if verdict else ""
