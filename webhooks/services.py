@@ -63,6 +63,9 @@ logger = logging.getLogger("slotpay.webhooks")
 Status = WebhookEvent.Status
 # A queued retry may run this much before its time (clock skew between hosts).
 EARLY_SLACK = timedelta(seconds=5)
+# How long a claim waits for another transaction's lock on the row before leaving
+# the event to whoever holds it (then the sweeper).
+CLAIM_LOCK_WAIT = timedelta(seconds=2)
 KEPT_HEADERS = ("User-Agent", "Content-Type", "Content-Length", "X-Request-ID")
 MAX_HEADER_CHARS = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -335,13 +338,39 @@ def _audit(
     )
 
 
+def _locked(pk: int) -> WebhookEvent | None:
+    """The row, locked; None if it is gone or its lock is held past CLAIM_LOCK_WAIT.
+
+    The lock's holders are short transactions (another claim, an outcome, a replay, a
+    relay's scan, which can keep a row it rechecked and passed over locked until it
+    commits), so a claim waits for them: skipped, a published event would wait for the
+    sweeper. It never waits longer than CLAIM_LOCK_WAIT, so a worker is not held by a
+    transaction that is stuck.
+    """
+    query = WebhookEvent.objects.select_for_update().filter(pk=pk)
+    if transaction.get_connection().vendor != "postgresql":
+        return query.first()
+    try:
+        with transaction.atomic():  # a savepoint: the timeout must not end the claim's
+            with transaction.get_connection().cursor() as cursor:
+                wait = f"{int(CLAIM_LOCK_WAIT.total_seconds() * 1000)}ms"
+                cursor.execute("SET LOCAL lock_timeout = %s", [wait])
+                row = query.first()
+                cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
+            return row
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        return None
+
+
 def _claim(pk: int, *, force: bool) -> WebhookEvent | str | None:
     """Claim the row for one attempt. Returns the row as claimed (``claimed_at`` is
     the claim's time); or ``dead`` when no attempt is left (the row is dead-lettered
     instead); or None: not ours now."""
     now = timezone.now()
     with transaction.atomic():
-        row = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+        row = _locked(pk)
         if row is None or not _claimable(row, now, force=force):
             return None
         if row.claimed_at is None:  # its first claim: the acceptance enters the audit trail

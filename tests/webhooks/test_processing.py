@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -200,27 +201,53 @@ def test_the_sweeper_takes_over_from_a_dead_worker_only_after_the_timeout(handle
 @pytest.mark.connections
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_row_locked_by_another_worker_is_skipped(handlers) -> None:
+def test_a_row_locked_longer_than_the_claims_wait_is_left_to_its_holder(handlers) -> None:
+    """A stuck transaction holds the row: the worker waits CLAIM_LOCK_WAIT, not for it."""
     event = stored()
+    thread, release = _lock_elsewhere(event.pk, hold=30)
+    began = time.monotonic()
+    try:
+        assert services.event_process(pk=event.pk) is None
+        waited = time.monotonic() - began
+    finally:
+        release.set()
+        thread.join()
+    wait = services.CLAIM_LOCK_WAIT.total_seconds()
+    assert wait <= waited < wait + 3
+    assert services.event_process(pk=event.pk) == Status.PROCESSED
+    assert len(handlers.calls) == 1
+
+
+@pytest.mark.connections
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_locked_for_a_moment_is_claimed_once_the_lock_goes(handlers) -> None:
+    """A relay's scan or another claim holds the row a moment: the event is processed
+    now, not left for the sweeper a minute later."""
+    event = stored()
+    thread, _ = _lock_elsewhere(event.pk, hold=0.3)
+    try:
+        assert services.event_process(pk=event.pk) == Status.PROCESSED
+    finally:
+        thread.join()
+    assert len(handlers.calls) == 1
+
+
+def _lock_elsewhere(pk: int, *, hold: float) -> tuple[threading.Thread, threading.Event]:
+    """Another connection locks the row for ``hold`` seconds (or until released)."""
     locked, release = threading.Event(), threading.Event()
 
     def other_worker() -> None:
         with transaction.atomic():
-            WebhookEvent.objects.select_for_update().get(pk=event.pk)
+            WebhookEvent.objects.select_for_update().get(pk=pk)
             locked.set()
-            release.wait(10)
+            release.wait(hold)
         connection.close()
 
     thread = threading.Thread(target=other_worker)
     thread.start()
     assert locked.wait(10)
-    try:
-        assert services.event_process(pk=event.pk) is None  # skipped at once, not blocked
-    finally:
-        release.set()
-        thread.join()
-    assert services.event_process(pk=event.pk) == Status.PROCESSED
-    assert len(handlers.calls) == 1
+    return thread, release
 
 
 def test_an_event_whose_handler_was_removed_is_ignored(stripe_sender: Sender, handlers):
