@@ -203,14 +203,19 @@ def _due(now: datetime) -> QuerySet[OutboxMessage]:
     """Not done and not given up; and unsent, due and not claimed by a publisher that
     may still be at work, or published so long ago that its message is taken to be
     lost. (A row sent by a release before publish ids has none, and is left alone.)"""
-    lost = now - timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS)
     unsent = Q(sent_at__isnull=True, available_at__lte=now) & (
         Q(attempts=0) | Q(available_at__lte=now - CLAIM_TIMEOUT)
     )
-    in_flight_too_long = Q(sent_at__lte=lost) & ~Q(publish_id="")
     return OutboxMessage.objects.filter(done_at__isnull=True, attempts__lt=MAX_ATTEMPTS).filter(
-        unsent | in_flight_too_long
+        unsent | _message_lost(now)
     )
+
+
+def _message_lost(now: datetime) -> Q:
+    """Published OUTBOX_REDELIVER_AFTER_SECONDS ago and never run to an end (a row sent
+    by a release before publish ids has none, and is never taken to be lost)."""
+    lost = now - timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS)
+    return Q(sent_at__lte=lost) & ~Q(publish_id="")
 
 
 def given_up(now: datetime | None = None) -> QuerySet[OutboxMessage]:
@@ -221,12 +226,10 @@ def given_up(now: datetime | None = None) -> QuerySet[OutboxMessage]:
     last attempt a worker may still be running is not given up until that ends.
     """
     now = now or timezone.now()
-    lost = now - timedelta(seconds=settings.OUTBOX_REDELIVER_AFTER_SECONDS)
     failed = Q(publish_id="", sent_at__isnull=True)
     publish_died = Q(sent_at__isnull=True, available_at__lte=now - CLAIM_TIMEOUT)
-    message_lost = Q(sent_at__lte=lost) & ~Q(publish_id="")
     return OutboxMessage.objects.filter(done_at__isnull=True, attempts__gte=MAX_ATTEMPTS).filter(
-        failed | publish_died | message_lost
+        failed | publish_died | _message_lost(now)
     )
 
 
